@@ -1,0 +1,121 @@
+//! A small users API, observable in three lines.
+//!
+//! ```text
+//! cargo run --example quickstart
+//! curl -i localhost:3000/users/42
+//! curl localhost:3000/metrics
+//! ```
+//!
+//! Environment: `PORT` (default 3000; `0` picks a free port), `HOST`
+//! (default `127.0.0.1`), `LOG_FORMAT` (`json`, the default, or `text`), and
+//! the standard `OTEL_*` variables (traces go to `http://localhost:4317`,
+//! Jaeger's OTLP gRPC port, unless `OTEL_EXPORTER_OTLP_ENDPOINT` says
+//! otherwise). Stops gracefully on Ctrl-C or SIGTERM, flushing pending spans.
+
+use std::{convert::Infallible, net::SocketAddr, time::Duration};
+
+use axum::{
+    Json, Router,
+    body::{Body, Bytes},
+    extract::Path,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde::Serialize;
+use tower_observability::{LogFormat, Observability};
+
+#[derive(Serialize)]
+struct User {
+    id: u64,
+    name: String,
+}
+
+/// `GET /users/{id}`: a user as JSON; ids above 1000 do not exist.
+async fn get_user(Path(id): Path<u64>) -> Response {
+    if id > 1000 {
+        return (StatusCode::NOT_FOUND, "no such user\n").into_response();
+    }
+    tracing::info!(user.id = id, "loaded user");
+    Json(User { id, name: format!("user-{id}") }).into_response()
+}
+
+/// `GET /orders/{id}`: fails with 500 for every fifth order, as a flaky
+/// payment backend would.
+async fn get_order(Path(id): Path<u64>) -> Response {
+    if id % 5 == 0 {
+        tracing::error!(order.id = id, "payment backend timed out");
+        return (StatusCode::INTERNAL_SERVER_ERROR, "payment backend timed out\n").into_response();
+    }
+    Json(serde_json::json!({ "id": id, "status": "paid" })).into_response()
+}
+
+/// `GET /report`: a CSV report streamed in 5 chunks, 100 ms apart.
+async fn report() -> Response {
+    let rows = futures_util::stream::unfold(0u32, |row| async move {
+        if row == 5 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Some((Ok::<_, Infallible>(Bytes::from(format!("{row},value-{row}\n"))), row + 1))
+    });
+    ([("content-type", "text/csv")], Body::from_stream(rows)).into_response()
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let log_format = match std::env::var("LOG_FORMAT").as_deref() {
+        Ok("text") => LogFormat::Text,
+        _ => LogFormat::Json,
+    };
+    let obs = Observability::builder()
+        .service_name("quickstart")
+        .service_version(env!("CARGO_PKG_VERSION"))
+        .log_format(log_format)
+        .init()?;
+
+    let app = Router::new()
+        .route("/users/{id}", get(get_user))
+        .route("/orders/{id}", get(get_order))
+        .route("/report", get(report))
+        .layer(obs.layer())
+        .merge(obs.monitoring_router());
+
+    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
+    let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3000);
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
+    let address: SocketAddr = listener.local_addr()?;
+    tracing::info!(
+        %address,
+        metrics = %format!("http://{address}/metrics"),
+        health = %format!("http://{address}/health/ready"),
+        traces = obs.otlp_endpoint().unwrap_or("off (OTEL_SDK_DISABLED)"),
+        "listening"
+    );
+
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    tracing::info!("shutting down, flushing spans");
+    obs.shutdown();
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! HTTP server metrics in the OpenTelemetry HTTP semantic conventions, in
+//! their Prometheus form, recorded through the `metrics` crate's facade.
+//!
+//! | metric | type | unit | labels |
+//! |---|---|---|---|
+//! | [`HTTP_SERVER_REQUEST_DURATION`] | histogram | seconds | method, route, status, scheme, `error_type` on errors |
+//! | [`HTTP_SERVER_ACTIVE_REQUESTS`] | gauge | requests | method, scheme |
+//! | [`HTTP_SERVER_REQUEST_BODY_SIZE`] | histogram | bytes | as duration |
+//! | [`HTTP_SERVER_RESPONSE_BODY_SIZE`] | histogram | bytes | as duration |
+//!
+//! Labels are `http_request_method` (unknown methods become `_OTHER`),
+//! `http_route` (the route template, [`UNMATCHED_ROUTE`](crate::UNMATCHED_ROUTE)
+//! for requests that matched no route), `http_response_status_code`,
+//! `url_scheme` and `error_type`. Duration runs from the call to the end of
+//! the response body, or to its drop.
+//!
+//! Histograms must be rendered with buckets (never as summaries); the
+//! [`Observability`](crate::Observability) builder sets
+//! [`DURATION_BUCKETS`] and [`SIZE_BUCKETS`]. When you install a recorder
+//! yourself, set them too.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use tower_observability::metrics::HttpMetricsLayer;
+//!
+//! let app: Router = Router::new()
+//!     .route("/users/{id}", get(|| async { "user" }))
+//!     .layer(HttpMetricsLayer::new());
+//! ```
+
+mod registry;
+mod service;
+
+pub use self::service::{HttpMetrics, HttpMetricsLayer, MetricsObserver, ResponseFuture};
+
+/// `http.server.request.duration`: seconds from the request to the end of
+/// its response body (histogram).
+pub const HTTP_SERVER_REQUEST_DURATION: &str = "http_server_request_duration_seconds";
+/// `http.server.active_requests`: requests whose response has not ended (gauge).
+pub const HTTP_SERVER_ACTIVE_REQUESTS: &str = "http_server_active_requests";
+/// `http.server.request.body.size`: request body bytes (histogram).
+pub const HTTP_SERVER_REQUEST_BODY_SIZE: &str = "http_server_request_body_size_bytes";
+/// `http.server.response.body.size`: response body bytes sent (histogram).
+pub const HTTP_SERVER_RESPONSE_BODY_SIZE: &str = "http_server_response_body_size_bytes";
+
+/// Bucket bounds of [`HTTP_SERVER_REQUEST_DURATION`], in seconds: the advice
+/// of OTel HTTP semconv v1.23+ (`0.005` to `10`).
+pub const DURATION_BUCKETS: [f64; 14] =
+    [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
+
+/// Bucket bounds of the body-size histograms, in bytes: powers of four from
+/// 64 B to 64 MiB (semconv gives no advice for sizes).
+pub const SIZE_BUCKETS: [f64; 11] = [
+    64.0,
+    256.0,
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
+    67_108_864.0,
+];
+
+/// Registers the `# HELP` text and unit of every metric of this module with
+/// the installed recorder. [`HttpMetricsLayer::new`] calls it; calling it
+/// again is harmless.
+pub fn describe() {
+    use ::metrics::{Unit, describe_gauge, describe_histogram};
+    describe_histogram!(
+        HTTP_SERVER_REQUEST_DURATION,
+        Unit::Seconds,
+        "Duration of HTTP server requests, to the end of the response body."
+    );
+    describe_gauge!(HTTP_SERVER_ACTIVE_REQUESTS, Unit::Count, "Number of active HTTP server requests.");
+    describe_histogram!(HTTP_SERVER_REQUEST_BODY_SIZE, Unit::Bytes, "Size of HTTP server request bodies.");
+    describe_histogram!(
+        HTTP_SERVER_RESPONSE_BODY_SIZE,
+        Unit::Bytes,
+        "Size of HTTP server response bodies, as sent."
+    );
+}

@@ -1,0 +1,158 @@
+//! Metric handles built once per label set and reused: the hot path of a
+//! known route takes two read locks and allocates nothing.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock, RwLock},
+};
+
+use ::metrics::{Gauge, Histogram, Label, SharedString};
+use http::StatusCode;
+
+use super::{
+    HTTP_SERVER_ACTIVE_REQUESTS, HTTP_SERVER_REQUEST_BODY_SIZE, HTTP_SERVER_REQUEST_DURATION,
+    HTTP_SERVER_RESPONSE_BODY_SIZE,
+};
+use crate::classify::{ErrorType, KnownMethod, UNMATCHED_ROUTE};
+
+/// The route label given once more than `max_routes` distinct routes were seen.
+pub(crate) const OVERFLOW_ROUTE: &str = "_overflow";
+
+/// All label sets of one metrics layer.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    routes: RwLock<HashMap<Box<str>, Arc<RouteSeries>>>,
+    unmatched: Arc<RouteSeries>,
+    overflow: Arc<RouteSeries>,
+    max_routes: usize,
+    active: [[OnceLock<Gauge>; 2]; KnownMethod::COUNT],
+}
+
+impl Registry {
+    pub(crate) fn new(max_routes: usize) -> Self {
+        Self {
+            routes: RwLock::default(),
+            unmatched: Arc::new(RouteSeries::new(UNMATCHED_ROUTE)),
+            overflow: Arc::new(RouteSeries::new(OVERFLOW_ROUTE)),
+            max_routes,
+            active: Default::default(),
+        }
+    }
+
+    /// The series of `route`; a bounded number of distinct routes is kept.
+    #[inline]
+    pub(crate) fn route(&self, route: Option<&str>) -> Arc<RouteSeries> {
+        let Some(route) = route else {
+            return self.unmatched.clone();
+        };
+        if let Some(series) = read(&self.routes).get(route) {
+            return series.clone();
+        }
+        let mut routes = self.routes.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(series) = routes.get(route) {
+            return series.clone();
+        }
+        if routes.len() >= self.max_routes {
+            return self.overflow.clone();
+        }
+        let series = Arc::new(RouteSeries::new(route));
+        routes.insert(route.into(), series.clone());
+        series
+    }
+
+    /// The active-requests gauge of a method and scheme.
+    #[inline]
+    pub(crate) fn active(&self, method: KnownMethod, scheme: &'static str) -> &Gauge {
+        let https = usize::from(scheme == "https");
+        self.active[method.index()][https].get_or_init(|| {
+            ::metrics::gauge!(
+                HTTP_SERVER_ACTIVE_REQUESTS,
+                "http_request_method" => method.as_str(),
+                "url_scheme" => scheme,
+            )
+        })
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What identifies one series within a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct SeriesKey {
+    pub(crate) method: KnownMethod,
+    pub(crate) scheme: &'static str,
+    pub(crate) status: Option<StatusCode>,
+    pub(crate) error: Option<ErrorType>,
+}
+
+/// The histograms of one label set.
+#[derive(Debug)]
+pub(crate) struct Series {
+    pub(crate) duration: Histogram,
+    pub(crate) request_size: Histogram,
+    pub(crate) response_size: Histogram,
+}
+
+/// The label sets of one route.
+#[derive(Debug)]
+pub(crate) struct RouteSeries {
+    route: SharedString,
+    series: RwLock<HashMap<SeriesKey, Series>>,
+}
+
+impl RouteSeries {
+    fn new(route: &str) -> Self {
+        Self { route: SharedString::from(route.to_owned()), series: RwLock::default() }
+    }
+
+    /// Records one finished request.
+    #[inline]
+    pub(crate) fn record(&self, key: SeriesKey, seconds: f64, request_bytes: u64, response_bytes: u64) {
+        let record = |series: &Series| {
+            series.duration.record(seconds);
+            series.request_size.record(request_bytes as f64);
+            series.response_size.record(response_bytes as f64);
+        };
+        if let Some(series) = read(&self.series).get(&key) {
+            return record(series);
+        }
+        let mut all = self.series.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        record(all.entry(key).or_insert_with(|| self.build(key)));
+    }
+
+    fn build(&self, key: SeriesKey) -> Series {
+        let mut labels = Vec::with_capacity(5);
+        labels.push(Label::new("http_request_method", key.method.as_str()));
+        labels.push(Label::new("http_route", self.route.clone()));
+        if let Some(status) = key.status {
+            labels.push(Label::new("http_response_status_code", status.as_str().to_owned()));
+        }
+        labels.push(Label::new("url_scheme", key.scheme));
+        if let Some(error) = key.error {
+            labels.push(Label::new("error_type", error.as_str().to_owned()));
+        }
+        Series {
+            duration: ::metrics::histogram!(HTTP_SERVER_REQUEST_DURATION, labels.clone()),
+            request_size: ::metrics::histogram!(HTTP_SERVER_REQUEST_BODY_SIZE, labels.clone()),
+            response_size: ::metrics::histogram!(HTTP_SERVER_RESPONSE_BODY_SIZE, labels),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_bounded() {
+        let registry = Registry::new(2);
+        let a = registry.route(Some("/a"));
+        assert!(Arc::ptr_eq(&a, &registry.route(Some("/a"))));
+        registry.route(Some("/b"));
+        let c = registry.route(Some("/c"));
+        assert_eq!(c.route.as_ref(), OVERFLOW_ROUTE);
+        assert_eq!(registry.route(None).route.as_ref(), UNMATCHED_ROUTE);
+    }
+}

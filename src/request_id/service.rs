@@ -1,0 +1,277 @@
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll, ready},
+};
+
+use http::{HeaderName, Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::{MakeRequestId, MakeRequestUuid, RequestId, X_REQUEST_ID, accept, uuid_id, validate};
+
+/// Layer that gives every request a validated [`RequestId`].
+///
+/// The id is read from `x-request-id` (or the header set with
+/// [`header_name`](Self::header_name)) when valid, or made by
+/// [`MakeRequestId`] (a UUID by default). It replaces the header on the
+/// request, goes into request extensions, and is copied to the response
+/// header unless the response sets that header itself.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RequestIdLayer<M = MakeRequestUuid> {
+    header: HeaderName,
+    make: M,
+}
+
+impl RequestIdLayer {
+    /// `x-request-id`, with UUIDs for requests without a valid id.
+    pub const fn new() -> Self {
+        Self { header: X_REQUEST_ID, make: MakeRequestUuid }
+    }
+}
+
+impl Default for RequestIdLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<M> RequestIdLayer<M> {
+    /// Reads and writes `header` instead of `x-request-id`.
+    pub fn header_name(mut self, header: HeaderName) -> Self {
+        self.header = header;
+        self
+    }
+
+    /// Makes ids with `make` instead of UUIDs.
+    pub fn make_request_id<M2: MakeRequestId>(self, make: M2) -> RequestIdLayer<M2> {
+        RequestIdLayer { header: self.header, make }
+    }
+}
+
+impl<S, M: Clone> Layer<S> for RequestIdLayer<M> {
+    type Service = RequestIdService<S, M>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestIdService { inner, header: self.header.clone(), make: self.make.clone() }
+    }
+}
+
+/// Service made by [`RequestIdLayer`].
+#[derive(Debug, Clone)]
+pub struct RequestIdService<S, M = MakeRequestUuid> {
+    inner: S,
+    header: HeaderName,
+    make: M,
+}
+
+impl<S> RequestIdService<S> {
+    /// Wraps `inner` with the defaults of [`RequestIdLayer::new`].
+    pub const fn new(inner: S) -> Self {
+        Self { inner, header: X_REQUEST_ID, make: MakeRequestUuid }
+    }
+
+    /// A [`RequestIdLayer`] with its defaults.
+    pub const fn layer() -> RequestIdLayer {
+        RequestIdLayer::new()
+    }
+}
+
+impl<S, M> RequestIdService<S, M> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, M, ReqBody, ResBody> Service<Request<ReqBody>> for RequestIdService<S, M>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    M: MakeRequestId,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = RequestIdResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let id = match accept(req.headers().get_all(&self.header)) {
+            Some(Ok(id)) => id,
+            Some(Err(reason)) => {
+                tracing::debug!(reason = reason.as_str(), "rejected an incoming request id");
+                self.generate(&req)
+            }
+            None => self.generate(&req),
+        };
+        req.headers_mut().insert(self.header.clone(), id.header_value().clone());
+        req.extensions_mut().insert(id.clone());
+        RequestIdResponseFuture { inner: self.inner.call(req), header: Some((self.header.clone(), id)) }
+    }
+}
+
+impl<S, M: MakeRequestId> RequestIdService<S, M> {
+    fn generate<B>(&mut self, req: &Request<B>) -> RequestId {
+        self.make
+            .make_request_id(req)
+            .filter(|id| validate(id.header_value().as_bytes()).is_ok())
+            .unwrap_or_else(uuid_id)
+    }
+}
+
+pin_project! {
+    /// Response future of [`RequestIdService`]: copies the id to the response.
+    pub struct RequestIdResponseFuture<F> {
+        #[pin]
+        inner: F,
+        header: Option<(HeaderName, RequestId)>,
+    }
+}
+
+impl<F, B, E> Future for RequestIdResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut res = ready!(this.inner.poll(cx))?;
+        if let Some((name, id)) = this.header.take()
+            && let http::header::Entry::Vacant(entry) = res.headers_mut().entry(name)
+        {
+            entry.insert(id.value);
+        }
+        Poll::Ready(Ok(res))
+    }
+}
+
+impl<F> std::fmt::Debug for RequestIdResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestIdResponseFuture").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http::HeaderValue;
+    use tower::{ServiceBuilder, ServiceExt};
+
+    use super::*;
+    use crate::request_id::RequestIdSource;
+
+    async fn roundtrip(
+        layer: RequestIdLayer<impl MakeRequestId + Clone>,
+        values: &[&[u8]],
+    ) -> (RequestId, Response<()>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let svc = ServiceBuilder::new().layer(layer).service_fn(move |req: Request<()>| {
+            let id = req.extensions().get::<RequestId>().cloned().unwrap();
+            // The request header now holds the accepted or generated id, once.
+            let header: Vec<_> = req.headers().get_all("x-request-id").iter().cloned().collect();
+            assert_eq!(header, vec![id.header_value().clone()]);
+            tx.send(id).unwrap();
+            async { Ok::<_, Infallible>(Response::new(())) }
+        });
+        let mut req = Request::new(());
+        for v in values {
+            req.headers_mut().append("x-request-id", HeaderValue::from_bytes(v).unwrap());
+        }
+        let res = svc.oneshot(req).await.unwrap();
+        (rx.recv().unwrap(), res)
+    }
+
+    #[tokio::test]
+    async fn valid_id_is_kept_and_echoed() {
+        let (id, res) = roundtrip(RequestIdLayer::new(), &[b"client-42"]).await;
+        assert_eq!(id.as_str(), "client-42");
+        assert_eq!(id.source(), RequestIdSource::Client);
+        assert_eq!(res.headers()["x-request-id"], "client-42");
+    }
+
+    #[tokio::test]
+    async fn hostile_ids_are_replaced_never_echoed() {
+        let long = vec![b'z'; 10_000];
+        let hostile: [&[u8]; 6] = [b"", b"has space", "\u{e9}t\u{e9}".as_bytes(), &long, b"a,b", b"a\tb"];
+        for value in hostile {
+            let (id, res) = roundtrip(RequestIdLayer::new(), &[value]).await;
+            assert_eq!(id.source(), RequestIdSource::Generated, "{value:?}");
+            assert_eq!(id.as_str().len(), 36);
+            let echoed = res.headers()["x-request-id"].as_bytes();
+            assert_eq!(echoed, id.as_str().as_bytes());
+            assert_ne!(echoed, value);
+        }
+        let (id, _) = roundtrip(RequestIdLayer::new(), &[b"one", b"two"]).await;
+        assert_eq!(id.source(), RequestIdSource::Generated);
+    }
+
+    #[tokio::test]
+    async fn missing_id_is_generated() {
+        let (id, res) = roundtrip(RequestIdLayer::new(), &[]).await;
+        assert_eq!(id.source(), RequestIdSource::Generated);
+        assert_eq!(res.headers()["x-request-id"].to_str().unwrap(), id.as_str());
+    }
+
+    #[derive(Clone)]
+    struct Counter(u64);
+    impl MakeRequestId for Counter {
+        fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+            self.0 += 1;
+            RequestId::generated(HeaderValue::from_str(&format!("req-{}", self.0)).unwrap())
+        }
+    }
+
+    #[derive(Clone)]
+    struct Broken;
+    impl MakeRequestId for Broken {
+        fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+            None
+        }
+    }
+
+    #[tokio::test]
+    async fn custom_generator_and_fallback() {
+        let (id, _) = roundtrip(RequestIdLayer::new().make_request_id(Counter(0)), &[]).await;
+        assert_eq!(id.as_str(), "req-1");
+        let (id, _) = roundtrip(RequestIdLayer::new().make_request_id(Broken), &[]).await;
+        assert_eq!(id.as_str().len(), 36, "a generator that gives up falls back to a UUID");
+    }
+
+    #[tokio::test]
+    async fn response_header_set_by_handler_is_left_alone() {
+        let svc = ServiceBuilder::new().layer(RequestIdLayer::new()).service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::builder().header("x-request-id", "upstream").body(()).unwrap())
+        });
+        let res = svc.oneshot(Request::new(())).await.unwrap();
+        assert_eq!(res.headers()["x-request-id"], "upstream");
+    }
+
+    #[tokio::test]
+    async fn custom_header_name() {
+        let layer = RequestIdLayer::new().header_name(HeaderName::from_static("x-correlation-id"));
+        let svc = ServiceBuilder::new().layer(layer).service_fn(|req: Request<()>| async move {
+            assert_eq!(req.extensions().get::<RequestId>().unwrap().as_str(), "corr-1");
+            Ok::<_, Infallible>(Response::new(()))
+        });
+        let req = Request::builder().header("x-correlation-id", "corr-1").body(()).unwrap();
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(res.headers()["x-correlation-id"], "corr-1");
+    }
+}

@@ -1,0 +1,472 @@
+//! One call that sets up the whole pipeline: the Prometheus recorder, the
+//! OTLP tracer provider and the `tracing` subscriber.
+//!
+//! See [`Observability`] for the entry point and [`ObservabilityBuilder`] for
+//! every setting and the environment variables it reads.
+
+mod config;
+mod exporter;
+
+use std::{
+    fmt,
+    sync::{Arc, mpsc},
+    thread,
+    time::{Duration, Instant},
+};
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing_subscriber::{
+    EnvFilter, Layer as _, filter::Targets, layer::SubscriberExt, util::SubscriberInitExt,
+};
+
+pub use self::config::OtlpProtocol;
+use self::exporter::ExporterRuntime;
+use crate::{
+    ObservabilityLayer,
+    metrics::{
+        DURATION_BUCKETS, HTTP_SERVER_REQUEST_BODY_SIZE, HTTP_SERVER_RESPONSE_BODY_SIZE, SIZE_BUCKETS,
+    },
+};
+
+/// How often the Prometheus recorder's upkeep runs (drains histogram samples).
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// How long [`Observability`] waits for pending spans at shutdown.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An error of [`ObservabilityBuilder::init`]. Nothing is installed globally
+/// when `init` fails, except as noted on a variant.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InitError {
+    /// A global `metrics` recorder was installed before; pass
+    /// [`ObservabilityBuilder::install_metrics_recorder`]`(false)` to keep it.
+    #[error("a global metrics recorder is already installed")]
+    RecorderAlreadyInstalled,
+    /// A global `tracing` subscriber was installed before; pass
+    /// [`ObservabilityBuilder::install_subscriber`]`(false)` to keep it. The
+    /// Prometheus recorder is not installed in that case.
+    #[error("a global tracing subscriber is already installed")]
+    SubscriberAlreadyInstalled,
+    /// The collector endpoint is not an absolute `http://` URL.
+    #[error("invalid OTLP endpoint {endpoint:?}: {reason}")]
+    InvalidEndpoint {
+        /// The endpoint as given.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL` names a protocol this build cannot
+    /// speak (`http/json`, or one whose feature is off).
+    #[error("unsupported OTLP protocol {0:?} (expected \"grpc\" or \"http/protobuf\")")]
+    UnsupportedProtocol(String),
+    /// `RUST_LOG` or the builder's filter does not parse.
+    #[error("invalid log filter: {0}")]
+    InvalidLogFilter(String),
+    /// The OTLP exporter could not be built.
+    #[error("failed to build the OTLP span exporter: {0}")]
+    Exporter(String),
+    /// The exporter's background thread could not start.
+    #[error("failed to start the exporter thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// Format of log lines written to standard output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// One JSON object per line, with the fields of the current span
+    /// (`request_id` among them). The default: logs go to machines.
+    #[default]
+    Json,
+    /// Human-readable lines, with span fields.
+    Text,
+}
+
+/// Builder of [`Observability`]; start with [`Observability::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ObservabilityBuilder {
+    service_name: Option<String>,
+    service_version: Option<String>,
+    endpoint: Option<String>,
+    protocol: Option<OtlpProtocol>,
+    sampler: Option<Sampler>,
+    log_format: LogFormat,
+    log_filter: Option<String>,
+    install_subscriber: bool,
+    install_recorder: bool,
+}
+
+impl ObservabilityBuilder {
+    /// `service.name` of the resource; `OTEL_SERVICE_NAME` overrides it.
+    /// Defaults to `unknown_service` (OTel resource semconv).
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.service_name = Some(name.into());
+        self
+    }
+
+    /// `service.version` of the resource, e.g. `env!("CARGO_PKG_VERSION")`.
+    pub fn service_version(mut self, version: impl Into<String>) -> Self {
+        self.service_version = Some(version.into());
+        self
+    }
+
+    /// Base URL of the OTLP collector (Jaeger, the OTel Collector).
+    ///
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` and `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// override it. Defaults to `http://localhost:4317` for gRPC and
+    /// `http://localhost:4318` for HTTP, Jaeger's OTLP ports. With HTTP,
+    /// `/v1/traces` is appended to a base URL.
+    pub fn otlp_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// Transport to the collector; `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc`,
+    /// `http/protobuf`) overrides it. Defaults to [`OtlpProtocol::Grpc`].
+    pub fn otlp_protocol(mut self, protocol: OtlpProtocol) -> Self {
+        self.protocol = Some(protocol);
+        self
+    }
+
+    /// Head sampler of the tracer provider. When unset, or when
+    /// `OTEL_TRACES_SAMPLER` is set, the SDK reads `OTEL_TRACES_SAMPLER` and
+    /// `OTEL_TRACES_SAMPLER_ARG` (default `parentbased_always_on`).
+    pub fn sampler(mut self, sampler: Sampler) -> Self {
+        self.sampler = Some(sampler);
+        self
+    }
+
+    /// Format of log lines; defaults to [`LogFormat::Json`].
+    pub fn log_format(mut self, format: LogFormat) -> Self {
+        self.log_format = format;
+        self
+    }
+
+    /// Log filter directives in `RUST_LOG` syntax, used when `RUST_LOG` is
+    /// unset. Defaults to `info`.
+    pub fn log_filter(mut self, directives: impl Into<String>) -> Self {
+        self.log_filter = Some(directives.into());
+        self
+    }
+
+    /// Whether to install a global `tracing` subscriber (logs and the OTel
+    /// layer). Defaults to `true`; with `false`, add
+    /// [`Observability::otel_layer`] to your own subscriber.
+    pub fn install_subscriber(mut self, install: bool) -> Self {
+        self.install_subscriber = install;
+        self
+    }
+
+    /// Whether to install the global Prometheus `metrics` recorder. Defaults
+    /// to `true`; with `false`, `/metrics` answers 503 and metrics go to
+    /// whatever recorder you installed.
+    pub fn install_metrics_recorder(mut self, install: bool) -> Self {
+        self.install_recorder = install;
+        self
+    }
+
+    /// Installs everything and returns the [`Observability`] handle, which
+    /// flushes pending spans when dropped.
+    ///
+    /// The OTLP exporter connects lazily, on a thread of its own: an absent
+    /// or slow collector never fails `init` nor slows a request; spans that
+    /// cannot be sent are dropped once the batch queue (2048 spans,
+    /// `OTEL_BSP_MAX_QUEUE_SIZE`) is full.
+    ///
+    /// # Errors
+    ///
+    /// See [`InitError`]. A subscriber or recorder already installed is an
+    /// error value, never a panic.
+    pub fn init(self) -> Result<Observability, InitError> {
+        if self.install_subscriber && tracing::dispatcher::has_been_set() {
+            return Err(InitError::SubscriberAlreadyInstalled);
+        }
+        let log_filter = self.build_log_filter()?;
+        let service_name = config::env("OTEL_SERVICE_NAME")
+            .or_else(|| self.service_name.clone())
+            .unwrap_or_else(|| "unknown_service".to_owned());
+
+        let tracing = if config::sdk_disabled() {
+            None
+        } else {
+            let protocol = config::resolve_protocol(self.protocol)?;
+            let endpoint = config::resolve_endpoint(self.endpoint.as_deref(), protocol)?;
+            Some(self.tracer_provider(&service_name, protocol, &endpoint)?)
+        };
+
+        let prometheus = if self.install_recorder { Some(install_recorder()?) } else { None };
+        let upkeep = prometheus.clone().map(Upkeep::start).transpose()?;
+
+        let info = Arc::new(ServiceInfo {
+            name: service_name,
+            version: self.service_version.clone().unwrap_or_default(),
+            started: Instant::now(),
+        });
+        let (provider, runtime, endpoint) = match tracing {
+            Some((provider, runtime, endpoint)) => (Some(provider), runtime, Some(endpoint)),
+            None => (None, None, None),
+        };
+
+        let obs = Observability {
+            info,
+            prometheus,
+            provider,
+            layer: default_layer(),
+            endpoint,
+            _upkeep: upkeep,
+            runtime,
+        };
+        if self.install_subscriber {
+            let fmt = match self.log_format {
+                LogFormat::Json => tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .boxed(),
+                LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
+            };
+            tracing_subscriber::registry()
+                .with(fmt.with_filter(log_filter))
+                .with(obs.otel_layer())
+                .try_init()
+                .map_err(|_| InitError::SubscriberAlreadyInstalled)?;
+        }
+        Ok(obs)
+    }
+
+    fn build_log_filter(&self) -> Result<EnvFilter, InitError> {
+        let directives =
+            config::env("RUST_LOG").or_else(|| self.log_filter.clone()).unwrap_or_else(|| "info".to_owned());
+        EnvFilter::builder()
+            .parse(&directives)
+            .map_err(|e| InitError::InvalidLogFilter(format!("{directives:?}: {e}")))
+    }
+
+    fn tracer_provider(
+        &self,
+        service_name: &str,
+        protocol: OtlpProtocol,
+        endpoint: &str,
+    ) -> Result<(SdkTracerProvider, Option<ExporterRuntime>, String), InitError> {
+        let (exporter, runtime) = exporter::build(protocol, endpoint)?;
+        let mut resource = opentelemetry_sdk::Resource::builder().with_service_name(service_name.to_owned());
+        if let Some(version) = &self.service_version {
+            resource =
+                resource.with_attribute(opentelemetry::KeyValue::new("service.version", version.clone()));
+        }
+        let mut provider =
+            SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource.build());
+        if let Some(sampler) = self.sampler.clone().filter(|_| config::env("OTEL_TRACES_SAMPLER").is_none()) {
+            provider = provider.with_sampler(sampler);
+        }
+        let provider = provider.build();
+        opentelemetry::global::set_tracer_provider(provider.clone());
+        Ok((provider, runtime, endpoint.to_owned()))
+    }
+}
+
+/// The layer of [`Observability::layer`]: the monitoring routes excluded.
+fn default_layer() -> ObservabilityLayer {
+    let layer = ObservabilityLayer::new();
+    #[cfg(feature = "monitoring")]
+    let layer = layer.exclude_routes(crate::monitoring::ROUTES);
+    layer
+}
+
+fn install_recorder() -> Result<PrometheusHandle, InitError> {
+    let sizes = |name: &str| Matcher::Full(name.to_owned());
+    let handle = PrometheusBuilder::new()
+        .set_buckets(&DURATION_BUCKETS)
+        .and_then(|b| b.set_buckets_for_metric(sizes(HTTP_SERVER_REQUEST_BODY_SIZE), &SIZE_BUCKETS))
+        .and_then(|b| b.set_buckets_for_metric(sizes(HTTP_SERVER_RESPONSE_BODY_SIZE), &SIZE_BUCKETS))
+        .expect("bucket lists are not empty")
+        .install_recorder()
+        .map_err(|_| InitError::RecorderAlreadyInstalled)?;
+    crate::metrics::describe();
+    Ok(handle)
+}
+
+/// Runs the Prometheus recorder's upkeep on a thread until dropped.
+#[derive(Debug)]
+struct Upkeep {
+    _stop: mpsc::Sender<()>,
+}
+
+impl Upkeep {
+    fn start(handle: PrometheusHandle) -> Result<Self, InitError> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        thread::Builder::new().name("prometheus-upkeep".to_owned()).spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(UPKEEP_INTERVAL) {
+                handle.run_upkeep();
+            }
+        })?;
+        Ok(Self { _stop: stop })
+    }
+}
+
+/// Name, version and start time of the service, for the monitoring routes.
+#[derive(Debug)]
+pub(crate) struct ServiceInfo {
+    pub(crate) name: String,
+    pub(crate) version: String,
+    pub(crate) started: Instant,
+}
+
+/// The installed pipeline: the handle to build layers and the monitoring
+/// router from, and the guard that flushes spans when dropped.
+///
+/// # Example
+///
+/// ```no_run
+/// use axum::{Router, routing::get};
+/// use tower_observability::Observability;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let obs = Observability::builder()
+///     .service_name("users-api")
+///     .service_version(env!("CARGO_PKG_VERSION"))
+///     .init()?;
+///
+/// let app = Router::new()
+///     .route("/users/{id}", get(|| async { "user" }))
+///     .layer(obs.layer())
+///     .merge(obs.monitoring_router());
+///
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// axum::serve(listener, app).await?;
+/// obs.shutdown(); // or let it drop: pending spans are flushed either way
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "dropping Observability shuts the span exporter down"]
+pub struct Observability {
+    info: Arc<ServiceInfo>,
+    prometheus: Option<PrometheusHandle>,
+    provider: Option<SdkTracerProvider>,
+    layer: ObservabilityLayer,
+    endpoint: Option<String>,
+    _upkeep: Option<Upkeep>,
+    runtime: Option<ExporterRuntime>,
+}
+
+impl Observability {
+    /// A builder with the defaults described on each setter.
+    pub fn builder() -> ObservabilityBuilder {
+        ObservabilityBuilder {
+            service_name: None,
+            service_version: None,
+            endpoint: None,
+            protocol: None,
+            sampler: None,
+            log_format: LogFormat::default(),
+            log_filter: None,
+            install_subscriber: true,
+            install_recorder: true,
+        }
+    }
+
+    /// The layer stacking request id, span and metrics, in that order; see
+    /// [`ObservabilityLayer`]. Every call shares the same metric caches.
+    pub fn layer(&self) -> ObservabilityLayer {
+        self.layer.clone()
+    }
+
+    /// The router fragment serving `/metrics` and `/health/*`.
+    ///
+    /// Merge it before or after applying [`layer`](Self::layer): either way
+    /// monitoring requests are neither traced nor measured, and requests that
+    /// match no route (404) are observed exactly once.
+    #[cfg(feature = "monitoring")]
+    pub fn monitoring_router(&self) -> crate::monitoring::MonitoringRouter {
+        crate::monitoring::MonitoringRouter::new(
+            self.prometheus.clone(),
+            self.info.clone(),
+            self.layer.clone(),
+        )
+    }
+
+    /// The Prometheus handle, when this crate installed the recorder.
+    pub fn prometheus_handle(&self) -> Option<&PrometheusHandle> {
+        self.prometheus.as_ref()
+    }
+
+    /// The tracer provider; `None` when `OTEL_SDK_DISABLED=true`.
+    pub fn tracer_provider(&self) -> Option<&SdkTracerProvider> {
+        self.provider.as_ref()
+    }
+
+    /// The URL spans are exported to; `None` when tracing export is off.
+    pub fn otlp_endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
+    }
+
+    /// `service.name` as resolved from the builder and `OTEL_SERVICE_NAME`.
+    pub fn service_name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// The `tracing-opentelemetry` layer feeding this provider, for a
+    /// subscriber you build yourself (see
+    /// [`ObservabilityBuilder::install_subscriber`]). It takes spans at
+    /// `INFO` and above, except those of the exporter's own HTTP stack.
+    pub fn otel_layer<S>(&self) -> Option<impl tracing_subscriber::Layer<S> + use<S>>
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        let tracer = self.provider.as_ref()?.tracer("tower-observability");
+        let internals = Targets::new().with_default(tracing::Level::INFO).with_targets(
+            ["h2", "hyper", "tonic", "tower::", "reqwest", "opentelemetry"]
+                .map(|t| (t, tracing_subscriber::filter::LevelFilter::OFF)),
+        );
+        Some(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_location(false)
+                .with_threads(false)
+                .with_tracked_inactivity(false)
+                .with_filter(internals),
+        )
+    }
+
+    /// Flushes pending spans and shuts the exporter down, waiting at most
+    /// 5 seconds. Dropping `Observability` does the same.
+    pub fn shutdown(mut self) {
+        self.shutdown_provider();
+    }
+
+    fn shutdown_provider(&mut self) {
+        let Some(provider) = self.provider.take() else { return };
+        let shutdown = move || {
+            if let Err(err) = provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT) {
+                tracing::warn!(error = %err, "span exporter shutdown did not complete");
+            }
+        };
+        // The exporter runs on its own thread and runtime, so blocking here
+        // cannot starve it; in a multi-thread runtime, tell tokio we block.
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(shutdown),
+            _ => shutdown(),
+        }
+    }
+}
+
+impl Drop for Observability {
+    fn drop(&mut self) {
+        self.shutdown_provider();
+        drop(self.runtime.take());
+    }
+}
+
+impl fmt::Debug for Observability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Observability")
+            .field("service_name", &self.info.name)
+            .field("service_version", &self.info.version)
+            .field("otlp_endpoint", &self.endpoint)
+            .field("prometheus", &self.prometheus.is_some())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,37 @@
+//! A server span per request, in the OpenTelemetry HTTP span conventions,
+//! continued from the caller's W3C Trace Context.
+//!
+//! The span is a `tracing` span at `INFO` with target
+//! `tower_observability::trace`; `tracing-opentelemetry` turns it into an
+//! OTel span of kind server, named `{method} {route}` (OTel HTTP semconv
+//! v1.26, "Name"). It is entered while the inner service runs, so every log
+//! event of the handler is inside it, and it closes when the response body
+//! ends, fails or is dropped, so its duration covers the whole response.
+//!
+//! Attributes: `http.request.method` (`_OTHER` for unknown methods, with
+//! `http.request.method_original`), `http.route`, `url.path`, `url.scheme`,
+//! `user_agent.original`, `network.protocol.version`,
+//! `http.response.status_code`, `error.type` and `request_id` (the
+//! [`RequestId`](crate::request_id::RequestId) of the request, when
+//! [`RequestIdLayer`](crate::request_id::RequestIdLayer) runs before this
+//! layer). The span status is error on 5xx and on failures, unset otherwise.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use tower_observability::{request_id::RequestIdLayer, trace::HttpTraceLayer};
+//! use tower::ServiceBuilder;
+//!
+//! let app: Router = Router::new()
+//!     .route("/users/{id}", get(|| async { "user" }))
+//!     .layer(ServiceBuilder::new().layer(RequestIdLayer::new()).layer(HttpTraceLayer::new()));
+//! ```
+
+mod propagation;
+mod service;
+
+pub use self::{
+    propagation::HeaderExtractor,
+    service::{HttpTrace, HttpTraceLayer, ResponseFuture, TraceObserver},
+};

@@ -1,0 +1,332 @@
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+};
+
+use http::{Request, Response, StatusCode, Version};
+use opentelemetry::{
+    propagation::{TextMapCompositePropagator, TextMapPropagator},
+    trace::TraceContextExt,
+};
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::{Span, field::Empty};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::propagation::{CheckedExtractor, has_context};
+use crate::{
+    body::{self, BodyEnd, BodyObserver, ResponseBody},
+    classify::{ErrorType, KnownMethod, RouteFilter, response_error, route_of, scheme_of},
+    request_id::RequestId,
+};
+
+/// Layer that opens an OTel HTTP server span for every request.
+///
+/// See the [module docs](super). The parent comes from the request's W3C
+/// `traceparent`/`tracestate` (and `baggage`) headers; invalid headers are
+/// ignored and a new trace starts (W3C Trace Context, section 4).
+#[derive(Clone)]
+#[must_use]
+pub struct HttpTraceLayer {
+    propagator: Arc<dyn TextMapPropagator + Send + Sync>,
+    exclude: RouteFilter,
+}
+
+/// Marks a request as traced, so that a second [`HttpTrace`] around the same
+/// request (a layer applied twice, e.g. on a merged router) opens no span.
+#[derive(Debug, Clone, Copy)]
+struct Traced;
+
+impl HttpTraceLayer {
+    /// A layer extracting W3C Trace Context and Baggage.
+    pub fn new() -> Self {
+        let propagator = TextMapCompositePropagator::new(vec![
+            Box::new(TraceContextPropagator::new()),
+            Box::new(BaggagePropagator::new()),
+        ]);
+        Self { propagator: Arc::new(propagator), exclude: RouteFilter::default() }
+    }
+
+    /// Opens no span for requests on these route templates (e.g. `/metrics`
+    /// and health probes). Requests that matched no route are always traced.
+    pub fn exclude_routes<I, T>(mut self, routes: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<Box<str>>,
+    {
+        self.exclude = RouteFilter::new(routes);
+        self
+    }
+
+    /// Extracts the parent context with `propagator` instead.
+    pub fn propagator(mut self, propagator: impl TextMapPropagator + Send + Sync + 'static) -> Self {
+        self.propagator = Arc::new(propagator);
+        self
+    }
+}
+
+impl Default for HttpTraceLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for HttpTraceLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpTraceLayer").finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for HttpTraceLayer {
+    type Service = HttpTrace<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        HttpTrace { inner, propagator: self.propagator.clone(), exclude: self.exclude.clone() }
+    }
+}
+
+/// Service made by [`HttpTraceLayer`].
+#[derive(Clone)]
+pub struct HttpTrace<S> {
+    inner: S,
+    propagator: Arc<dyn TextMapPropagator + Send + Sync>,
+    exclude: RouteFilter,
+}
+
+impl<S> HttpTrace<S> {
+    /// Wraps `inner` with a new [`HttpTraceLayer`].
+    pub fn new(inner: S) -> Self {
+        HttpTraceLayer::new().layer(inner)
+    }
+
+    /// A new [`HttpTraceLayer`].
+    pub fn layer() -> HttpTraceLayer {
+        HttpTraceLayer::new()
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for HttpTrace<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpTrace").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+/// `{method} {route}`, or `{method}` without a route; `HTTP` stands for an
+/// unknown method (OTel HTTP semconv v1.26, span name).
+struct SpanName<'a> {
+    method: KnownMethod,
+    route: Option<&'a str>,
+}
+
+impl fmt::Display for SpanName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let method = if self.method.is_other() { "HTTP" } else { self.method.as_str() };
+        match self.route {
+            Some(route) => write!(f, "{method} {route}"),
+            None => f.write_str(method),
+        }
+    }
+}
+
+fn protocol_version(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "1.1",
+    }
+}
+
+/// Opens the server span of `req`, its parent set from the request headers.
+pub(crate) fn make_span<B>(req: &Request<B>, propagator: &(dyn TextMapPropagator + Send + Sync)) -> Span {
+    let method = KnownMethod::of(req.method());
+    let route = route_of(req.extensions());
+    let span = tracing::info_span!(
+        target: "tower_observability::trace",
+        "HTTP request",
+        otel.name = %SpanName { method, route },
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = method.as_str(),
+        http.request.method_original = Empty,
+        http.route = route,
+        http.response.status_code = Empty,
+        url.path = req.uri().path(),
+        url.scheme = scheme_of(req.uri()),
+        network.protocol.version = protocol_version(req.version()),
+        user_agent.original = Empty,
+        request_id = Empty,
+        error.type = Empty,
+    );
+    if span.is_disabled() {
+        return span;
+    }
+    if method.is_other() {
+        span.record("http.request.method_original", req.method().as_str());
+    }
+    if let Some(agent) = req.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()) {
+        span.record("user_agent.original", agent);
+    }
+    if let Some(id) = req.extensions().get::<RequestId>() {
+        span.record("request_id", id.as_str());
+    }
+    if has_context(req.headers()) {
+        let parent = propagator.extract(&CheckedExtractor::new(req.headers()));
+        if parent.span().span_context().is_valid() || parent.has_active_span() {
+            // Fails only when no OTel layer is installed: then there is no
+            // OTel span to parent either.
+            let _ = span.set_parent(parent);
+        }
+    }
+    span
+}
+
+/// Records how the request ended on its span.
+fn record_end(span: &Span, status: Option<StatusCode>, error: Option<ErrorType>) {
+    if let Some(status) = status {
+        span.record("http.response.status_code", status.as_u16());
+    }
+    if let Some(error) = error {
+        span.record("error.type", error.as_str());
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for HttpTrace<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: http_body::Body,
+{
+    type Response = Response<ResponseBody<ResBody, TraceObserver>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let span = if self.exclude.excludes(route_of(req.extensions()))
+            || req.extensions().get::<Traced>().is_some()
+        {
+            Span::none()
+        } else {
+            req.extensions_mut().insert(Traced);
+            make_span(&req, &*self.propagator)
+        };
+        let is_head = req.method() == http::Method::HEAD;
+        let inner = {
+            let _entered = span.enter();
+            self.inner.call(req)
+        };
+        ResponseFuture { inner, span: Some(span), is_head }
+    }
+}
+
+pin_project! {
+    /// Response future of [`HttpTrace`]: polls the inner future inside the
+    /// span, then hands the span to the response body.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        span: Option<Span>,
+        is_head: bool,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(span) = this.project().span.take() {
+                record_end(&span, None, Some(ErrorType::ClientAbort));
+            }
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: http_body::Body,
+{
+    type Output = Result<Response<ResponseBody<B, TraceObserver>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = {
+            let _entered = this.span.as_ref().map(Span::enter);
+            ready!(this.inner.poll(cx))
+        };
+        let span = this.span.take().expect("ResponseFuture polled after completion");
+        Poll::Ready(match result {
+            Ok(res) => {
+                let status = res.status();
+                span.record("http.response.status_code", status.as_u16());
+                let observer = TraceObserver { span, status };
+                Ok(res.map(|b| body::observe(b, observer, *this.is_head, status)))
+            }
+            Err(err) => {
+                record_end(&span, None, Some(ErrorType::service::<E>()));
+                Err(err)
+            }
+        })
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").field("span", &self.span).finish_non_exhaustive()
+    }
+}
+
+/// The [`BodyObserver`] of [`HttpTrace`]: closes the span when the body ends.
+#[derive(Debug)]
+pub struct TraceObserver {
+    span: Span,
+    status: StatusCode,
+}
+
+impl BodyObserver for TraceObserver {
+    fn on_end(self, end: BodyEnd) {
+        let error = response_error(self.status, end);
+        record_end(&self.span, None, error);
+        // tracing-opentelemetry (0.34) takes a span's end time from its last
+        // exit, not from its close: enter and leave it now, at the body's end.
+        drop(self.span.enter());
+        // Dropping the span here closes it and hands it to the exporter.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn span_names_follow_semconv() {
+        let get = KnownMethod::of(&http::Method::GET);
+        assert_eq!(SpanName { method: get, route: Some("/users/{id}") }.to_string(), "GET /users/{id}");
+        assert_eq!(SpanName { method: get, route: None }.to_string(), "GET");
+        let other = KnownMethod::of(&http::Method::from_bytes(b"PURGE").unwrap());
+        assert_eq!(SpanName { method: other, route: Some("/x") }.to_string(), "HTTP /x");
+    }
+}

@@ -1,0 +1,305 @@
+//! End to end: the real quickstart binary, real HTTP over loopback, a real
+//! Prometheus text parser and promtool, a real OTLP receiver (gRPC and HTTP)
+//! built from the official opentelemetry-proto definitions.
+
+#[path = "../support/app.rs"]
+mod app;
+#[path = "../support/otlp.rs"]
+mod otlp;
+#[path = "../support/prom.rs"]
+mod prom;
+
+use std::{collections::HashMap, io::Write, process::Command, time::Duration};
+
+use app::App;
+use otlp::{OtlpReceiver, ReceivedSpan};
+use prom::Exposition;
+
+const SPAN_WAIT: Duration = Duration::from_secs(20);
+
+async fn get(client: &reqwest::Client, url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut req = client.get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.expect("request")
+}
+
+/// Sends `n` GETs to `path`, asserting each status, and drains the bodies.
+async fn drive(client: &reqwest::Client, app: &App, path: &str, n: usize, status: u16) {
+    for _ in 0..n {
+        let res = get(client, &app.url(path), &[]).await;
+        assert_eq!(res.status().as_u16(), status, "GET {path}");
+        res.bytes().await.unwrap();
+    }
+}
+
+async fn scrape(client: &reqwest::Client, app: &App) -> (String, Exposition) {
+    let res = get(client, &app.url("/metrics"), &[]).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let text = res.text().await.unwrap();
+    let parsed = Exposition::parse(&text);
+    (text, parsed)
+}
+
+/// The `_count` of the duration histogram for the series matching `labels`.
+fn request_count(scrape: &Exposition, labels: &[(&str, &str)]) -> f64 {
+    scrape.sum("http_server_request_duration_seconds_count", labels)
+}
+
+fn promtool_check(exposition: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect(
+            "promtool is required: install Debian's `prometheus` package (the README's test command does)",
+        );
+    child.stdin.take().unwrap().write_all(exposition.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics found problems:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_every_request_by_route_template_and_status() {
+    let app = App::start(&[("OTEL_SDK_DISABLED", "true")]);
+    let client = reqwest::Client::new();
+
+    drive(&client, &app, "/users/1", 3, 200).await;
+    drive(&client, &app, "/users/2", 2, 200).await;
+    drive(&client, &app, "/users/5000", 1, 404).await;
+    drive(&client, &app, "/orders/5", 2, 500).await;
+    drive(&client, &app, "/orders/7", 1, 200).await;
+    drive(&client, &app, "/report", 1, 200).await;
+    drive(&client, &app, "/no/such/path", 2, 404).await;
+    drive(&client, &app, "/another-unknown-path?x=1", 1, 404).await;
+    let res = client.post(app.url("/users/1")).send().await.unwrap();
+    assert_eq!(res.status(), 405);
+    res.bytes().await.unwrap();
+
+    let (text, scrape) = scrape(&client, &app).await;
+
+    let users = [("http_route", "/users/{id}"), ("http_request_method", "GET")];
+    assert_eq!(request_count(&scrape, &[users[0], users[1], ("http_response_status_code", "200")]), 5.0);
+    assert_eq!(request_count(&scrape, &[users[0], users[1], ("http_response_status_code", "404")]), 1.0);
+    assert_eq!(
+        request_count(&scrape, &[("http_route", "/users/{id}"), ("http_request_method", "POST")]),
+        1.0,
+        "405 keeps the matched route"
+    );
+    let orders = ("http_route", "/orders/{id}");
+    let failed = [orders, ("http_response_status_code", "500"), ("error_type", "500")];
+    assert_eq!(request_count(&scrape, &failed), 2.0);
+    assert_eq!(request_count(&scrape, &[orders, ("http_response_status_code", "200")]), 1.0);
+    assert_eq!(request_count(&scrape, &[("http_route", "/report")]), 1.0);
+    // All 404s that matched no route share one label.
+    assert_eq!(
+        request_count(&scrape, &[("http_route", "_unmatched"), ("http_response_status_code", "404")]),
+        3.0
+    );
+    // Monitoring requests are not counted: /metrics is merged after the layer.
+    assert_eq!(request_count(&scrape, &[]), 14.0);
+
+    // Route templates only, never raw paths; error_type only on errors.
+    for sample in &scrape.samples {
+        if let Some(route) = sample.labels.get("http_route") {
+            assert!(
+                ["/users/{id}", "/orders/{id}", "/report", "_unmatched"].contains(&route.as_str()),
+                "unexpected route label {route:?}"
+            );
+        }
+        if sample.labels.contains_key("error_type") {
+            assert_eq!(sample.labels["http_response_status_code"], "500");
+        }
+    }
+    for raw in ["/users/1", "/no/such/path", "x=1"] {
+        assert!(!text.contains(raw), "raw path {raw:?} leaked into /metrics");
+    }
+
+    // Real histograms, with the semconv buckets, and body sizes.
+    assert!(text.contains("# TYPE http_server_request_duration_seconds histogram"));
+    assert!(text.contains(r#"http_server_request_duration_seconds_bucket{http_request_method="GET",http_route="/users/{id}",http_response_status_code="200",url_scheme="http",le="0.005"}"#));
+    assert!(!text.contains("quantile="), "histograms must not render as summaries");
+    let report = [("http_route", "/report")];
+    assert_eq!(
+        scrape.sum("http_server_response_body_size_bytes_sum", &report),
+        50.0,
+        "5 CSV rows of 10 bytes"
+    );
+    assert_eq!(scrape.sum("http_server_request_body_size_bytes_count", &report), 1.0);
+    assert_eq!(scrape.types["http_server_response_body_size_bytes"], "histogram");
+    assert!(scrape.help.contains_key("http_server_request_duration_seconds"));
+
+    // The streamed report took >= 5 x 100 ms, to its last byte.
+    let report_seconds = scrape.sum("http_server_request_duration_seconds_sum", &report);
+    assert!(report_seconds >= 0.5, "streaming duration cut short: {report_seconds}");
+
+    let active: Vec<_> = scrape.matching("http_server_active_requests", &[]).collect();
+    assert!(!active.is_empty(), "active requests gauge missing");
+    assert!(active.iter().all(|s| s.value == 0.0), "{active:?}");
+
+    promtool_check(&text);
+}
+
+fn traceparent(trace_id: &str, span_id: &str) -> String {
+    format!("00-{trace_id}-{span_id}-01")
+}
+
+fn attr<'a>(span: &'a ReceivedSpan, key: &str) -> &'a str {
+    span.attributes.get(key).map(String::as_str).unwrap_or_else(|| panic!("{key} missing on {span:#?}"))
+}
+
+#[tokio::test]
+async fn spans_reach_an_otlp_grpc_receiver_with_semconv_parent_and_request_id() {
+    let receiver = OtlpReceiver::start().await;
+    let endpoint = receiver.grpc_endpoint();
+    let app = App::start(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint), ("OTEL_BSP_SCHEDULE_DELAY", "50")]);
+    let client = reqwest::Client::new();
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent_id = "00f067aa0ba902b7";
+    let res = get(
+        &client,
+        &app.url("/users/42"),
+        &[("traceparent", &traceparent(trace_id, parent_id)), ("x-request-id", "e2e-req-1")],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-request-id"], "e2e-req-1");
+    res.bytes().await.unwrap();
+
+    let span = receiver.wait_for_span(SPAN_WAIT, |s| s.trace_id == trace_id).await;
+    assert_eq!(span.name, "GET /users/{id}");
+    assert_eq!(span.parent_span_id, parent_id, "the sent traceparent is the parent");
+    assert_eq!(span.kind, 2, "SPAN_KIND_SERVER");
+    assert_eq!(span.status_code, 0, "2xx leaves the status unset");
+    assert_eq!(span.service_name, "quickstart");
+    assert_eq!(attr(&span, "http.request.method"), "GET");
+    assert_eq!(attr(&span, "http.route"), "/users/{id}");
+    assert_eq!(attr(&span, "url.path"), "/users/42");
+    assert_eq!(attr(&span, "url.scheme"), "http");
+    assert_eq!(attr(&span, "http.response.status_code"), "200");
+    assert_eq!(attr(&span, "request_id"), "e2e-req-1");
+    assert!(!span.attributes.contains_key("error.type"));
+
+    // A 5xx is an error span; a request without traceparent starts a trace;
+    // the generated request id is on the span and the response alike.
+    let res = get(&client, &app.url("/orders/10"), &[]).await;
+    assert_eq!(res.status(), 500);
+    let generated = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    res.bytes().await.unwrap();
+    let failed =
+        receiver.wait_for_span(SPAN_WAIT, |s| s.attributes.get("request_id") == Some(&generated)).await;
+    assert_eq!(failed.name, "GET /orders/{id}");
+    assert_eq!(failed.status_code, 2, "STATUS_CODE_ERROR");
+    assert_eq!(attr(&failed, "error.type"), "500");
+    assert_eq!(failed.parent_span_id, "");
+
+    // Malformed traceparents are ignored: a fresh trace starts.
+    for bad in [
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4bf92f35-00f067aa0ba902b7-01",
+        "garbage",
+    ] {
+        let res = get(&client, &app.url("/users/7"), &[("traceparent", bad)]).await;
+        assert_eq!(res.status(), 200, "{bad}");
+        let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        res.bytes().await.unwrap();
+        let span = receiver.wait_for_span(SPAN_WAIT, |s| s.attributes.get("request_id") == Some(&id)).await;
+        assert_eq!(span.parent_span_id, "", "{bad} must not become a parent");
+        assert_ne!(span.trace_id, "00000000000000000000000000000000");
+    }
+
+    // The span of a streamed response lasts until its last chunk.
+    let res = get(&client, &app.url("/report"), &[]).await;
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    res.bytes().await.unwrap();
+    let report = receiver.wait_for_span(SPAN_WAIT, |s| s.attributes.get("request_id") == Some(&id)).await;
+    let millis = (report.end_unix_nanos - report.start_unix_nanos) / 1_000_000;
+    assert!(millis >= 500, "span ended at the headers: {millis} ms");
+
+    // The log line of the handler carries the request id of its span.
+    let logged = app
+        .lines()
+        .into_iter()
+        .any(|line| line.contains("loaded user") && line.contains(r#""request_id":"e2e-req-1""#));
+    assert!(logged, "no log line with the request id: {:#?}", app.lines());
+
+    assert!(receiver.grpc_requests() > 0);
+    assert!(app.terminate().success());
+}
+
+#[tokio::test]
+async fn spans_reach_an_otlp_http_receiver() {
+    let receiver = OtlpReceiver::start().await;
+    let endpoint = receiver.http_endpoint();
+    let app = App::start(&[
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+    ]);
+    let client = reqwest::Client::new();
+    let res = get(&client, &app.url("/users/3"), &[("x-request-id", "over-http")]).await;
+    assert_eq!(res.status(), 200);
+    res.bytes().await.unwrap();
+    let span = receiver
+        .wait_for_span(SPAN_WAIT, |s| s.attributes.get("request_id").map(String::as_str) == Some("over-http"))
+        .await;
+    assert_eq!(span.name, "GET /users/{id}");
+    assert!(receiver.http_requests() > 0);
+    assert_eq!(receiver.grpc_requests(), 0);
+    assert!(app.terminate().success());
+}
+
+#[tokio::test]
+async fn sigterm_flushes_pending_spans() {
+    let receiver = OtlpReceiver::start().await;
+    let endpoint = receiver.grpc_endpoint();
+    // A batch delay of 10 minutes: only the shutdown flush can deliver.
+    let app =
+        App::start(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint), ("OTEL_BSP_SCHEDULE_DELAY", "600000")]);
+    let client = reqwest::Client::new();
+    for i in 0..3 {
+        let res =
+            get(&client, &app.url(&format!("/users/{i}")), &[("x-request-id", &format!("flush-{i}"))]).await;
+        res.bytes().await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(receiver.spans().is_empty(), "nothing exported before shutdown");
+    let status = tokio::task::spawn_blocking(move || app.terminate()).await.unwrap();
+    assert!(status.success(), "quickstart exited with {status}");
+    let ids: Vec<String> =
+        receiver.spans().iter().filter_map(|s| s.attributes.get("request_id").cloned()).collect();
+    for i in 0..3 {
+        assert!(ids.contains(&format!("flush-{i}")), "span flush-{i} lost at shutdown: {ids:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_absent_collector_never_fails_a_request() {
+    // A port with nothing behind it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let endpoint = format!("http://{closed}");
+    let app = App::start(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint), ("OTEL_BSP_SCHEDULE_DELAY", "20")]);
+    let client = reqwest::Client::new();
+    let mut statuses: HashMap<u16, usize> = HashMap::new();
+    for i in 0..300 {
+        let res = get(&client, &app.url(&format!("/users/{}", i % 50)), &[]).await;
+        *statuses.entry(res.status().as_u16()).or_default() += 1;
+        res.bytes().await.unwrap();
+    }
+    assert_eq!(statuses, HashMap::from([(200, 300)]));
+    let status = tokio::task::spawn_blocking(move || app.terminate()).await.unwrap();
+    assert!(status.success(), "quickstart exited with {status}");
+}

@@ -1,0 +1,128 @@
+// Spawns the real `quickstart` example binary on an ephemeral loopback port
+// and scrapes its output. Included by test crates with
+// `#[path = "../support/app.rs"] mod app;`.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+/// The quickstart binary; built by the test command before the tests run
+/// (`cargo build --example quickstart`), built here if missing.
+#[allow(dead_code)]
+fn quickstart_binary() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let path = target.join("debug/examples/quickstart");
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .args(["build", "--example", "quickstart"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build --example quickstart");
+        assert!(status.success(), "cargo build --example quickstart failed");
+    }
+    path
+}
+
+/// A running quickstart process; killed on drop.
+#[allow(dead_code, unreachable_pub)]
+pub struct App {
+    child: Option<Child>,
+    pub address: String,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+#[allow(dead_code, unreachable_pub)]
+impl App {
+    /// Starts quickstart with `PORT=0`, JSON logs and the given extra
+    /// environment, and waits (at most 30 s) for its "listening" line.
+    pub fn start(env: &[(&str, &str)]) -> App {
+        let mut command = Command::new(quickstart_binary());
+        command
+            .env("PORT", "0")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
+            .env_remove("OTEL_SERVICE_NAME")
+            .env_remove("OTEL_SDK_DISABLED")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("spawn quickstart");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let address = loop {
+            let found = lines.lock().unwrap().iter().find_map(|line| {
+                let json: serde_json::Value = serde_json::from_str(line).ok()?;
+                (json["fields"]["message"] == "listening")
+                    .then(|| json["fields"]["address"].as_str().unwrap().to_owned())
+            });
+            if let Some(address) = found {
+                break address;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("quickstart exited with {status}: {:#?}", lines.lock().unwrap());
+            }
+            assert!(Instant::now() < deadline, "quickstart did not listen: {:#?}", lines.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        App { child: Some(child), address, lines }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Every line the process wrote so far, stdout and stderr.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits (at most 15 s) for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let pid = child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("quickstart did not stop within 15 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
