@@ -34,7 +34,12 @@
 //! ```
 
 use std::{
+    fmt,
     pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     task::{Context, Poll, ready},
 };
 
@@ -146,6 +151,15 @@ where
     }
 }
 
+impl<B, O> fmt::Debug for ResponseBody<B, O>
+where
+    O: BodyObserver,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseBody").field("ended", &self.observer.is_none()).finish_non_exhaustive()
+    }
+}
+
 impl<B, O> Body for ResponseBody<B, O>
 where
     B: Body,
@@ -177,6 +191,79 @@ where
             && let Some(observer) = this.observer.take()
         {
             observer.on_end(end);
+        }
+        Poll::Ready(result)
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    #[inline]
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project! {
+    /// Request body that counts the bytes read from it, for request sizes of
+    /// bodies without `Content-Length` (chunked uploads).
+    ///
+    /// Frames, [`Body::is_end_stream`] and [`Body::size_hint`] are forwarded
+    /// unchanged; a body that is not counted costs nothing but the wrapper.
+    pub struct RequestBody<B> {
+        #[pin]
+        inner: B,
+        counter: Option<Arc<AtomicU64>>,
+    }
+}
+
+impl<B> RequestBody<B> {
+    /// Wraps `inner` without counting.
+    #[inline]
+    pub(crate) fn plain(inner: B) -> Self {
+        Self { inner, counter: None }
+    }
+
+    /// Wraps `inner`, adding every data frame's length to the returned count.
+    pub(crate) fn counting(inner: B) -> (Self, Arc<AtomicU64>) {
+        let counter = Arc::new(AtomicU64::new(0));
+        (Self { inner, counter: Some(counter.clone()) }, counter)
+    }
+
+    /// Returns a reference to the inner body.
+    pub fn get_ref(&self) -> &B {
+        &self.inner
+    }
+
+    /// Returns the inner body.
+    pub fn into_inner(self) -> B {
+        self.inner
+    }
+}
+
+impl<B> fmt::Debug for RequestBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestBody").field("counted", &self.counter.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl<B: Body> Body for RequestBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let result = ready!(this.inner.poll_frame(cx));
+        if let (Some(counter), Some(Ok(frame))) = (this.counter.as_ref(), &result)
+            && let Some(data) = frame.data_ref()
+        {
+            counter.fetch_add(data.remaining() as u64, Ordering::Relaxed);
         }
         Poll::Ready(result)
     }
@@ -310,6 +397,16 @@ mod tests {
         let body = observe(Full::new(Bytes::from_static(b"x")), record.clone(), true, StatusCode::OK);
         drop(body);
         assert_eq!(record.get(), (0, vec![BodyEnd::Complete]));
+    }
+
+    #[tokio::test]
+    async fn request_body_counts_streamed_bytes() {
+        let chunks = (0..4).map(|_| Ok(Frame::data(Bytes::from_static(b"12345")))).collect();
+        let (body, count) = RequestBody::counting(stream(chunks));
+        assert_eq!(body.collect().await.unwrap().to_bytes().len(), 20);
+        assert_eq!(count.load(Ordering::Relaxed), 20);
+        let plain = RequestBody::plain(Full::new(Bytes::from_static(b"abc")));
+        assert_eq!(plain.size_hint().exact(), Some(3));
     }
 
     #[tokio::test]

@@ -136,52 +136,132 @@ pub(crate) fn scheme_of(uri: &http::Uri) -> &'static str {
 
 /// Why a request counts as failed; the value of `error_type` / `error.type`.
 ///
-/// The OTel default classification applies: a response is an error when its
-/// status is 5xx, or when no complete response was produced.
+/// One taxonomy feeds the metric label, the span's `error.type` and status,
+/// and the access log. By default (OTel HTTP semconv v1.26, "Status") a
+/// response is an error when its status is 5xx; see [`StatusClassifier`] to
+/// change that. Precedence, first match wins:
+///
+/// 1. an `ErrorType` the handler or an inner layer put in the *response*
+///    extensions (the crate's panic catcher puts [`ErrorType::Panic`]);
+/// 2. an error status (`"500"`);
+/// 3. how the body ended: [`ErrorType::Body`] or [`ErrorType::ClientAbort`].
+///
+/// # Example
+///
+/// ```
+/// use axum::{http::StatusCode, response::IntoResponse};
+/// use tower_observability::ErrorType;
+///
+/// // A handler that gave up waiting on a dependency marks its answer.
+/// async fn handler() -> axum::response::Response {
+///     let mut res = (StatusCode::SERVICE_UNAVAILABLE, "try later").into_response();
+///     res.extensions_mut().insert(ErrorType::Timeout);
+///     res
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorType {
-    /// The response status was a server error (5xx); the label is the code.
+    /// The response status counts as an error (5xx by default); the label is
+    /// the code, e.g. `"503"`.
     Status(http::StatusCode),
-    /// The inner service returned `Err`; the label is the error's type name.
+    /// The inner service returned `Err`; the label is the error's Rust type
+    /// name (OTel: "the fully-qualified class name").
     Service(&'static str),
+    /// The handler panicked and the panic was turned into a 500: `panic`.
+    Panic,
+    /// The request timed out in the server (tower's `Elapsed`, or marked by
+    /// the application): `timeout`.
+    Timeout,
     /// The response body yielded an error mid-stream: `body_error`.
     Body,
-    /// The client went away before the response finished: `client_abort`.
+    /// The client went away before the response ended: `client_abort`.
     ClientAbort,
 }
 
 impl ErrorType {
-    /// Classifies a response status: 5xx is an error (OTel HTTP semconv).
+    /// Classifies a response status with the OTel default: 5xx is an error.
     #[inline]
     pub fn from_status(status: http::StatusCode) -> Option<Self> {
-        status.is_server_error().then_some(Self::Status(status))
+        StatusClassifier::default().classify(status)
     }
 
-    /// The error type of a service error `E`, its Rust type name.
+    /// The error type of a service error `E`: [`ErrorType::Timeout`] for
+    /// tower's `Elapsed`, else its Rust type name.
     #[inline]
     pub fn service<E>() -> Self {
-        Self::Service(std::any::type_name::<E>())
+        let name = std::any::type_name::<E>();
+        if name.ends_with("::Elapsed") { Self::Timeout } else { Self::Service(name) }
     }
 
     /// The label value: the status code (`"500"`), the error's type name,
-    /// `body_error` or `client_abort`.
+    /// `panic`, `timeout`, `body_error` or `client_abort`.
     pub fn as_str(&self) -> &str {
         match self {
             Self::Status(status) => status.as_str(),
             Self::Service(name) => name,
+            Self::Panic => "panic",
+            Self::Timeout => "timeout",
             Self::Body => "body_error",
             Self::ClientAbort => "client_abort",
         }
     }
 }
 
-/// The error of a response that began with `status` and whose body ended
-/// with `end`: a 5xx status first, else a body error or a client abort.
+/// Decides which response statuses are errors.
+///
+/// The default follows OTel HTTP semconv for servers: 5xx only (a 4xx is the
+/// client's mistake, not the server's). To make 429 an error as well:
+///
+/// ```
+/// use http::StatusCode;
+/// use tower_observability::StatusClassifier;
+///
+/// let classifier =
+///     StatusClassifier::new(|s| s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS);
+/// assert!(classifier.is_error(StatusCode::TOO_MANY_REQUESTS));
+/// assert!(!StatusClassifier::default().is_error(StatusCode::TOO_MANY_REQUESTS));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct StatusClassifier(fn(http::StatusCode) -> bool);
+
+impl StatusClassifier {
+    /// Errors are the statuses for which `is_error` returns `true`.
+    pub const fn new(is_error: fn(http::StatusCode) -> bool) -> Self {
+        Self(is_error)
+    }
+
+    /// Whether `status` is an error.
+    #[inline]
+    pub fn is_error(&self, status: http::StatusCode) -> bool {
+        (self.0)(status)
+    }
+
+    /// [`ErrorType::Status`] when `status` is an error.
+    #[inline]
+    pub fn classify(&self, status: http::StatusCode) -> Option<ErrorType> {
+        self.is_error(status).then_some(ErrorType::Status(status))
+    }
+}
+
+impl Default for StatusClassifier {
+    fn default() -> Self {
+        Self(|status| status.is_server_error())
+    }
+}
+
+/// The error of a response that began with `status` (and `marked` in its
+/// extensions) and whose body ended with `end`; see [`ErrorType`] for the
+/// precedence.
 #[inline]
-pub(crate) fn response_error(status: http::StatusCode, end: crate::body::BodyEnd) -> Option<ErrorType> {
+pub(crate) fn response_error(
+    classifier: StatusClassifier,
+    status: http::StatusCode,
+    marked: Option<ErrorType>,
+    end: crate::body::BodyEnd,
+) -> Option<ErrorType> {
     use crate::body::BodyEnd;
-    ErrorType::from_status(status).or(match end {
+    marked.or_else(|| classifier.classify(status)).or(match end {
         BodyEnd::Complete => None,
         BodyEnd::Error => Some(ErrorType::Body),
         BodyEnd::Aborted => Some(ErrorType::ClientAbort),
@@ -217,6 +297,27 @@ mod tests {
         assert_eq!(ErrorType::Body.to_string(), "body_error");
         assert_eq!(ErrorType::ClientAbort.to_string(), "client_abort");
         assert!(ErrorType::service::<std::io::Error>().as_str().contains("io::error::Error"));
+        assert_eq!(ErrorType::Panic.as_str(), "panic");
+        assert_eq!(ErrorType::Timeout.as_str(), "timeout");
+    }
+
+    #[test]
+    fn precedence_is_mark_then_status_then_body() {
+        use crate::body::BodyEnd;
+        let c = StatusClassifier::default();
+        let s500 = http::StatusCode::INTERNAL_SERVER_ERROR;
+        let s200 = http::StatusCode::OK;
+        assert_eq!(
+            response_error(c, s500, Some(ErrorType::Panic), BodyEnd::Complete),
+            Some(ErrorType::Panic)
+        );
+        assert_eq!(response_error(c, s500, None, BodyEnd::Aborted), Some(ErrorType::Status(s500)));
+        assert_eq!(response_error(c, s200, None, BodyEnd::Aborted), Some(ErrorType::ClientAbort));
+        assert_eq!(response_error(c, s200, None, BodyEnd::Error), Some(ErrorType::Body));
+        assert_eq!(response_error(c, s200, None, BodyEnd::Complete), None);
+        let strict = StatusClassifier::new(|s| s.as_u16() >= 429);
+        let s429 = http::StatusCode::TOO_MANY_REQUESTS;
+        assert_eq!(response_error(strict, s429, None, BodyEnd::Complete).unwrap().as_str(), "429");
     }
 
     #[test]

@@ -3,22 +3,27 @@
 use tower_layer::Layer;
 
 use crate::{
+    StatusClassifier,
     metrics::{HttpMetrics, HttpMetricsLayer},
+    panic::CatchPanic,
     request_id::{RequestIdLayer, RequestIdService},
     trace::{HttpTrace, HttpTraceLayer},
 };
 
-/// The service of [`ObservabilityLayer`]: request id, then span, then metrics,
-/// around `S`.
-pub type ObservabilityService<S> = RequestIdService<HttpTrace<HttpMetrics<S>>>;
+/// The service of [`ObservabilityLayer`]: request id, then span, then
+/// metrics, then the panic catcher, around `S`.
+pub type ObservabilityService<S> = RequestIdService<HttpTrace<HttpMetrics<CatchPanic<S>>>>;
 
-/// Request id, server span and HTTP metrics around a service, in that order
-/// (DESIGN: "request id -> span -> metrics").
+/// Request id, server span, HTTP metrics and a panic catcher around a
+/// service, in that order (DESIGN: "request id -> span -> metrics").
 ///
 /// The request id is set first so the span can carry it; the span is opened
 /// before the metrics start their clock so that the metrics see the same
-/// request the span does. Stacking [`RequestIdLayer`], [`HttpTraceLayer`]
-/// and [`HttpMetricsLayer`] by hand in this order gives the same service.
+/// request the span does; panics are caught innermost so that both see the
+/// 500 they become (`error_type="panic"`). Stacking [`RequestIdLayer`],
+/// [`HttpTraceLayer`], [`HttpMetricsLayer`] and
+/// [`CatchPanicLayer`](crate::panic::CatchPanicLayer) by hand
+/// in this order gives the same service.
 ///
 /// # Example
 ///
@@ -59,6 +64,14 @@ impl ObservabilityLayer {
         self
     }
 
+    /// Which statuses count as errors, for spans and metrics alike; 5xx by
+    /// default (OTel HTTP semconv).
+    pub fn error_status(mut self, classifier: StatusClassifier) -> Self {
+        self.trace = self.trace.error_status(classifier);
+        self.metrics = self.metrics.error_status(classifier);
+        self
+    }
+
     /// Replaces the request id layer (e.g. another header name).
     pub fn request_id(mut self, layer: RequestIdLayer) -> Self {
         self.request_id = layer;
@@ -82,6 +95,6 @@ impl<S> Layer<S> for ObservabilityLayer {
     type Service = ObservabilityService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        self.request_id.layer(self.trace.layer(self.metrics.layer(inner)))
+        self.request_id.layer(self.trace.layer(self.metrics.layer(CatchPanic::new(inner))))
     }
 }

@@ -57,6 +57,7 @@ mod layer;
 pub mod metrics;
 #[cfg(feature = "monitoring")]
 pub mod monitoring;
+pub mod panic;
 pub mod request_id;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
@@ -65,6 +66,6 @@ pub mod trace;
 #[cfg(feature = "telemetry")]
 pub use self::telemetry::{InitError, LogFormat, Observability, ObservabilityBuilder, OtlpProtocol};
 pub use self::{
-    classify::{ErrorType, HttpRoute, UNMATCHED_ROUTE},
+    classify::{ErrorType, HttpRoute, StatusClassifier, UNMATCHED_ROUTE},
     layer::{ObservabilityLayer, ObservabilityService},
 };

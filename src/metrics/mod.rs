@@ -7,12 +7,16 @@
 //! | [`HTTP_SERVER_ACTIVE_REQUESTS`] | gauge | requests | method, scheme |
 //! | [`HTTP_SERVER_REQUEST_BODY_SIZE`] | histogram | bytes | as duration |
 //! | [`HTTP_SERVER_RESPONSE_BODY_SIZE`] | histogram | bytes | as duration |
+//! | [`HTTP_SERVER_TIME_TO_FIRST_BYTE`] (opt-in) | histogram | seconds | as duration |
 //!
 //! Labels are `http_request_method` (unknown methods become `_OTHER`),
 //! `http_route` (the route template, [`UNMATCHED_ROUTE`](crate::UNMATCHED_ROUTE)
 //! for requests that matched no route), `http_response_status_code`,
-//! `url_scheme` and `error_type`. Duration runs from the call to the end of
-//! the response body, or to its drop.
+//! `url_scheme` and `error_type` (see [`ErrorType`](crate::ErrorType)).
+//! Duration runs from the call to the end of the response body, or to its
+//! drop. Body sizes are the bytes that flow: the response's data frames as
+//! sent, and the request's `Content-Length` (which hyper enforces) or, for a
+//! chunked upload, the data frames the handler read.
 //!
 //! Histograms must be rendered with buckets (never as summaries); the
 //! [`Observability`](crate::Observability) builder sets
@@ -44,6 +48,11 @@ pub const HTTP_SERVER_ACTIVE_REQUESTS: &str = "http_server_active_requests";
 pub const HTTP_SERVER_REQUEST_BODY_SIZE: &str = "http_server_request_body_size_bytes";
 /// `http.server.response.body.size`: response body bytes sent (histogram).
 pub const HTTP_SERVER_RESPONSE_BODY_SIZE: &str = "http_server_response_body_size_bytes";
+
+/// Seconds from the request to the first byte of its response body
+/// (histogram; opt-in with [`HttpMetricsLayer::time_to_first_byte`]). Not an
+/// OTel semconv metric: streaming services want it beside the duration.
+pub const HTTP_SERVER_TIME_TO_FIRST_BYTE: &str = "http_server_time_to_first_byte_seconds";
 
 /// Bucket bounds of [`HTTP_SERVER_REQUEST_DURATION`], in seconds: the advice
 /// of OTel HTTP semconv v1.23+ (`0.005` to `10`).
@@ -78,6 +87,11 @@ pub fn describe() {
     );
     describe_gauge!(HTTP_SERVER_ACTIVE_REQUESTS, Unit::Count, "Number of active HTTP server requests.");
     describe_histogram!(HTTP_SERVER_REQUEST_BODY_SIZE, Unit::Bytes, "Size of HTTP server request bodies.");
+    describe_histogram!(
+        HTTP_SERVER_TIME_TO_FIRST_BYTE,
+        Unit::Seconds,
+        "Time from an HTTP server request to the first byte of its response body."
+    );
     describe_histogram!(
         HTTP_SERVER_RESPONSE_BODY_SIZE,
         Unit::Bytes,

@@ -11,7 +11,7 @@ use http::StatusCode;
 
 use super::{
     HTTP_SERVER_ACTIVE_REQUESTS, HTTP_SERVER_REQUEST_BODY_SIZE, HTTP_SERVER_REQUEST_DURATION,
-    HTTP_SERVER_RESPONSE_BODY_SIZE,
+    HTTP_SERVER_RESPONSE_BODY_SIZE, HTTP_SERVER_TIME_TO_FIRST_BYTE,
 };
 use crate::classify::{ErrorType, KnownMethod, UNMATCHED_ROUTE};
 
@@ -25,18 +25,30 @@ pub(crate) struct Registry {
     unmatched: Arc<RouteSeries>,
     overflow: Arc<RouteSeries>,
     max_routes: usize,
+    ttfb: bool,
     active: [[OnceLock<Gauge>; 2]; KnownMethod::COUNT],
 }
 
 impl Registry {
-    pub(crate) fn new(max_routes: usize) -> Self {
+    /// At most `max_routes` route labels; `ttfb` registers the
+    /// time-to-first-byte histogram too.
+    pub(crate) fn new(max_routes: usize, ttfb: bool) -> Self {
         Self {
             routes: RwLock::default(),
-            unmatched: Arc::new(RouteSeries::new(UNMATCHED_ROUTE)),
-            overflow: Arc::new(RouteSeries::new(OVERFLOW_ROUTE)),
+            unmatched: Arc::new(RouteSeries::new(UNMATCHED_ROUTE, ttfb)),
+            overflow: Arc::new(RouteSeries::new(OVERFLOW_ROUTE, ttfb)),
             max_routes,
+            ttfb,
             active: Default::default(),
         }
+    }
+
+    pub(crate) fn max_routes(&self) -> usize {
+        self.max_routes
+    }
+
+    pub(crate) fn ttfb(&self) -> bool {
+        self.ttfb
     }
 
     /// The series of `route`; a bounded number of distinct routes is kept.
@@ -55,7 +67,7 @@ impl Registry {
         if routes.len() >= self.max_routes {
             return self.overflow.clone();
         }
-        let series = Arc::new(RouteSeries::new(route));
+        let series = Arc::new(RouteSeries::new(route, self.ttfb));
         routes.insert(route.into(), series.clone());
         series
     }
@@ -93,27 +105,47 @@ pub(crate) struct Series {
     pub(crate) duration: Histogram,
     pub(crate) request_size: Histogram,
     pub(crate) response_size: Histogram,
+    pub(crate) ttfb: Option<Histogram>,
+}
+
+/// One finished request, as recorded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Measurement {
+    pub(crate) seconds: f64,
+    pub(crate) request_bytes: u64,
+    pub(crate) response_bytes: u64,
+    pub(crate) first_byte_seconds: Option<f64>,
 }
 
 /// The label sets of one route.
 #[derive(Debug)]
 pub(crate) struct RouteSeries {
     route: SharedString,
+    ttfb: bool,
     series: RwLock<HashMap<SeriesKey, Series>>,
 }
 
 impl RouteSeries {
-    fn new(route: &str) -> Self {
-        Self { route: SharedString::from(route.to_owned()), series: RwLock::default() }
+    fn new(route: &str, ttfb: bool) -> Self {
+        Self { route: SharedString::from(route.to_owned()), ttfb, series: RwLock::default() }
+    }
+
+    /// Whether time to first byte is recorded.
+    #[inline]
+    pub(crate) fn ttfb(&self) -> bool {
+        self.ttfb
     }
 
     /// Records one finished request.
     #[inline]
-    pub(crate) fn record(&self, key: SeriesKey, seconds: f64, request_bytes: u64, response_bytes: u64) {
+    pub(crate) fn record(&self, key: SeriesKey, m: Measurement) {
         let record = |series: &Series| {
-            series.duration.record(seconds);
-            series.request_size.record(request_bytes as f64);
-            series.response_size.record(response_bytes as f64);
+            series.duration.record(m.seconds);
+            series.request_size.record(m.request_bytes as f64);
+            series.response_size.record(m.response_bytes as f64);
+            if let (Some(ttfb), Some(seconds)) = (&series.ttfb, m.first_byte_seconds) {
+                ttfb.record(seconds);
+            }
         };
         if let Some(series) = read(&self.series).get(&key) {
             return record(series);
@@ -136,6 +168,7 @@ impl RouteSeries {
         Series {
             duration: ::metrics::histogram!(HTTP_SERVER_REQUEST_DURATION, labels.clone()),
             request_size: ::metrics::histogram!(HTTP_SERVER_REQUEST_BODY_SIZE, labels.clone()),
+            ttfb: self.ttfb.then(|| ::metrics::histogram!(HTTP_SERVER_TIME_TO_FIRST_BYTE, labels.clone())),
             response_size: ::metrics::histogram!(HTTP_SERVER_RESPONSE_BODY_SIZE, labels),
         }
     }
@@ -147,7 +180,7 @@ mod tests {
 
     #[test]
     fn routes_are_bounded() {
-        let registry = Registry::new(2);
+        let registry = Registry::new(2, false);
         let a = registry.route(Some("/a"));
         assert!(Arc::ptr_eq(&a, &registry.route(Some("/a"))));
         registry.route(Some("/b"));

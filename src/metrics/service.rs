@@ -12,10 +12,10 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::registry::{Registry, RouteSeries, SeriesKey};
+use super::registry::{Measurement, Registry, RouteSeries, SeriesKey};
 use crate::{
-    body::{self, BodyEnd, BodyObserver, ResponseBody},
-    classify::{ErrorType, KnownMethod, RouteFilter, response_error, route_of, scheme_of},
+    body::{self, BodyEnd, BodyObserver, RequestBody, ResponseBody},
+    classify::{ErrorType, KnownMethod, RouteFilter, StatusClassifier, response_error, route_of, scheme_of},
 };
 
 /// Marks a request as measured, so that a second [`HttpMetrics`] around the
@@ -35,6 +35,7 @@ const DEFAULT_MAX_ROUTES: usize = 1024;
 pub struct HttpMetricsLayer {
     registry: Arc<Registry>,
     exclude: RouteFilter,
+    classifier: StatusClassifier,
 }
 
 impl HttpMetricsLayer {
@@ -44,7 +45,24 @@ impl HttpMetricsLayer {
     /// first request of each label set: install the recorder before serving.
     pub fn new() -> Self {
         super::describe();
-        Self { registry: Arc::new(Registry::new(DEFAULT_MAX_ROUTES)), exclude: RouteFilter::default() }
+        Self {
+            registry: Arc::new(Registry::new(DEFAULT_MAX_ROUTES, false)),
+            exclude: RouteFilter::default(),
+            classifier: StatusClassifier::default(),
+        }
+    }
+
+    /// Which statuses count as errors (the `error_type` label); 5xx by default.
+    pub fn error_status(mut self, classifier: StatusClassifier) -> Self {
+        self.classifier = classifier;
+        self
+    }
+
+    /// Also records [`HTTP_SERVER_TIME_TO_FIRST_BYTE`](super::HTTP_SERVER_TIME_TO_FIRST_BYTE),
+    /// for streaming services. Off by default.
+    pub fn time_to_first_byte(mut self, enabled: bool) -> Self {
+        self.registry = Arc::new(Registry::new(self.registry.max_routes(), enabled));
+        self
     }
 
     /// Leaves requests on these route templates unmeasured (e.g. `/metrics`
@@ -63,7 +81,7 @@ impl HttpMetricsLayer {
     /// the router's templates, so the cap is a guard against a misconfigured
     /// [`HttpRoute`](crate::HttpRoute), not a limit a router reaches.
     pub fn max_routes(mut self, max: usize) -> Self {
-        self.registry = Arc::new(Registry::new(max));
+        self.registry = Arc::new(Registry::new(max, self.registry.ttfb()));
         self
     }
 }
@@ -78,7 +96,12 @@ impl<S> Layer<S> for HttpMetricsLayer {
     type Service = HttpMetrics<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        HttpMetrics { inner, registry: self.registry.clone(), exclude: self.exclude.clone() }
+        HttpMetrics {
+            inner,
+            registry: self.registry.clone(),
+            exclude: self.exclude.clone(),
+            classifier: self.classifier,
+        }
     }
 }
 
@@ -88,6 +111,7 @@ pub struct HttpMetrics<S> {
     inner: S,
     registry: Arc<Registry>,
     exclude: RouteFilter,
+    classifier: StatusClassifier,
 }
 
 impl<S> HttpMetrics<S> {
@@ -119,7 +143,8 @@ impl<S> HttpMetrics<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for HttpMetrics<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
+    ReqBody: http_body::Body,
     ResBody: http_body::Body,
 {
     type Response = Response<ResponseBody<ResBody, MetricsObserver>>;
@@ -131,34 +156,65 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
         let route = route_of(req.extensions());
         if self.exclude.excludes(route) || req.extensions().get::<Measured>().is_some() {
+            let req = req.map(RequestBody::plain);
             return ResponseFuture { inner: self.inner.call(req), pending: None };
         }
         let route = self.registry.route(route);
-        req.extensions_mut().insert(Measured);
-        let method = KnownMethod::of(req.method());
-        let scheme = scheme_of(req.uri());
-        let request_bytes = content_length(req.headers());
+        let (mut parts, body) = req.into_parts();
+        parts.extensions.insert(Measured);
+        let (body, request_size) = if body.is_end_stream() {
+            (RequestBody::plain(body), RequestSize::Known(0))
+        } else if let Some(length) = content_length(&parts.headers) {
+            (RequestBody::plain(body), RequestSize::Known(length))
+        } else {
+            let (body, counter) = RequestBody::counting(body);
+            (body, RequestSize::Counted(counter))
+        };
+        let method = KnownMethod::of(&parts.method);
+        let scheme = scheme_of(&parts.uri);
         let active = ActiveGuard::new(self.registry.active(method, scheme));
-        let is_head = req.method() == http::Method::HEAD;
+        let is_head = parts.method == http::Method::HEAD;
         ResponseFuture {
-            inner: self.inner.call(req),
-            pending: Some(Pending { start, method, scheme, route, request_bytes, is_head, _active: active }),
+            inner: self.inner.call(Request::from_parts(parts, body)),
+            pending: Some(Pending {
+                start,
+                method,
+                scheme,
+                route,
+                request_size,
+                is_head,
+                classifier: self.classifier,
+                _active: active,
+            }),
         }
     }
 }
 
-/// Request body size from `Content-Length`; 0 when absent or malformed.
+/// The request body size: `Content-Length`, or counted as the body is read.
+#[derive(Debug)]
+enum RequestSize {
+    Known(u64),
+    Counted(Arc<std::sync::atomic::AtomicU64>),
+}
+
+impl RequestSize {
+    #[inline]
+    fn bytes(&self) -> u64 {
+        match self {
+            Self::Known(n) => *n,
+            Self::Counted(counter) => counter.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+}
+
+/// `Content-Length` of a request, when present and well formed.
 #[inline]
-fn content_length(headers: &http::HeaderMap) -> u64 {
-    headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers.get(http::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 /// Decrements the active-requests gauge when the request is over, whichever
@@ -188,17 +244,29 @@ struct Pending {
     method: KnownMethod,
     scheme: &'static str,
     route: Arc<RouteSeries>,
-    request_bytes: u64,
+    request_size: RequestSize,
     is_head: bool,
+    classifier: StatusClassifier,
     _active: ActiveGuard,
 }
 
 impl Pending {
     #[inline]
-    fn finish(self, status: Option<StatusCode>, error: Option<ErrorType>, response_bytes: u64) {
-        let seconds = self.start.elapsed().as_secs_f64();
+    fn finish(
+        self,
+        status: Option<StatusCode>,
+        error: Option<ErrorType>,
+        response_bytes: u64,
+        first_byte_seconds: Option<f64>,
+    ) {
+        let measurement = Measurement {
+            seconds: self.start.elapsed().as_secs_f64(),
+            request_bytes: self.request_size.bytes(),
+            response_bytes,
+            first_byte_seconds,
+        };
         let key = SeriesKey { method: self.method, scheme: self.scheme, status, error };
-        self.route.record(key, seconds, self.request_bytes, response_bytes);
+        self.route.record(key, measurement);
     }
 }
 
@@ -216,7 +284,7 @@ pin_project! {
     impl<F> PinnedDrop for ResponseFuture<F> {
         fn drop(this: Pin<&mut Self>) {
             if let Some(pending) = this.project().pending.take() {
-                pending.finish(None, Some(ErrorType::ClientAbort), 0);
+                pending.finish(None, Some(ErrorType::ClientAbort), 0, None);
             }
         }
     }
@@ -240,11 +308,13 @@ where
             Ok(res) => {
                 let status = res.status();
                 let is_head = pending.is_head;
-                let observer = MetricsObserver { pending, status, response_bytes: 0 };
+                let marked = res.extensions().get::<ErrorType>().copied();
+                let observer =
+                    MetricsObserver { pending, status, marked, response_bytes: 0, first_byte_seconds: None };
                 Ok(res.map(|b| body::observe(b, observer, is_head, status)))
             }
             Err(err) => {
-                pending.finish(None, Some(ErrorType::service::<E>()), 0);
+                pending.finish(None, Some(ErrorType::service::<E>()), 0, None);
                 Err(err)
             }
         })
@@ -263,18 +333,23 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
 pub struct MetricsObserver {
     pending: Pending,
     status: StatusCode,
+    marked: Option<ErrorType>,
     response_bytes: u64,
+    first_byte_seconds: Option<f64>,
 }
 
 impl BodyObserver for MetricsObserver {
     #[inline]
     fn on_data(&mut self, len: usize) {
+        if self.first_byte_seconds.is_none() && len > 0 && self.pending.route.ttfb() {
+            self.first_byte_seconds = Some(self.pending.start.elapsed().as_secs_f64());
+        }
         self.response_bytes += len as u64;
     }
 
     #[inline]
     fn on_end(self, end: BodyEnd) {
-        let error = response_error(self.status, end);
-        self.pending.finish(Some(self.status), error, self.response_bytes);
+        let error = response_error(self.pending.classifier, self.status, self.marked, end);
+        self.pending.finish(Some(self.status), error, self.response_bytes, self.first_byte_seconds);
     }
 }

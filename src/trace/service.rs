@@ -21,7 +21,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use super::propagation::{CheckedExtractor, has_context};
 use crate::{
     body::{self, BodyEnd, BodyObserver, ResponseBody},
-    classify::{ErrorType, KnownMethod, RouteFilter, response_error, route_of, scheme_of},
+    classify::{ErrorType, KnownMethod, RouteFilter, StatusClassifier, response_error, route_of, scheme_of},
     request_id::RequestId,
 };
 
@@ -35,6 +35,7 @@ use crate::{
 pub struct HttpTraceLayer {
     propagator: Arc<dyn TextMapPropagator + Send + Sync>,
     exclude: RouteFilter,
+    classifier: StatusClassifier,
 }
 
 /// Marks a request as traced, so that a second [`HttpTrace`] around the same
@@ -49,7 +50,18 @@ impl HttpTraceLayer {
             Box::new(TraceContextPropagator::new()),
             Box::new(BaggagePropagator::new()),
         ]);
-        Self { propagator: Arc::new(propagator), exclude: RouteFilter::default() }
+        Self {
+            propagator: Arc::new(propagator),
+            exclude: RouteFilter::default(),
+            classifier: StatusClassifier::default(),
+        }
+    }
+
+    /// Which statuses mark the span as an error; 5xx by default (OTel HTTP
+    /// semconv for server spans).
+    pub fn error_status(mut self, classifier: StatusClassifier) -> Self {
+        self.classifier = classifier;
+        self
     }
 
     /// Opens no span for requests on these route templates (e.g. `/metrics`
@@ -86,7 +98,12 @@ impl<S> Layer<S> for HttpTraceLayer {
     type Service = HttpTrace<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        HttpTrace { inner, propagator: self.propagator.clone(), exclude: self.exclude.clone() }
+        HttpTrace {
+            inner,
+            propagator: self.propagator.clone(),
+            exclude: self.exclude.clone(),
+            classifier: self.classifier,
+        }
     }
 }
 
@@ -96,6 +113,7 @@ pub struct HttpTrace<S> {
     inner: S,
     propagator: Arc<dyn TextMapPropagator + Send + Sync>,
     exclude: RouteFilter,
+    classifier: StatusClassifier,
 }
 
 impl<S> HttpTrace<S> {
@@ -178,6 +196,7 @@ pub(crate) fn make_span<B>(req: &Request<B>, propagator: &(dyn TextMapPropagator
         user_agent.original = Empty,
         request_id = Empty,
         error.type = Empty,
+        cache.result = Empty,
     );
     if span.is_disabled() {
         return span;
@@ -241,7 +260,7 @@ where
             let _entered = span.enter();
             self.inner.call(req)
         };
-        ResponseFuture { inner, span: Some(span), is_head }
+        ResponseFuture { inner, span: Some(span), is_head, classifier: self.classifier }
     }
 }
 
@@ -253,6 +272,7 @@ pin_project! {
         inner: F,
         span: Option<Span>,
         is_head: bool,
+        classifier: StatusClassifier,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
@@ -282,7 +302,8 @@ where
             Ok(res) => {
                 let status = res.status();
                 span.record("http.response.status_code", status.as_u16());
-                let observer = TraceObserver { span, status };
+                let marked = res.extensions().get::<ErrorType>().copied();
+                let observer = TraceObserver { span, status, marked, classifier: *this.classifier };
                 Ok(res.map(|b| body::observe(b, observer, *this.is_head, status)))
             }
             Err(err) => {
@@ -304,11 +325,13 @@ impl<F> fmt::Debug for ResponseFuture<F> {
 pub struct TraceObserver {
     span: Span,
     status: StatusCode,
+    marked: Option<ErrorType>,
+    classifier: StatusClassifier,
 }
 
 impl BodyObserver for TraceObserver {
     fn on_end(self, end: BodyEnd) {
-        let error = response_error(self.status, end);
+        let error = response_error(self.classifier, self.status, self.marked, end);
         record_end(&self.span, None, error);
         // tracing-opentelemetry (0.34) takes a span's end time from its last
         // exit, not from its close: enter and leave it now, at the body's end.
