@@ -1,5 +1,5 @@
 //! Turn a panicking handler into a `500 Internal Server Error`, marked
-//! [`ErrorType::Panic`](crate::ErrorType::Panic), and keep serving.
+//! [`crate::ErrorType::Panic`], and keep serving.
 //!
 //! Without it a panic unwinds into the server's connection task: the client
 //! sees a dropped connection and every observer sees a "client abort". With
