@@ -15,29 +15,42 @@
 use std::{convert::Infallible, net::SocketAddr, time::Duration};
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     body::{Body, Bytes},
-    extract::Path,
+    extract::{Path, State},
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::get,
 };
 use serde::Serialize;
-use tower_observability::{LogFormat, Observability};
+use tower_observability::{LogFormat, Observability, cache::InstrumentedCache};
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct User {
     id: u64,
     name: String,
 }
 
-/// `GET /users/{id}`: a user as JSON; ids above 1000 do not exist.
-async fn get_user(Path(id): Path<u64>) -> Response {
+/// Users by id, cached in memory (moka); its gets, puts, evictions and size
+/// show on `/metrics` as `cache_*{cache="users"}`.
+type Users = InstrumentedCache<u64, User>;
+
+/// `GET /users/{id}`: a user as JSON, through the cache: the first request
+/// for an id is a miss (the user is "loaded"), repeats are hits. The outcome
+/// is set as a `CacheStatus` response extension, so it is counted in
+/// `http_server_cache_requests_total{result="hit|miss"}` and on the span.
+/// Ids above 1000 do not exist.
+async fn get_user(State(users): State<Users>, Path(id): Path<u64>) -> Response {
     if id > 1000 {
         return (StatusCode::NOT_FOUND, "no such user\n").into_response();
     }
-    tracing::info!(user.id = id, "loaded user");
-    Json(User { id, name: format!("user-{id}") }).into_response()
+    let (user, cache_status) = users
+        .get_or_insert_with_status(id, async move {
+            tracing::info!(user.id = id, "loaded user");
+            User { id, name: format!("user-{id}") }
+        })
+        .await;
+    (Extension(cache_status), Json(user)).into_response()
 }
 
 /// `GET /orders/{id}`: fails with 500 for every fifth order, as a flaky
@@ -95,10 +108,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .log_format(log_format)
         .init()?;
 
+    let users: Users = InstrumentedCache::new("users", moka::future::Cache::builder().max_capacity(10_000));
+
     let app = Router::new()
         .route("/users/{id}", get(get_user))
         .route("/orders/{id}", get(get_order))
         .route("/report", get(report))
+        .with_state(users)
         .layer(obs.layer())
         .merge(obs.monitoring_router());
 

@@ -4,6 +4,7 @@ use tower_layer::Layer;
 
 use crate::{
     StatusClassifier,
+    cache::{CacheStatusLayer, CacheStatusService},
     metrics::{HttpMetrics, HttpMetricsLayer},
     panic::CatchPanic,
     request_id::{RequestIdLayer, RequestIdService},
@@ -11,17 +12,19 @@ use crate::{
 };
 
 /// The service of [`ObservabilityLayer`]: request id, then span, then
-/// metrics, then the panic catcher, around `S`.
-pub type ObservabilityService<S> = RequestIdService<HttpTrace<HttpMetrics<CatchPanic<S>>>>;
+/// metrics, then cache status, then the panic catcher, around `S`.
+pub type ObservabilityService<S> =
+    RequestIdService<HttpTrace<HttpMetrics<CacheStatusService<CatchPanic<S>>>>>;
 
-/// Request id, server span, HTTP metrics and a panic catcher around a
-/// service, in that order (DESIGN: "request id -> span -> metrics").
+/// Request id, server span, HTTP metrics, cache status and a panic catcher
+/// around a service, in that order (DESIGN: "request id -> span -> metrics
+/// -> cache").
 ///
 /// The request id is set first so the span can carry it; the span is opened
 /// before the metrics start their clock so that the metrics see the same
 /// request the span does; panics are caught innermost so that both see the
 /// 500 they become (`error_type="panic"`). Stacking [`RequestIdLayer`],
-/// [`HttpTraceLayer`], [`HttpMetricsLayer`] and
+/// [`HttpTraceLayer`], [`HttpMetricsLayer`], [`CacheStatusLayer`] and
 /// [`CatchPanicLayer`](crate::panic::CatchPanicLayer) by hand
 /// in this order gives the same service.
 ///
@@ -41,6 +44,7 @@ pub struct ObservabilityLayer {
     request_id: RequestIdLayer,
     trace: HttpTraceLayer,
     metrics: HttpMetricsLayer,
+    cache: CacheStatusLayer,
 }
 
 impl ObservabilityLayer {
@@ -84,6 +88,12 @@ impl ObservabilityLayer {
         self
     }
 
+    /// Replaces the cache status layer (e.g. another cache name).
+    pub fn cache(mut self, layer: CacheStatusLayer) -> Self {
+        self.cache = layer;
+        self
+    }
+
     /// Replaces the metrics layer (e.g. another route cap).
     pub fn metrics(mut self, layer: HttpMetricsLayer) -> Self {
         self.metrics = layer;
@@ -95,6 +105,7 @@ impl<S> Layer<S> for ObservabilityLayer {
     type Service = ObservabilityService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        self.request_id.layer(self.trace.layer(self.metrics.layer(CatchPanic::new(inner))))
+        let inner = self.cache.layer(CatchPanic::new(inner));
+        self.request_id.layer(self.trace.layer(self.metrics.layer(inner)))
     }
 }

@@ -48,10 +48,12 @@
 //! | `telemetry` | yes | the [`Observability`] builder: recorder, tracer provider, subscriber |
 //! | `otlp-grpc` | yes | OTLP/gRPC export (port 4317) |
 //! | `otlp-http` | yes | OTLP/HTTP protobuf export (port 4318) |
+//! | `moka` | yes | [`cache::InstrumentedCache`]: cache metrics for `moka::future::Cache` |
 //! | `full` | no | all of the above |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod body;
+pub mod cache;
 mod classify;
 mod layer;
 pub mod metrics;
@@ -62,6 +64,7 @@ pub mod request_id;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 pub mod trace;
+pub mod window;
 
 #[cfg(feature = "telemetry")]
 pub use self::telemetry::{InitError, LogFormat, Observability, ObservabilityBuilder, OtlpProtocol};

@@ -278,10 +278,18 @@ fn default_layer() -> ObservabilityLayer {
 
 fn install_recorder() -> Result<PrometheusHandle, InitError> {
     let sizes = |name: &str| Matcher::Full(name.to_owned());
+    // Every other histogram gets the semconv duration buckets: none renders
+    // as a summary, which Prometheus cannot aggregate across instances.
     let handle = PrometheusBuilder::new()
         .set_buckets(&DURATION_BUCKETS)
         .and_then(|b| b.set_buckets_for_metric(sizes(HTTP_SERVER_REQUEST_BODY_SIZE), &SIZE_BUCKETS))
         .and_then(|b| b.set_buckets_for_metric(sizes(HTTP_SERVER_RESPONSE_BODY_SIZE), &SIZE_BUCKETS))
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(crate::cache::CACHE_LOOKUP_DURATION.to_owned()),
+                &crate::cache::LOOKUP_DURATION_BUCKETS,
+            )
+        })
         .expect("bucket lists are not empty")
         .install_recorder()
         .map_err(|_| InitError::RecorderAlreadyInstalled)?;

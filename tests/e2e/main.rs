@@ -109,6 +109,15 @@ async fn metrics_count_every_request_by_route_template_and_status() {
     // Monitoring requests are not counted: /metrics is merged after the layer.
     assert_eq!(request_count(&scrape, &[]), 14.0);
 
+    // The users route goes through a moka cache: 1st request per id misses.
+    let cache = |result| {
+        scrape.sum("http_server_cache_requests_total", &[("http_route", "/users/{id}"), ("result", result)])
+    };
+    assert_eq!((cache("hit"), cache("miss")), (3.0, 2.0));
+    assert_eq!(scrape.sum("cache_gets_total", &[("cache", "users"), ("result", "hit")]), 3.0);
+    assert_eq!(scrape.sum("cache_gets_total", &[("cache", "users"), ("result", "miss")]), 2.0);
+    assert_eq!(scrape.sum("cache_puts_total", &[("cache", "users")]), 2.0);
+
     // Route templates only, never raw paths; error_type only on errors.
     for sample in &scrape.samples {
         if let Some(route) = sample.labels.get("http_route") {
