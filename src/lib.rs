@@ -49,12 +49,15 @@
 //! | `otlp-grpc` | yes | OTLP/gRPC export (port 4317) |
 //! | `otlp-http` | yes | OTLP/HTTP protobuf export (port 4318) |
 //! | `moka` | yes | [`cache::InstrumentedCache`]: cache metrics for `moka::future::Cache` |
+//! | `health` | yes (with `monitoring`) | [`health::HealthRegistry`]: checks with timeouts, groups, a cache |
 //! | `full` | no | all of the above |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod body;
 pub mod cache;
 mod classify;
+#[cfg(feature = "health")]
+pub mod health;
 mod layer;
 pub mod metrics;
 #[cfg(feature = "monitoring")]

@@ -3,8 +3,8 @@
 //! | route | answer |
 //! |---|---|
 //! | `GET /metrics` | Prometheus text exposition format 0.0.4 |
-//! | `GET /health/live` | `200` JSON while the process serves |
-//! | `GET /health/ready` | `200` JSON when ready to take traffic |
+//! | `GET /health/live` | the liveness checks: `200` healthy or degraded, `503` unhealthy |
+//! | `GET /health/ready` | the readiness checks: `200` healthy or degraded, `503` unhealthy |
 //!
 //! Every answer sets `Cache-Control: no-store`. These endpoints are for the
 //! operators of the service, not its users: do not expose them publicly
@@ -25,8 +25,27 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! The health endpoints serve the checks of a [`HealthRegistry`] given to
+//! [`MonitoringRouter::health`]; without one, both answer healthy with no
+//! checks. Their JSON body is the group's [`HealthReport`] plus the
+//! service's name, version (left out when empty) and uptime, or
+//! `{"status": "..."}` alone with [`ShowDetails::Never`]:
+//!
+//! ```json
+//! {
+//!   "status": "unhealthy",
+//!   "checks": {
+//!     "db": {"status": "unhealthy", "duration_seconds": 5.0, "message": "timed out after 5 s"}
+//!   },
+//!   "timestamp": "2025-06-01T12:00:00.123Z",
+//!   "service": "users-api",
+//!   "version": "1.4.0",
+//!   "uptime_seconds": 3600.5
+//! }
+//! ```
 
-use std::{fmt, sync::Arc};
+use std::{fmt, sync::Arc, time::Instant};
 
 use axum::{
     Json, Router,
@@ -38,7 +57,11 @@ use axum::{
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 
-use crate::{ObservabilityLayer, telemetry::ServiceInfo};
+use crate::{
+    ObservabilityLayer,
+    health::{HealthGroup, HealthRegistry, HealthReport, HealthStatus, ShowDetails},
+    telemetry::ServiceInfo,
+};
 
 /// The route templates this fragment serves; [`Observability::layer`]
 /// excludes them from traces and metrics.
@@ -52,7 +75,8 @@ pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=ut
 /// The monitoring routes; turn it into a [`Router`] with `.merge(..)` or
 /// `Router::from`.
 ///
-/// Built by [`Observability::monitoring_router`](crate::Observability::monitoring_router).
+/// Built by [`Observability::monitoring_router`](crate::Observability::monitoring_router),
+/// or by [`MonitoringRouter::standalone`] without the global pipeline.
 #[derive(Clone)]
 #[must_use]
 pub struct MonitoringRouter {
@@ -60,9 +84,11 @@ pub struct MonitoringRouter {
     layer: ObservabilityLayer,
 }
 
+#[derive(Clone)]
 struct MonitoringState {
     prometheus: Option<PrometheusHandle>,
     info: Arc<ServiceInfo>,
+    health: HealthRegistry,
 }
 
 impl MonitoringRouter {
@@ -71,7 +97,83 @@ impl MonitoringRouter {
         info: Arc<ServiceInfo>,
         layer: ObservabilityLayer,
     ) -> Self {
-        Self { state: Arc::new(MonitoringState { prometheus, info }), layer }
+        Self { state: Arc::new(MonitoringState { prometheus, info, health: HealthRegistry::new() }), layer }
+    }
+
+    /// The routes without [`Observability`](crate::Observability): for an
+    /// application that installs its own recorder and subscriber, or for a
+    /// test.
+    ///
+    /// The service name is `unknown_service` (the OTel default) and its
+    /// version empty; `/metrics` answers `503` until given a handle with
+    /// [`prometheus`](Self::prometheus); the health endpoints answer healthy
+    /// until given a registry with [`health`](Self::health). 404s of the
+    /// merged router are observed by an [`ObservabilityLayer`] excluding
+    /// [`ROUTES`], as with `Observability`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use axum::Router;
+    /// use tower_observability::{health::HealthRegistry, monitoring::MonitoringRouter};
+    ///
+    /// let registry = HealthRegistry::builder()
+    ///     .check("db", || async { Ok::<(), std::io::Error>(()) })
+    ///     .build();
+    /// let app: Router = Router::new().merge(MonitoringRouter::standalone().health(registry));
+    /// ```
+    pub fn standalone() -> Self {
+        let info = ServiceInfo {
+            name: "unknown_service".to_owned(),
+            version: String::new(),
+            started: Instant::now(),
+        };
+        Self::new(None, Arc::new(info), ObservabilityLayer::new().exclude_routes(ROUTES))
+    }
+
+    /// Serves `registry` at `/health/live` (its [`HealthGroup::Live`]
+    /// checks) and `/health/ready` (its [`HealthGroup::Ready`] checks),
+    /// replacing the empty default registry; see [`crate::health`].
+    ///
+    /// Also describes the health metrics to the installed recorder.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use axum::Router;
+    /// use tower_observability::{Observability, health::HealthRegistry};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let obs = Observability::builder().service_name("users-api").init()?;
+    /// let registry = HealthRegistry::builder()
+    ///     .check("db", || async { Ok::<(), std::io::Error>(()) })
+    ///     .build();
+    /// let app: Router = Router::new().merge(obs.monitoring_router().health(registry));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn health(mut self, registry: HealthRegistry) -> Self {
+        crate::health::describe();
+        Arc::make_mut(&mut self.state).health = registry;
+        self
+    }
+
+    /// Serves `handle`'s rendering at `/metrics`, for a recorder installed
+    /// without [`Observability`](crate::Observability).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use metrics_exporter_prometheus::PrometheusBuilder;
+    /// use tower_observability::monitoring::MonitoringRouter;
+    ///
+    /// let recorder = PrometheusBuilder::new().build_recorder();
+    /// let router = MonitoringRouter::standalone().prometheus(recorder.handle());
+    /// # let _ = router;
+    /// ```
+    pub fn prometheus(mut self, handle: PrometheusHandle) -> Self {
+        Arc::make_mut(&mut self.state).prometheus = Some(handle);
+        self
     }
 }
 
@@ -80,6 +182,7 @@ impl fmt::Debug for MonitoringRouter {
         f.debug_struct("MonitoringRouter")
             .field("service_name", &self.state.info.name)
             .field("prometheus", &self.state.prometheus.is_some())
+            .field("health", &self.state.health)
             .finish()
     }
 }
@@ -118,35 +221,48 @@ async fn metrics(State(state): State<Arc<MonitoringState>>) -> Response {
     no_store(res)
 }
 
-/// Body of the health endpoints.
+/// Body of the health endpoints when details are shown.
 #[derive(Debug, Serialize)]
 struct Health<'a> {
-    status: &'static str,
+    #[serde(flatten)]
+    report: &'a HealthReport,
     service: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
     version: &'a str,
     uptime_seconds: f64,
 }
 
-fn health(state: &MonitoringState) -> Response {
-    no_store(
-        Json(Health {
-            status: "healthy",
+/// Body of the health endpoints when details are hidden.
+#[derive(Debug, Serialize)]
+struct HealthSummary {
+    status: HealthStatus,
+}
+
+/// Runs (or reads from the registry's cache) the checks of `group`:
+/// `200` when healthy or degraded, `503` when unhealthy.
+async fn health(state: &MonitoringState, group: HealthGroup) -> Response {
+    let report = state.health.report(group).await;
+    let code = report.status().http_status();
+    let body = match state.health.show_details() {
+        ShowDetails::Never => Json(HealthSummary { status: report.status() }).into_response(),
+        ShowDetails::Always => Json(Health {
+            report: &report,
             service: &state.info.name,
             version: &state.info.version,
             uptime_seconds: state.info.started.elapsed().as_secs_f64(),
         })
         .into_response(),
-    )
+    };
+    no_store((code, body).into_response())
 }
 
-/// Liveness depends on nothing outside the process: it answers while the
-/// server's runtime serves requests.
+/// Liveness: the registry's [`HealthGroup::Live`] checks, none by default,
+/// so that it depends on nothing outside the process unless told to.
 async fn live(State(state): State<Arc<MonitoringState>>) -> Response {
-    health(&state)
+    health(&state, HealthGroup::Live).await
 }
 
-/// Readiness; registered dependency checks are not implemented yet, so it
-/// answers as liveness does.
+/// Readiness: the registry's [`HealthGroup::Ready`] checks.
 async fn ready(State(state): State<Arc<MonitoringState>>) -> Response {
-    health(&state)
+    health(&state, HealthGroup::Ready).await
 }
