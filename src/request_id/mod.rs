@@ -36,7 +36,9 @@ use std::fmt;
 
 use http::{HeaderValue, Request, header::GetAll};
 
-pub use self::service::{RequestIdLayer, RequestIdResponseFuture, RequestIdService};
+pub use self::service::{
+    HTTP_SERVER_REQUEST_ID_REJECTED, RequestIdLayer, RequestIdResponseFuture, RequestIdService,
+};
 
 /// The header read and written by default: `x-request-id`.
 pub const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
@@ -116,6 +118,9 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [Self; 4] = [Self::Empty, Self::TooLong, Self::InvalidCharacter, Self::Conflicting];
+
     /// A short snake_case name, fit for a metric label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -251,6 +256,20 @@ mod tests {
         assert_eq!(accept_values(&[b"same", b"same"]).unwrap().unwrap().as_str(), "same");
         assert_eq!(accept_values(&[b"one", b"two"]).unwrap().unwrap_err(), RejectReason::Conflicting);
         assert!(accept_values(&[]).is_none());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn validate_matches_its_definition(value in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let expected = (1..=MAX_LEN).contains(&value.len())
+                && value.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:+/=@".contains(b));
+            proptest::prop_assert_eq!(validate(&value).is_ok(), expected);
+        }
+
+        #[test]
+        fn printable_ids_from_the_safe_set_round_trip(value in "[A-Za-z0-9_.:+/=@-]{1,128}") {
+            proptest::prop_assert!(validate(value.as_bytes()).is_ok());
+        }
     }
 
     #[test]

@@ -9,7 +9,55 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{MakeRequestId, MakeRequestUuid, RequestId, X_REQUEST_ID, accept, uuid_id, validate};
+use std::sync::{Arc, OnceLock};
+
+use super::{
+    MakeRequestId, MakeRequestUuid, RejectReason, RequestId, X_REQUEST_ID, accept, uuid_id, validate,
+};
+
+/// `http_server_request_id_rejected_total{reason}`: incoming request ids
+/// replaced because they were invalid (counter).
+pub const HTTP_SERVER_REQUEST_ID_REJECTED: &str = "http_server_request_id_rejected_total";
+
+/// Settings shared by the clones of a layer and its services.
+#[derive(Debug)]
+struct Shared {
+    header: HeaderName,
+    also_accept: Vec<HeaderName>,
+    rejected: [OnceLock<::metrics::Counter>; RejectReason::ALL.len()],
+}
+
+impl Shared {
+    fn new(header: HeaderName, also_accept: Vec<HeaderName>) -> Arc<Self> {
+        Arc::new(Self { header, also_accept, rejected: Default::default() })
+    }
+
+    fn reject(&self, reason: RejectReason) {
+        tracing::debug!(reason = reason.as_str(), "replaced an invalid incoming request id");
+        self.rejected[reason as usize]
+            .get_or_init(|| {
+                ::metrics::describe_counter!(
+                    HTTP_SERVER_REQUEST_ID_REJECTED,
+                    "Incoming request ids replaced because they were invalid, by reason."
+                );
+                ::metrics::counter!(HTTP_SERVER_REQUEST_ID_REJECTED, "reason" => reason.as_str())
+            })
+            .increment(1);
+    }
+
+    /// The first valid id among the headers, counting the invalid ones.
+    fn accept<B>(&self, req: &Request<B>) -> Option<RequestId> {
+        std::iter::once(&self.header).chain(&self.also_accept).find_map(|name| {
+            match accept(req.headers().get_all(name))? {
+                Ok(id) => Some(id),
+                Err(reason) => {
+                    self.reject(reason);
+                    None
+                }
+            }
+        })
+    }
+}
 
 /// Layer that gives every request a validated [`RequestId`].
 ///
@@ -21,14 +69,14 @@ use super::{MakeRequestId, MakeRequestUuid, RequestId, X_REQUEST_ID, accept, uui
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct RequestIdLayer<M = MakeRequestUuid> {
-    header: HeaderName,
+    shared: Arc<Shared>,
     make: M,
 }
 
 impl RequestIdLayer {
     /// `x-request-id`, with UUIDs for requests without a valid id.
-    pub const fn new() -> Self {
-        Self { header: X_REQUEST_ID, make: MakeRequestUuid }
+    pub fn new() -> Self {
+        Self { shared: Shared::new(X_REQUEST_ID, Vec::new()), make: MakeRequestUuid }
     }
 }
 
@@ -41,13 +89,24 @@ impl Default for RequestIdLayer {
 impl<M> RequestIdLayer<M> {
     /// Reads and writes `header` instead of `x-request-id`.
     pub fn header_name(mut self, header: HeaderName) -> Self {
-        self.header = header;
+        self.shared = Shared::new(header, self.shared.also_accept.clone());
+        self
+    }
+
+    /// Also accepts an id from `header` (e.g. `x-correlation-id`) when the
+    /// main header carries no valid one. Headers are tried in order: the
+    /// main one, then these in the order added. The id is still written to
+    /// the main header only.
+    pub fn also_accept(mut self, header: HeaderName) -> Self {
+        let mut also = self.shared.also_accept.clone();
+        also.push(header);
+        self.shared = Shared::new(self.shared.header.clone(), also);
         self
     }
 
     /// Makes ids with `make` instead of UUIDs.
     pub fn make_request_id<M2: MakeRequestId>(self, make: M2) -> RequestIdLayer<M2> {
-        RequestIdLayer { header: self.header, make }
+        RequestIdLayer { shared: self.shared, make }
     }
 }
 
@@ -55,7 +114,7 @@ impl<S, M: Clone> Layer<S> for RequestIdLayer<M> {
     type Service = RequestIdService<S, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestIdService { inner, header: self.header.clone(), make: self.make.clone() }
+        RequestIdService { inner, shared: self.shared.clone(), make: self.make.clone() }
     }
 }
 
@@ -63,18 +122,18 @@ impl<S, M: Clone> Layer<S> for RequestIdLayer<M> {
 #[derive(Debug, Clone)]
 pub struct RequestIdService<S, M = MakeRequestUuid> {
     inner: S,
-    header: HeaderName,
+    shared: Arc<Shared>,
     make: M,
 }
 
 impl<S> RequestIdService<S> {
     /// Wraps `inner` with the defaults of [`RequestIdLayer::new`].
-    pub const fn new(inner: S) -> Self {
-        Self { inner, header: X_REQUEST_ID, make: MakeRequestUuid }
+    pub fn new(inner: S) -> Self {
+        RequestIdLayer::new().layer(inner)
     }
 
     /// A [`RequestIdLayer`] with its defaults.
-    pub const fn layer() -> RequestIdLayer {
+    pub fn layer() -> RequestIdLayer {
         RequestIdLayer::new()
     }
 }
@@ -111,17 +170,16 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let id = match accept(req.headers().get_all(&self.header)) {
-            Some(Ok(id)) => id,
-            Some(Err(reason)) => {
-                tracing::debug!(reason = reason.as_str(), "rejected an incoming request id");
-                self.generate(&req)
-            }
+        let id = match self.shared.accept(&req) {
+            Some(id) => id,
             None => self.generate(&req),
         };
-        req.headers_mut().insert(self.header.clone(), id.header_value().clone());
+        let header = &self.shared.header;
+        req.headers_mut().insert(header.clone(), id.header_value().clone());
+        #[cfg(feature = "tower-http")]
+        req.extensions_mut().insert(tower_http::request_id::RequestId::new(id.header_value().clone()));
         req.extensions_mut().insert(id.clone());
-        RequestIdResponseFuture { inner: self.inner.call(req), header: Some((self.header.clone(), id)) }
+        RequestIdResponseFuture { inner: self.inner.call(req), header: Some((header.clone(), id)) }
     }
 }
 
@@ -172,7 +230,7 @@ mod tests {
     use std::convert::Infallible;
 
     use http::HeaderValue;
-    use tower::{ServiceBuilder, ServiceExt};
+    use tower::{Service, ServiceBuilder, ServiceExt};
 
     use super::*;
     use crate::request_id::RequestIdSource;
@@ -261,6 +319,89 @@ mod tests {
         });
         let res = svc.oneshot(Request::new(())).await.unwrap();
         assert_eq!(res.headers()["x-request-id"], "upstream");
+    }
+
+    #[tokio::test]
+    async fn aliases_are_tried_in_order_and_written_to_the_main_header() {
+        let layer = RequestIdLayer::new().also_accept(HeaderName::from_static("x-correlation-id"));
+        let svc = ServiceBuilder::new().layer(layer).service_fn(|req: Request<()>| async move {
+            assert_eq!(req.extensions().get::<RequestId>().unwrap().as_str(), "from-alias");
+            #[cfg(feature = "tower-http")]
+            assert_eq!(
+                req.extensions().get::<tower_http::request_id::RequestId>().unwrap().header_value(),
+                "from-alias"
+            );
+            Ok::<_, Infallible>(Response::new(()))
+        });
+        let req = Request::builder()
+            .header("x-request-id", "bad value")
+            .header("x-correlation-id", "from-alias")
+            .body(())
+            .unwrap();
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(res.headers()["x-request-id"], "from-alias");
+    }
+
+    #[tokio::test]
+    async fn rejections_are_counted_by_reason() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let svc = ServiceBuilder::new()
+            .layer(RequestIdLayer::new())
+            .service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+        let requests =
+            ["a b", "", "x,y"].map(|v| Request::builder().header("x-request-id", v).body(()).unwrap());
+        ::metrics::with_local_recorder(&recorder, || {
+            for req in requests {
+                // `call` runs the validation synchronously, inside the local recorder.
+                let fut = svc.clone().call(req);
+                drop(fut);
+            }
+        });
+        let counts: std::collections::HashMap<String, u64> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter_map(|(key, _, _, value)| match value {
+                DebugValue::Counter(n) => Some((key.key().labels().next().unwrap().value().to_owned(), n)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(counts.get("invalid_character"), Some(&2));
+        assert_eq!(counts.get("empty"), Some(&1));
+    }
+
+    proptest::proptest! {
+        /// Any value a client can put in the header: kept verbatim when it
+        /// is valid, else replaced by a fresh UUID and never echoed.
+        #[test]
+        fn any_incoming_value_is_kept_only_when_valid(
+            values in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..300), 0..3)
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let header_values: Vec<HeaderValue> =
+                values.iter().filter_map(|v| HeaderValue::from_bytes(v).ok()).collect();
+            let raw: Vec<&[u8]> = header_values.iter().map(HeaderValue::as_bytes).collect();
+            let (id, res) = rt.block_on(roundtrip(RequestIdLayer::new(), &raw));
+            let echoed = res.headers()["x-request-id"].as_bytes().to_vec();
+            proptest::prop_assert_eq!(&echoed, &id.as_str().as_bytes().to_vec());
+            proptest::prop_assert!(validate(&echoed).is_ok());
+            let agree = raw.windows(2).all(|w| w[0] == w[1]);
+            match raw.first() {
+                Some(first) if agree && validate(first).is_ok() => {
+                    proptest::prop_assert_eq!(id.source(), crate::request_id::RequestIdSource::Client);
+                    proptest::prop_assert_eq!(&echoed[..], *first);
+                }
+                _ => {
+                    proptest::prop_assert_eq!(id.source(), crate::request_id::RequestIdSource::Generated);
+                    proptest::prop_assert!(uuid::Uuid::parse_str(id.as_str()).is_ok());
+                    for value in &raw {
+                        proptest::prop_assert_ne!(&echoed[..], *value);
+                    }
+                }
+            }
+        }
     }
 
     #[tokio::test]

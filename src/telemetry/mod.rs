@@ -6,6 +6,8 @@
 
 mod config;
 mod exporter;
+mod logs;
+mod sampler;
 
 use std::{
     fmt,
@@ -73,14 +75,20 @@ pub enum InitError {
 }
 
 /// Format of log lines written to standard output.
+///
+/// Both carry `request_id`, `trace_id` and `span_id` (of the request's
+/// server span) on every line emitted inside a request, nested spans
+/// included, so a line can be matched to its trace in Jaeger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum LogFormat {
-    /// One JSON object per line, with the fields of the current span
-    /// (`request_id` among them). The default: logs go to machines.
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields`
+    /// (with `message`), `span` (name and fields of the current span),
+    /// `request_id`, `trace_id`, `span_id`. The default: logs go to machines.
     #[default]
     Json,
-    /// Human-readable lines, with span fields.
+    /// Human-readable lines, control characters escaped:
+    /// `TIMESTAMP LEVEL target: message k=v request_id=.. trace_id=.. span_id=..`.
     Text,
 }
 
@@ -97,6 +105,7 @@ pub struct ObservabilityBuilder {
     log_filter: Option<String>,
     install_subscriber: bool,
     install_recorder: bool,
+    trust_remote_sampling: bool,
 }
 
 impl ObservabilityBuilder {
@@ -136,6 +145,17 @@ impl ObservabilityBuilder {
     /// `OTEL_TRACES_SAMPLER_ARG` (default `parentbased_always_on`).
     pub fn sampler(mut self, sampler: Sampler) -> Self {
         self.sampler = Some(sampler);
+        self
+    }
+
+    /// Whether a caller's sampling decision is honoured. With `false`, the
+    /// sampled flag of a *remote* parent (`traceparent` from a client) is
+    /// ignored and this service's sampler decides, as for a new trace; the
+    /// trace id is still continued. Use it on edge services, so that
+    /// unauthenticated callers cannot force sampling (and export costs) on
+    /// you. Defaults to `true` (W3C Trace Context, parent-based sampling).
+    pub fn trust_remote_sampling(mut self, trust: bool) -> Self {
+        self.trust_remote_sampling = trust;
         self
     }
 
@@ -222,11 +242,10 @@ impl ObservabilityBuilder {
         if self.install_subscriber {
             let fmt = match self.log_format {
                 LogFormat::Json => tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_current_span(true)
-                    .with_span_list(false)
+                    .event_format(logs::JsonFormat)
+                    .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
                     .boxed(),
-                LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
+                LogFormat::Text => tracing_subscriber::fmt::layer().event_format(logs::TextFormat).boxed(),
             };
             tracing_subscriber::registry()
                 .with(fmt.with_filter(log_filter))
@@ -259,8 +278,16 @@ impl ObservabilityBuilder {
         }
         let mut provider =
             SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource.build());
-        if let Some(sampler) = self.sampler.clone().filter(|_| config::env("OTEL_TRACES_SAMPLER").is_none()) {
-            provider = provider.with_sampler(sampler);
+        let sampler = self.sampler.clone().filter(|_| config::env("OTEL_TRACES_SAMPLER").is_none());
+        match (sampler, self.trust_remote_sampling) {
+            (Some(sampler), true) => provider = provider.with_sampler(sampler),
+            (Some(sampler), false) => provider = provider.with_sampler(sampler::LocalDecision::new(sampler)),
+            (None, false) => {
+                // The SDK's default sampler, as read from OTEL_TRACES_SAMPLER.
+                let root = opentelemetry_sdk::trace::Config::default().sampler;
+                provider = provider.with_sampler(sampler::LocalDecision::new(root));
+            }
+            (None, true) => {}
         }
         let provider = provider.build();
         opentelemetry::global::set_tracer_provider(provider.clone());
@@ -373,6 +400,7 @@ impl Observability {
             log_filter: None,
             install_subscriber: true,
             install_recorder: true,
+            trust_remote_sampling: true,
         }
     }
 

@@ -28,10 +28,14 @@
 //!     .layer(ServiceBuilder::new().layer(RequestIdLayer::new()).layer(HttpTraceLayer::new()));
 //! ```
 
+mod client;
+mod correlation;
 mod propagation;
 mod service;
 
 pub use self::{
+    client::{HeaderInjector, PropagateContext, PropagateContextLayer},
+    correlation::Correlation,
     propagation::HeaderExtractor,
     service::{HttpTrace, HttpTraceLayer, ResponseFuture, TraceObserver},
 };

@@ -4,6 +4,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll, ready},
+    time::Instant,
 };
 
 use http::{Request, Response, StatusCode, Version};
@@ -15,10 +16,13 @@ use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
-use tracing::{Span, field::Empty};
+use tracing::{Level, Span, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::propagation::{CheckedExtractor, has_context};
+use super::{
+    correlation,
+    propagation::{CheckedExtractor, has_context},
+};
 use crate::{
     body::{self, BodyEnd, BodyObserver, ResponseBody},
     classify::{ErrorType, KnownMethod, RouteFilter, StatusClassifier, response_error, route_of, scheme_of},
@@ -35,7 +39,16 @@ use crate::{
 pub struct HttpTraceLayer {
     propagator: Arc<dyn TextMapPropagator + Send + Sync>,
     exclude: RouteFilter,
+    options: Options,
+}
+
+/// The per-request settings of a layer, copied into each response future.
+#[derive(Debug, Clone, Copy)]
+struct Options {
     classifier: StatusClassifier,
+    access_log: Option<Level>,
+    traceparent_header: bool,
+    server_timing_header: bool,
 }
 
 /// Marks a request as traced, so that a second [`HttpTrace`] around the same
@@ -53,14 +66,44 @@ impl HttpTraceLayer {
         Self {
             propagator: Arc::new(propagator),
             exclude: RouteFilter::default(),
-            classifier: StatusClassifier::default(),
+            options: Options {
+                classifier: StatusClassifier::default(),
+                access_log: Some(Level::INFO),
+                traceparent_header: false,
+                server_timing_header: false,
+            },
         }
     }
 
     /// Which statuses mark the span as an error; 5xx by default (OTel HTTP
     /// semconv for server spans).
     pub fn error_status(mut self, classifier: StatusClassifier) -> Self {
-        self.classifier = classifier;
+        self.options.classifier = classifier;
+        self
+    }
+
+    /// The level of the access log, one event per finished request with
+    /// target `tower_observability::access` (method, route, status,
+    /// `duration_seconds`, `error.type`; request and trace ids come from the
+    /// span). `Some(Level::INFO)` by default; `None` turns it off.
+    pub fn access_log(mut self, level: Option<Level>) -> Self {
+        self.options.access_log = level;
+        self
+    }
+
+    /// Writes the server span's context on responses as a W3C `traceparent`
+    /// header, so a client can find the trace. Off by default: it tells
+    /// callers your trace ids.
+    pub fn traceparent_response_header(mut self, enabled: bool) -> Self {
+        self.options.traceparent_header = enabled;
+        self
+    }
+
+    /// Writes `Server-Timing: traceparent;desc="00-{trace}-{span}-{flags}"`
+    /// on responses, the form browsers expose to scripts (W3C Server Timing)
+    /// and OpenTelemetry's browser instrumentation reads. Off by default.
+    pub fn server_timing_header(mut self, enabled: bool) -> Self {
+        self.options.server_timing_header = enabled;
         self
     }
 
@@ -102,7 +145,7 @@ impl<S> Layer<S> for HttpTraceLayer {
             inner,
             propagator: self.propagator.clone(),
             exclude: self.exclude.clone(),
-            classifier: self.classifier,
+            options: self.options,
         }
     }
 }
@@ -113,7 +156,7 @@ pub struct HttpTrace<S> {
     inner: S,
     propagator: Arc<dyn TextMapPropagator + Send + Sync>,
     exclude: RouteFilter,
-    classifier: StatusClassifier,
+    options: Options,
 }
 
 impl<S> HttpTrace<S> {
@@ -207,7 +250,8 @@ pub(crate) fn make_span<B>(req: &Request<B>, propagator: &(dyn TextMapPropagator
     if let Some(agent) = req.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()) {
         span.record("user_agent.original", agent);
     }
-    if let Some(id) = req.extensions().get::<RequestId>() {
+    let request_id = req.extensions().get::<RequestId>();
+    if let Some(id) = request_id {
         span.record("request_id", id.as_str());
     }
     if has_context(req.headers()) {
@@ -218,7 +262,100 @@ pub(crate) fn make_span<B>(req: &Request<B>, propagator: &(dyn TextMapPropagator
             let _ = span.set_parent(parent);
         }
     }
+    correlation::attach(&span, request_id);
     span
+}
+
+/// The route template of a request, held without copying it.
+#[derive(Debug, Clone)]
+enum OwnedRoute {
+    #[cfg(feature = "axum")]
+    Axum(axum::extract::MatchedPath),
+    Manual(crate::HttpRoute),
+}
+
+impl OwnedRoute {
+    fn of(extensions: &http::Extensions) -> Option<Self> {
+        #[cfg(feature = "axum")]
+        if let Some(path) = extensions.get::<axum::extract::MatchedPath>() {
+            return Some(Self::Axum(path.clone()));
+        }
+        extensions.get::<crate::HttpRoute>().cloned().map(Self::Manual)
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            #[cfg(feature = "axum")]
+            Self::Axum(path) => path.as_str(),
+            Self::Manual(route) => route.as_str(),
+        }
+    }
+}
+
+/// What the access log needs of a request.
+#[derive(Debug)]
+struct Access {
+    start: Instant,
+    method: KnownMethod,
+    route: Option<OwnedRoute>,
+    level: Level,
+}
+
+macro_rules! access_event {
+    ($level:expr, $($field:tt)*) => {
+        match $level {
+            Level::ERROR => tracing::event!(target: "tower_observability::access", Level::ERROR, $($field)*),
+            Level::WARN => tracing::event!(target: "tower_observability::access", Level::WARN, $($field)*),
+            Level::INFO => tracing::event!(target: "tower_observability::access", Level::INFO, $($field)*),
+            Level::DEBUG => tracing::event!(target: "tower_observability::access", Level::DEBUG, $($field)*),
+            Level::TRACE => tracing::event!(target: "tower_observability::access", Level::TRACE, $($field)*),
+        }
+    };
+}
+
+impl Access {
+    /// Emits the access log event, inside the request's span.
+    fn log(&self, span: &Span, status: Option<StatusCode>, error: Option<ErrorType>) {
+        let _entered = span.enter();
+        let route = self.route.as_ref().map_or(crate::UNMATCHED_ROUTE, OwnedRoute::as_str);
+        access_event!(
+            self.level,
+            http.request.method = self.method.as_str(),
+            http.route = route,
+            http.response.status_code = status.map(|s| s.as_u16()),
+            duration_seconds = self.start.elapsed().as_secs_f64(),
+            error.type = error.as_ref().map(ErrorType::as_str),
+            "request finished"
+        );
+    }
+}
+
+/// The W3C `traceparent` of the span's OTel context (version 00).
+fn traceparent_of(span: &Span) -> Option<http::HeaderValue> {
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    if !sc.is_valid() {
+        return None;
+    }
+    let value = format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8());
+    http::HeaderValue::from_str(&value).ok()
+}
+
+/// Writes the opt-in trace headers on a response.
+fn write_trace_headers(headers: &mut http::HeaderMap, span: &Span, options: Options) {
+    if !(options.traceparent_header || options.server_timing_header) {
+        return;
+    }
+    let Some(traceparent) = traceparent_of(span) else { return };
+    if options.server_timing_header {
+        let timing = format!("traceparent;desc=\"{}\"", traceparent.to_str().unwrap_or_default());
+        if let Ok(timing) = http::HeaderValue::from_str(&timing) {
+            headers.append(http::header::HeaderName::from_static("server-timing"), timing);
+        }
+    }
+    if options.traceparent_header {
+        headers.insert(http::header::HeaderName::from_static("traceparent"), traceparent);
+    }
 }
 
 /// Records how the request ended on its span.
@@ -247,20 +384,27 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let span = if self.exclude.excludes(route_of(req.extensions()))
+        let start = Instant::now();
+        let (span, access) = if self.exclude.excludes(route_of(req.extensions()))
             || req.extensions().get::<Traced>().is_some()
         {
-            Span::none()
+            (Span::none(), None)
         } else {
             req.extensions_mut().insert(Traced);
-            make_span(&req, &*self.propagator)
+            let access = self.options.access_log.map(|level| Access {
+                start,
+                method: KnownMethod::of(req.method()),
+                route: OwnedRoute::of(req.extensions()),
+                level,
+            });
+            (make_span(&req, &*self.propagator), access)
         };
         let is_head = req.method() == http::Method::HEAD;
         let inner = {
             let _entered = span.enter();
             self.inner.call(req)
         };
-        ResponseFuture { inner, span: Some(span), is_head, classifier: self.classifier }
+        ResponseFuture { inner, span: Some(span), access, is_head, options: self.options }
     }
 }
 
@@ -271,14 +415,19 @@ pin_project! {
         #[pin]
         inner: F,
         span: Option<Span>,
+        access: Option<Access>,
         is_head: bool,
-        classifier: StatusClassifier,
+        options: Options,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
         fn drop(this: Pin<&mut Self>) {
-            if let Some(span) = this.project().span.take() {
+            let this = this.project();
+            if let Some(span) = this.span.take() {
                 record_end(&span, None, Some(ErrorType::ClientAbort));
+                if let Some(access) = this.access.take() {
+                    access.log(&span, None, Some(ErrorType::ClientAbort));
+                }
             }
         }
     }
@@ -299,15 +448,26 @@ where
         };
         let span = this.span.take().expect("ResponseFuture polled after completion");
         Poll::Ready(match result {
-            Ok(res) => {
+            Ok(mut res) => {
                 let status = res.status();
                 span.record("http.response.status_code", status.as_u16());
+                write_trace_headers(res.headers_mut(), &span, *this.options);
                 let marked = res.extensions().get::<ErrorType>().copied();
-                let observer = TraceObserver { span, status, marked, classifier: *this.classifier };
+                let observer = TraceObserver {
+                    span,
+                    status,
+                    marked,
+                    classifier: this.options.classifier,
+                    access: this.access.take(),
+                };
                 Ok(res.map(|b| body::observe(b, observer, *this.is_head, status)))
             }
             Err(err) => {
-                record_end(&span, None, Some(ErrorType::service::<E>()));
+                let error = Some(ErrorType::service::<E>());
+                record_end(&span, None, error);
+                if let Some(access) = this.access.take() {
+                    access.log(&span, None, error);
+                }
                 Err(err)
             }
         })
@@ -327,12 +487,17 @@ pub struct TraceObserver {
     status: StatusCode,
     marked: Option<ErrorType>,
     classifier: StatusClassifier,
+    access: Option<Access>,
 }
 
 impl BodyObserver for TraceObserver {
     fn on_end(self, end: BodyEnd) {
         let error = response_error(self.classifier, self.status, self.marked, end);
         record_end(&self.span, None, error);
+        if let Some(access) = &self.access {
+            // Entering and leaving the span here also sets its end time.
+            access.log(&self.span, Some(self.status), error);
+        }
         // tracing-opentelemetry (0.34) takes a span's end time from its last
         // exit, not from its close: enter and leave it now, at the body's end.
         drop(self.span.enter());

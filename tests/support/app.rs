@@ -10,22 +10,22 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// The quickstart binary; built by the test command before the tests run
-/// (`cargo build --example quickstart`), built here if missing.
+/// An example binary; built by the test command before the tests run
+/// (`cargo build --examples`), built here if missing.
 #[allow(dead_code)]
-fn quickstart_binary() -> PathBuf {
+fn example_binary(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let path = target.join("debug/examples/quickstart");
+    let path = target.join("debug/examples").join(name);
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let status = Command::new(cargo)
-            .args(["build", "--example", "quickstart"])
+            .args(["build", "--all-features", "--example", name])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
-            .expect("run cargo build --example quickstart");
-        assert!(status.success(), "cargo build --example quickstart failed");
+            .expect("run cargo build --example");
+        assert!(status.success(), "cargo build --example {name} failed");
     }
     path
 }
@@ -43,7 +43,12 @@ impl App {
     /// Starts quickstart with `PORT=0`, JSON logs and the given extra
     /// environment, and waits (at most 30 s) for its "listening" line.
     pub fn start(env: &[(&str, &str)]) -> App {
-        let mut command = Command::new(quickstart_binary());
+        Self::start_example("quickstart", env)
+    }
+
+    /// Starts the example `name` as [`start`](Self::start) does.
+    pub fn start_example(name: &str, env: &[(&str, &str)]) -> App {
+        let mut command = Command::new(example_binary(name));
         command
             .env("PORT", "0")
             .env("LOG_FORMAT", "json")
@@ -74,9 +79,13 @@ impl App {
         let deadline = Instant::now() + Duration::from_secs(30);
         let address = loop {
             let found = lines.lock().unwrap().iter().find_map(|line| {
-                let json: serde_json::Value = serde_json::from_str(line).ok()?;
-                (json["fields"]["message"] == "listening")
-                    .then(|| json["fields"]["address"].as_str().unwrap().to_owned())
+                if let Ok(json) = serde_json::from_str::<serde_json::Value>(line) {
+                    return (json["fields"]["message"] == "listening")
+                        .then(|| json["fields"]["address"].as_str().unwrap().to_owned());
+                }
+                // Text logs: `... listening address=127.0.0.1:1234 ...`
+                let rest = line.split(": listening address=").nth(1)?;
+                Some(rest.split(' ').next()?.to_owned())
             });
             if let Some(address) = found {
                 break address;
