@@ -7,7 +7,13 @@
 mod config;
 mod exporter;
 mod logs;
+mod pipeline;
 mod sampler;
+
+pub use self::pipeline::{
+    OTLP_EXPORTER_QUEUE_SPANS, OTLP_EXPORTER_SPANS_DROPPED, OTLP_EXPORTER_SPANS_EXPORTED,
+    OTLP_EXPORTER_SPANS_FAILED,
+};
 
 use std::{
     fmt,
@@ -66,7 +72,8 @@ pub enum InitError {
     /// `RUST_LOG` or the builder's filter does not parse.
     #[error("invalid log filter: {0}")]
     InvalidLogFilter(String),
-    /// The OTLP exporter could not be built.
+    /// The OTLP exporter could not be built. The Prometheus recorder is
+    /// installed by then.
     #[error("failed to build the OTLP span exporter: {0}")]
     Exporter(String),
     /// The exporter's background thread could not start.
@@ -209,16 +216,21 @@ impl ObservabilityBuilder {
             .or_else(|| self.service_name.clone())
             .unwrap_or_else(|| "unknown_service".to_owned());
 
-        let tracing = if config::sdk_disabled() {
+        // Everything that can be refused is checked before anything global
+        // is installed.
+        let export = if config::sdk_disabled() {
             None
         } else {
             let protocol = config::resolve_protocol(self.protocol)?;
-            let endpoint = config::resolve_endpoint(self.endpoint.as_deref(), protocol)?;
-            Some(self.tracer_provider(&service_name, protocol, &endpoint)?)
+            Some((protocol, config::resolve_endpoint(self.endpoint.as_deref(), protocol)?))
         };
 
+        // The recorder first: the span pipeline registers its metrics in it.
         let prometheus = if self.install_recorder { Some(install_recorder()?) } else { None };
         let upkeep = prometheus.clone().map(Upkeep::start).transpose()?;
+        let tracing = export
+            .map(|(protocol, endpoint)| self.tracer_provider(&service_name, protocol, &endpoint))
+            .transpose()?;
 
         let info = Arc::new(ServiceInfo {
             name: service_name,
@@ -276,8 +288,14 @@ impl ObservabilityBuilder {
             resource =
                 resource.with_attribute(opentelemetry::KeyValue::new("service.version", version.clone()));
         }
-        let mut provider =
-            SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource.build());
+        // The batch processor's queue size, as the SDK reads it.
+        let capacity = config::env("OTEL_BSP_MAX_QUEUE_SIZE").and_then(|v| v.parse().ok()).unwrap_or(2048);
+        let pipeline = pipeline::Pipeline::new(capacity);
+        let counting = pipeline::CountingExporter::new(exporter, pipeline.clone());
+        let batch = opentelemetry_sdk::trace::BatchSpanProcessor::builder(counting).build();
+        let mut provider = SdkTracerProvider::builder()
+            .with_span_processor(pipeline::GuardedProcessor::new(batch, pipeline))
+            .with_resource(resource.build());
         let sampler = self.sampler.clone().filter(|_| config::env("OTEL_TRACES_SAMPLER").is_none());
         match (sampler, self.trust_remote_sampling) {
             (Some(sampler), true) => provider = provider.with_sampler(sampler),

@@ -296,7 +296,7 @@ async fn sigterm_flushes_pending_spans() {
 }
 
 #[tokio::test]
-async fn an_absent_collector_never_fails_a_request() {
+async fn an_absent_collector_never_fails_a_request_and_is_reported_once() {
     // A port with nothing behind it.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let endpoint = format!("http://{closed}");
@@ -309,6 +309,58 @@ async fn an_absent_collector_never_fails_a_request() {
         res.bytes().await.unwrap();
     }
     assert_eq!(statuses, HashMap::from([(200, 300)]));
+
+    // Failed exports are counted on /metrics ...
+    let deadline = std::time::Instant::now() + SPAN_WAIT;
+    loop {
+        let (_, exposition) = scrape(&client, &app).await;
+        if exposition.sum("otlp_exporter_spans_failed_total", &[]) > 0.0 {
+            assert_eq!(exposition.sum("otlp_exporter_spans_exported_total", &[]), 0.0);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no failed spans counted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ... and logged once, not once per batch.
+    let warnings = app.lines().iter().filter(|l| l.contains("span export failed")).count();
+    assert_eq!(warnings, 1, "{:#?}", app.lines());
     let status = tokio::task::spawn_blocking(move || app.terminate()).await.unwrap();
     assert!(status.success(), "quickstart exited with {status}");
+}
+
+#[tokio::test]
+async fn a_hung_collector_fills_a_bounded_queue_and_drops_are_counted() {
+    // Accepts connections and never answers.
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", hung.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = hung.accept().await {
+            open.push(socket);
+        }
+    });
+    let app = App::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_BSP_SCHEDULE_DELAY", "10"),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "32"),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "8"),
+    ]);
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    for i in 0..400 {
+        let res = get(&client, &app.url(&format!("/users/{}", i % 20)), &[]).await;
+        assert_eq!(res.status(), 200);
+        res.bytes().await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let (text, exposition) = scrape(&client, &app).await;
+    let dropped = exposition.sum("otlp_exporter_spans_dropped_total", &[]);
+    let queued = exposition.sum("otlp_exporter_queue_spans", &[]);
+    assert!(dropped >= 400.0 - 32.0, "drops must be counted: {dropped}");
+    assert!(queued <= 32.0, "the queue is bounded: {queued}");
+    assert!(elapsed < Duration::from_secs(20), "400 requests took {elapsed:?} with a hung collector");
+    promtool_check(&text);
+    assert_eq!(app.lines().iter().filter(|l| l.contains("export queue is full")).count(), 1);
+    drop(app);
+    held.abort();
 }
