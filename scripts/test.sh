@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
@@ -14,6 +15,7 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 
+echo "== deploy rules and dashboard"; ./scripts/check-deploy.sh
 echo "== fmt";    cargo fmt --all -- --check
 echo "== clippy"; cargo clippy --all-targets --all-features -- -D warnings
 echo "== doc";    RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
@@ -21,5 +23,9 @@ echo "== doc";    RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
 echo "== build examples"; cargo build --examples --all-features
 echo "== test (all features)"; cargo test --all-features --all-targets
 echo "== doctest"; cargo test --all-features --doc
-echo "== check (no default features)"; cargo check --no-default-features --lib
+echo "== check each feature alone"
+for feature in "" axum telemetry otlp-grpc otlp-http health monitoring moka tower-http; do
+  out=$(cargo check --quiet --no-default-features --features "$feature" --lib 2>&1) || { echo "$out"; exit 1; }
+  if grep -q '^warning' <<<"$out"; then echo "warnings with --features '$feature':"; echo "$out"; exit 1; fi
+done
 echo "== all tests passed"

@@ -5,7 +5,7 @@ use tower_layer::Layer;
 use crate::{
     StatusClassifier,
     cache::{CacheStatusLayer, CacheStatusService},
-    metrics::{HttpMetrics, HttpMetricsLayer},
+    metrics::{HttpMetrics, HttpMetricsLayer, HttpStats},
     panic::CatchPanic,
     request_id::{RequestIdLayer, RequestIdService},
     trace::{HttpTrace, HttpTraceLayer},
@@ -98,6 +98,25 @@ impl ObservabilityLayer {
     pub fn metrics(mut self, layer: HttpMetricsLayer) -> Self {
         self.metrics = layer;
         self
+    }
+
+    /// The in-process windowed statistics of the requests this layer (and
+    /// its clones) measure: request rate, error ratio and latency quantiles
+    /// over the last 1, 5 and 15 minutes, overall and per route; see
+    /// [`HttpStats`]. Take it after [`metrics`](Self::metrics), which
+    /// replaces the figures with the new layer's.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_observability::{ObservabilityLayer, window::Window};
+    ///
+    /// let layer = ObservabilityLayer::new();
+    /// let stats = layer.http_stats();
+    /// assert_eq!(stats.window(Window::OneMinute).request_rate, 0.0);
+    /// ```
+    pub fn http_stats(&self) -> HttpStats {
+        self.metrics.http_stats()
     }
 }
 

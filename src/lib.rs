@@ -53,6 +53,8 @@
 //! | `full` | no | all of the above |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "monitoring")]
+pub mod alerts;
 pub mod body;
 pub mod cache;
 mod classify;

@@ -23,6 +23,24 @@
 //! [`DURATION_BUCKETS`] and [`SIZE_BUCKETS`]. When you install a recorder
 //! yourself, set them too.
 //!
+//! # In-process windows
+//!
+//! Beside the cumulative Prometheus series, every measured request is
+//! counted in bounded in-process windows (DESIGN: "windowed views (last
+//! 1 m, 5 m, 15 m) for the overview, alerts and dashboard are computed
+//! in-process with bounded ring buffers"), per route label: requests and
+//! errors in [`WindowedCounter`]s of 1-second slots, durations in a
+//! [`WindowedHistogram`] of 10-second slots, 62 KB per route.
+//! [`HttpMetricsLayer::http_stats`] reads them as request rates, error
+//! ratios and p50/p95/p99 latencies ([`HttpStats`]), per route and for the
+//! whole layer (the sum of its routes, added up when read). A finished
+//! request costs two compare-and-swaps more (three when it failed) on its
+//! route's windows, and the request one atomic add and one subtract for
+//! the active count: no lock, no allocation, no extra clock reading, no
+//! write to memory that requests on other routes share.
+//!
+//! [`WindowedCounter`]: crate::window::WindowedCounter
+//!
 //! # Example
 //!
 //! ```
@@ -34,10 +52,19 @@
 //!     .layer(HttpMetricsLayer::new());
 //! ```
 
+mod histogram;
 mod registry;
 mod service;
+mod stats;
 
-pub use self::service::{HttpMetrics, HttpMetricsLayer, MetricsObserver, ResponseFuture};
+pub use self::{
+    histogram::{
+        HISTOGRAM_BUCKETS, HISTOGRAM_MAX, HISTOGRAM_MIN, HISTOGRAM_RESOLUTION, HISTOGRAM_SPAN,
+        HistogramSnapshot, QUANTILE_RELATIVE_ERROR, WindowedHistogram, bucket_bounds,
+    },
+    service::{HttpMetrics, HttpMetricsLayer, MetricsObserver, ResponseFuture},
+    stats::{HttpStats, HttpWindowStats, RouteStats},
+};
 
 /// `http.server.request.duration`: seconds from the request to the end of
 /// its response body (histogram).

@@ -1,9 +1,15 @@
 //! Metric handles built once per label set and reused: the hot path of a
-//! known route takes two read locks and allocates nothing.
+//! known route takes two read locks and allocates nothing. Each route also
+//! holds its in-process windows ([`WindowedStats`]), recorded beside its
+//! Prometheus series.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, OnceLock, RwLock},
+    sync::{
+        Arc, OnceLock, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
 };
 
 use ::metrics::{Gauge, Histogram, Label, SharedString};
@@ -11,7 +17,7 @@ use http::StatusCode;
 
 use super::{
     HTTP_SERVER_ACTIVE_REQUESTS, HTTP_SERVER_REQUEST_BODY_SIZE, HTTP_SERVER_REQUEST_DURATION,
-    HTTP_SERVER_RESPONSE_BODY_SIZE, HTTP_SERVER_TIME_TO_FIRST_BYTE,
+    HTTP_SERVER_RESPONSE_BODY_SIZE, HTTP_SERVER_TIME_TO_FIRST_BYTE, stats::WindowedStats,
 };
 use crate::classify::{ErrorType, KnownMethod, UNMATCHED_ROUTE};
 
@@ -24,9 +30,14 @@ pub(crate) struct Registry {
     routes: RwLock<HashMap<Box<str>, Arc<RouteSeries>>>,
     unmatched: Arc<RouteSeries>,
     overflow: Arc<RouteSeries>,
+    /// Whether a request was given `unmatched` or `overflow`.
+    unmatched_used: AtomicBool,
+    overflow_used: AtomicBool,
     max_routes: usize,
     ttfb: bool,
     active: [[OnceLock<Gauge>; 2]; KnownMethod::COUNT],
+    /// When the windows began counting.
+    created: Instant,
 }
 
 impl Registry {
@@ -37,10 +48,18 @@ impl Registry {
             routes: RwLock::default(),
             unmatched: Arc::new(RouteSeries::new(UNMATCHED_ROUTE, ttfb)),
             overflow: Arc::new(RouteSeries::new(OVERFLOW_ROUTE, ttfb)),
+            unmatched_used: AtomicBool::new(false),
+            overflow_used: AtomicBool::new(false),
             max_routes,
             ttfb,
             active: Default::default(),
+            created: Instant::now(),
         }
+    }
+
+    /// When the windows began counting.
+    pub(crate) fn created(&self) -> Instant {
+        self.created
     }
 
     pub(crate) fn max_routes(&self) -> usize {
@@ -55,6 +74,7 @@ impl Registry {
     #[inline]
     pub(crate) fn route(&self, route: Option<&str>) -> Arc<RouteSeries> {
         let Some(route) = route else {
+            mark(&self.unmatched_used);
             return self.unmatched.clone();
         };
         if let Some(series) = read(&self.routes).get(route) {
@@ -65,11 +85,35 @@ impl Registry {
             return series.clone();
         }
         if routes.len() >= self.max_routes {
+            mark(&self.overflow_used);
             return self.overflow.clone();
         }
         let series = Arc::new(RouteSeries::new(route, self.ttfb));
         routes.insert(route.into(), series.clone());
         series
+    }
+
+    /// The series of a route label that requests were given, if any.
+    pub(crate) fn find(&self, route: &str) -> Option<Arc<RouteSeries>> {
+        if let Some(series) = read(&self.routes).get(route) {
+            return Some(series.clone());
+        }
+        [(&self.unmatched, &self.unmatched_used), (&self.overflow, &self.overflow_used)]
+            .into_iter()
+            .find(|(series, used)| series.name() == route && used.load(Ordering::Relaxed))
+            .map(|(series, _)| series.clone())
+    }
+
+    /// Every series that requests were given, in no order.
+    pub(crate) fn all_routes(&self) -> Vec<Arc<RouteSeries>> {
+        let mut all: Vec<Arc<RouteSeries>> = read(&self.routes).values().cloned().collect();
+        for (series, used) in [(&self.unmatched, &self.unmatched_used), (&self.overflow, &self.overflow_used)]
+        {
+            if used.load(Ordering::Relaxed) {
+                all.push(series.clone());
+            }
+        }
+        all
     }
 
     /// The active-requests gauge of a method and scheme.
@@ -83,6 +127,14 @@ impl Registry {
                 "url_scheme" => scheme,
             )
         })
+    }
+}
+
+/// Sets a flag, reading it first so that the cache line is written once.
+#[inline]
+fn mark(flag: &AtomicBool) {
+    if !flag.load(Ordering::Relaxed) {
+        flag.store(true, Ordering::Relaxed);
     }
 }
 
@@ -111,6 +163,8 @@ pub(crate) struct Series {
 /// One finished request, as recorded.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Measurement {
+    /// When the request ended (the clock reading `seconds` was taken from).
+    pub(crate) at: Instant,
     pub(crate) seconds: f64,
     pub(crate) request_bytes: u64,
     pub(crate) response_bytes: u64,
@@ -123,11 +177,29 @@ pub(crate) struct RouteSeries {
     route: SharedString,
     ttfb: bool,
     series: RwLock<HashMap<SeriesKey, Series>>,
+    /// The route's windows.
+    stats: WindowedStats,
 }
 
 impl RouteSeries {
     fn new(route: &str, ttfb: bool) -> Self {
-        Self { route: SharedString::from(route.to_owned()), ttfb, series: RwLock::default() }
+        Self {
+            route: SharedString::from(route.to_owned()),
+            ttfb,
+            series: RwLock::default(),
+            stats: WindowedStats::new(),
+        }
+    }
+
+    /// The route label.
+    pub(crate) fn name(&self) -> &str {
+        self.route.as_ref()
+    }
+
+    /// The route's windows.
+    #[inline]
+    pub(crate) fn stats(&self) -> &WindowedStats {
+        &self.stats
     }
 
     /// Whether time to first byte is recorded.
@@ -136,9 +208,11 @@ impl RouteSeries {
         self.ttfb
     }
 
-    /// Records one finished request.
+    /// Records one finished request: into its Prometheus series, and into
+    /// the route's windows.
     #[inline]
     pub(crate) fn record(&self, key: SeriesKey, m: Measurement) {
+        self.stats.record_at(m.seconds, key.error.is_some(), m.at);
         let record = |series: &Series| {
             series.duration.record(m.seconds);
             series.request_size.record(m.request_bytes as f64);

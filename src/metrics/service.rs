@@ -12,7 +12,10 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::registry::{Measurement, Registry, RouteSeries, SeriesKey};
+use super::{
+    registry::{Measurement, Registry, RouteSeries, SeriesKey},
+    stats::HttpStats,
+};
 use crate::{
     body::{self, BodyEnd, BodyObserver, RequestBody, ResponseBody},
     classify::{ErrorType, KnownMethod, RouteFilter, StatusClassifier, response_error, route_of, scheme_of},
@@ -83,6 +86,27 @@ impl HttpMetricsLayer {
     pub fn max_routes(mut self, max: usize) -> Self {
         self.registry = Arc::new(Registry::new(max, self.registry.ttfb()));
         self
+    }
+
+    /// The in-process windowed statistics of the requests this layer (and
+    /// its clones) measure: rate, error ratio and latency quantiles over the
+    /// last 1, 5 and 15 minutes; see [`HttpStats`].
+    ///
+    /// Take it after [`max_routes`](Self::max_routes) and
+    /// [`time_to_first_byte`](Self::time_to_first_byte), which start new
+    /// figures.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_observability::{metrics::HttpMetricsLayer, window::Window};
+    ///
+    /// let layer = HttpMetricsLayer::new().max_routes(100);
+    /// let stats = layer.http_stats();
+    /// assert_eq!(stats.window(Window::FiveMinutes).requests, 0);
+    /// ```
+    pub fn http_stats(&self) -> HttpStats {
+        HttpStats::new(self.registry.clone())
     }
 }
 
@@ -176,7 +200,7 @@ where
         };
         let method = KnownMethod::of(&parts.method);
         let scheme = scheme_of(&parts.uri);
-        let active = ActiveGuard::new(self.registry.active(method, scheme));
+        let active = ActiveGuard::new(self.registry.active(method, scheme), route);
         let is_head = parts.method == http::Method::HEAD;
         ResponseFuture {
             inner: self.inner.call(Request::from_parts(parts, body)),
@@ -184,11 +208,10 @@ where
                 start,
                 method,
                 scheme,
-                route,
                 request_size,
                 is_head,
                 classifier: self.classifier,
-                _active: active,
+                active,
             }),
         }
     }
@@ -217,23 +240,30 @@ fn content_length(headers: &http::HeaderMap) -> Option<u64> {
     headers.get(http::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-/// Decrements the active-requests gauge when the request is over, whichever
-/// way it ends: the guard lives in the future, then in the body observer.
+/// Counts a request as active, in the gauge and in its route's windows,
+/// until it is over, whichever way it ends: the guard lives in the future,
+/// then in the body observer. It owns the request's route series, which
+/// `Pending::finish` records into.
 #[derive(Debug)]
-struct ActiveGuard(Gauge);
+struct ActiveGuard {
+    gauge: Gauge,
+    route: Arc<RouteSeries>,
+}
 
 impl ActiveGuard {
     #[inline]
-    fn new(gauge: &Gauge) -> Self {
+    fn new(gauge: &Gauge, route: Arc<RouteSeries>) -> Self {
         gauge.increment(1.0);
-        Self(gauge.clone())
+        route.stats().start_request();
+        Self { gauge: gauge.clone(), route }
     }
 }
 
 impl Drop for ActiveGuard {
     #[inline]
     fn drop(&mut self) {
-        self.0.decrement(1.0);
+        self.gauge.decrement(1.0);
+        self.route.stats().end_request();
     }
 }
 
@@ -243,14 +273,19 @@ struct Pending {
     start: Instant,
     method: KnownMethod,
     scheme: &'static str,
-    route: Arc<RouteSeries>,
     request_size: RequestSize,
     is_head: bool,
     classifier: StatusClassifier,
-    _active: ActiveGuard,
+    /// Also holds the route's series.
+    active: ActiveGuard,
 }
 
 impl Pending {
+    #[inline]
+    fn route(&self) -> &RouteSeries {
+        &self.active.route
+    }
+
     #[inline]
     fn finish(
         self,
@@ -259,14 +294,17 @@ impl Pending {
         response_bytes: u64,
         first_byte_seconds: Option<f64>,
     ) {
+        // One clock reading for the duration and the windows' slot.
+        let at = Instant::now();
         let measurement = Measurement {
-            seconds: self.start.elapsed().as_secs_f64(),
+            at,
+            seconds: at.saturating_duration_since(self.start).as_secs_f64(),
             request_bytes: self.request_size.bytes(),
             response_bytes,
             first_byte_seconds,
         };
         let key = SeriesKey { method: self.method, scheme: self.scheme, status, error };
-        self.route.record(key, measurement);
+        self.route().record(key, measurement);
     }
 }
 
@@ -341,7 +379,7 @@ pub struct MetricsObserver {
 impl BodyObserver for MetricsObserver {
     #[inline]
     fn on_data(&mut self, len: usize) {
-        if self.first_byte_seconds.is_none() && len > 0 && self.pending.route.ttfb() {
+        if self.first_byte_seconds.is_none() && len > 0 && self.pending.route().ttfb() {
             self.first_byte_seconds = Some(self.pending.start.elapsed().as_secs_f64());
         }
         self.response_bytes += len as u64;

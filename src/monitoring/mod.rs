@@ -5,6 +5,7 @@
 //! | `GET /metrics` | Prometheus text exposition format 0.0.4 |
 //! | `GET /health/live` | the liveness checks: `200` healthy or degraded, `503` unhealthy |
 //! | `GET /health/ready` | the readiness checks: `200` healthy or degraded, `503` unhealthy |
+//! | `GET /monitoring/overview` | the service at a glance, as JSON: see [`Overview`] |
 //!
 //! Every answer sets `Cache-Control: no-store`. These endpoints are for the
 //! operators of the service, not its users: do not expose them publicly
@@ -44,8 +45,63 @@
 //!   "uptime_seconds": 3600.5
 //! }
 //! ```
+//!
+//! `/metrics` also exports the standard process metrics
+//! (`process_resident_memory_bytes`, `process_cpu_seconds_total`,
+//! `process_open_fds`, ...), collected with `metrics-process` before each
+//! rendering.
+//!
+//! # Overview
+//!
+//! `GET /monitoring/overview` reads the in-process windows of the last 1, 5
+//! and 15 minutes: the HTTP figures of the [`ObservabilityLayer`] the
+//! router belongs to ([`HttpStats`]: request rate in requests per second,
+//! error ratio, p50/p95/p99 latency in seconds, overall and for the
+//! [`OVERVIEW_TOP_ROUTES`] busiest routes of the last 15 minutes), cache hit
+//! ratios with the windows below the warning threshold, the status of each
+//! health group, process figures, and the active alerts of an
+//! [`AlertsSource`]:
+//!
+//! ```json
+//! {
+//!   "service": {"name": "users-api", "version": "1.4.0", "uptime_seconds": 3600.5},
+//!   "http": {
+//!     "active_requests": 3,
+//!     "windows": {
+//!       "1m": {"requests": 100, "errors": 10, "request_rate": 1.67, "error_ratio": 0.1,
+//!              "latency_seconds": {"p50": 0.0109, "p95": 0.2235, "p99": 0.2235}},
+//!       "5m": {...}, "15m": {...}
+//!     },
+//!     "routes": [{"route": "/users/{id}", "windows": {"1m": {...}, "5m": {...}, "15m": {...}}}],
+//!     "routes_omitted": 0
+//!   },
+//!   "cache": {
+//!     "warn_below": 0.7, "min_samples": 20,
+//!     "caches": [{"cache": "users", "route": null,
+//!                 "windows": {"1m": {"hits": 5, "misses": 20, "ratio": 0.2}, "5m": {...}, "15m": {...}}}],
+//!     "warnings": [{"cache": "users", "route": null, "window": "1m", "hits": 5, "misses": 20, "ratio": 0.2}]
+//!   },
+//!   "health": {"live": {"status": "healthy", "failing": []},
+//!              "ready": {"status": "degraded", "failing": ["disk"]}},
+//!   "process": {"resident_memory_bytes": 24117248, "virtual_memory_bytes": 1073741824,
+//!               "cpu_seconds_total": 1.25, "open_fds": 17, "max_fds": 1024, "threads": 5,
+//!               "start_time_seconds": 1750000000},
+//!   "alerts": {"active": [], "counts": {}}
+//! }
+//! ```
+//!
+//! `health` is `null` without a registry; a figure that cannot be known
+//! (a ratio or quantile without requests, a process figure the platform
+//! does not give) is `null`.
 
-use std::{fmt, sync::Arc, time::Instant};
+mod dashboard;
+mod overview;
+
+use std::{
+    fmt,
+    sync::{Arc, Once},
+    time::{Duration, Instant},
+};
 
 use axum::{
     Json, Router,
@@ -57,9 +113,17 @@ use axum::{
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 
+use self::overview::SharedAlerts;
+pub use self::overview::{
+    AlertsSource, AlertsSummary, CacheOverview, GroupHealth, HealthOverview, HttpOverview,
+    OVERVIEW_TOP_ROUTES, Overview, PerWindow, ProcessOverview, RouteOverview, ServiceOverview,
+};
 use crate::{
     ObservabilityLayer,
+    alerts::{AlertEngine, AlertInputs},
+    cache::CacheHitRatios,
     health::{HealthGroup, HealthRegistry, HealthReport, HealthStatus, ShowDetails},
+    metrics::HttpStats,
     telemetry::ServiceInfo,
 };
 
@@ -67,7 +131,14 @@ use crate::{
 /// excludes them from traces and metrics.
 ///
 /// [`Observability::layer`]: crate::Observability::layer
-pub const ROUTES: [&str; 3] = ["/metrics", "/health/live", "/health/ready"];
+pub const ROUTES: [&str; 6] = [
+    "/metrics",
+    "/health/live",
+    "/health/ready",
+    "/monitoring",
+    "/monitoring/overview",
+    "/monitoring/alerts",
+];
 
 /// Content type of the Prometheus text exposition format.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -82,13 +153,27 @@ pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=ut
 pub struct MonitoringRouter {
     state: Arc<MonitoringState>,
     layer: ObservabilityLayer,
+    alert_engine: Option<(AlertEngine, Duration)>,
 }
+
+/// How often the alert rules are evaluated by default.
+pub const ALERT_EVALUATION_INTERVAL: Duration = Duration::from_secs(15);
 
 #[derive(Clone)]
 struct MonitoringState {
     prometheus: Option<PrometheusHandle>,
     info: Arc<ServiceInfo>,
     health: HealthRegistry,
+    /// Whether `health` was given (else it is the empty default).
+    health_set: bool,
+    /// The windows of `layer`'s metrics.
+    http: HttpStats,
+    cache: CacheHitRatios,
+    alerts: Option<SharedAlerts>,
+    process: metrics_process::Collector,
+    /// Describes the process metrics at the first `/metrics`, once the
+    /// recorder is surely installed.
+    process_described: Arc<Once>,
 }
 
 impl MonitoringRouter {
@@ -97,7 +182,18 @@ impl MonitoringRouter {
         info: Arc<ServiceInfo>,
         layer: ObservabilityLayer,
     ) -> Self {
-        Self { state: Arc::new(MonitoringState { prometheus, info, health: HealthRegistry::new() }), layer }
+        let state = MonitoringState {
+            prometheus,
+            info,
+            health: HealthRegistry::new(),
+            health_set: false,
+            http: layer.http_stats(),
+            cache: CacheHitRatios::global(),
+            alerts: None,
+            process: metrics_process::Collector::default(),
+            process_described: Arc::new(Once::new()),
+        };
+        Self { state: Arc::new(state), layer, alert_engine: None }
     }
 
     /// The routes without [`Observability`](crate::Observability): for an
@@ -109,7 +205,9 @@ impl MonitoringRouter {
     /// [`prometheus`](Self::prometheus); the health endpoints answer healthy
     /// until given a registry with [`health`](Self::health). 404s of the
     /// merged router are observed by an [`ObservabilityLayer`] excluding
-    /// [`ROUTES`], as with `Observability`.
+    /// [`ROUTES`], as with `Observability`; give it the application's layer
+    /// with [`observability_layer`](Self::observability_layer) so that the
+    /// overview shows the application's requests.
     ///
     /// # Example
     ///
@@ -154,8 +252,135 @@ impl MonitoringRouter {
     /// ```
     pub fn health(mut self, registry: HealthRegistry) -> Self {
         crate::health::describe();
-        Arc::make_mut(&mut self.state).health = registry;
+        let state = Arc::make_mut(&mut self.state);
+        state.health = registry;
+        state.health_set = true;
         self
+    }
+
+    /// Observes with (a clone of) `layer`, the one the application's router
+    /// uses: `/monitoring/overview` and [`http_stats`](Self::http_stats)
+    /// then read the figures of the application's requests, and the
+    /// fragment's 404s are counted with them. The fragment's own routes
+    /// ([`ROUTES`]) stay unobserved.
+    ///
+    /// [`Observability::monitoring_router`](crate::Observability::monitoring_router)
+    /// does this already; it is for [`standalone`](Self::standalone).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use tower_observability::{ObservabilityLayer, monitoring::MonitoringRouter};
+    ///
+    /// let layer = ObservabilityLayer::new();
+    /// let app: Router = Router::new()
+    ///     .route("/users/{id}", get(|| async { "user" }))
+    ///     .layer(layer.clone())
+    ///     .merge(MonitoringRouter::standalone().observability_layer(layer));
+    /// ```
+    pub fn observability_layer(mut self, layer: ObservabilityLayer) -> Self {
+        let layer = layer.exclude_routes(ROUTES);
+        Arc::make_mut(&mut self.state).http = layer.http_stats();
+        self.layer = layer;
+        self
+    }
+
+    /// Reads the cache hit ratios of the overview from `ratios` instead of
+    /// [`CacheHitRatios::global`], for caches and layers given their own
+    /// registry.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_observability::{cache::CacheHitRatios, monitoring::MonitoringRouter};
+    ///
+    /// let ratios = CacheHitRatios::new();
+    /// let router = MonitoringRouter::standalone().cache_hit_ratios(ratios.clone());
+    /// # let _ = router;
+    /// ```
+    pub fn cache_hit_ratios(mut self, ratios: CacheHitRatios) -> Self {
+        Arc::make_mut(&mut self.state).cache = ratios;
+        self
+    }
+
+    /// Fills the overview's `"alerts"` section from `source`, the alert
+    /// engine's hook (see [`AlertsSource`]); without one it is empty.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_observability::monitoring::{AlertsSummary, MonitoringRouter};
+    ///
+    /// let router = MonitoringRouter::standalone()
+    ///     .alerts(|| AlertsSummary::new(Vec::new(), [("firing".to_owned(), 0)].into()));
+    /// # let _ = router;
+    /// ```
+    pub fn alerts(mut self, source: impl AlertsSource) -> Self {
+        Arc::make_mut(&mut self.state).alerts = Some(SharedAlerts(Arc::new(source)));
+        self
+    }
+
+    /// Evaluates `engine`'s rules every [`ALERT_EVALUATION_INTERVAL`] over
+    /// the router's windowed HTTP figures, cache hit ratios and readiness
+    /// (when a health registry is set), serves its report at
+    /// `GET /monitoring/alerts`, and shows its active alerts in the overview.
+    ///
+    /// [`Observability::monitoring_router`](crate::Observability::monitoring_router)
+    /// sets an engine with [`AlertRule::defaults`](crate::alerts::AlertRule::defaults).
+    /// The evaluation task is spawned on the current tokio runtime when the
+    /// router is built (`Router::from` / `.merge(..)`); without a runtime no
+    /// task runs and a warning is logged.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_observability::{alerts::AlertEngine, monitoring::MonitoringRouter};
+    ///
+    /// let router = MonitoringRouter::standalone()
+    ///     .alert_engine(AlertEngine::with_default_rules(), Duration::from_secs(5));
+    /// # let _ = router;
+    /// ```
+    pub fn alert_engine(mut self, engine: AlertEngine, every: Duration) -> Self {
+        self = self.alerts(engine.clone());
+        self.alert_engine = Some((engine, every));
+        self
+    }
+
+    /// The in-process windowed HTTP statistics the overview shows: those of
+    /// the router's [`ObservabilityLayer`] (see
+    /// [`observability_layer`](Self::observability_layer)).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_observability::{monitoring::MonitoringRouter, window::Window};
+    ///
+    /// let stats = MonitoringRouter::standalone().http_stats();
+    /// assert_eq!(stats.window(Window::OneMinute).requests, 0);
+    /// ```
+    pub fn http_stats(&self) -> HttpStats {
+        self.state.http.clone()
+    }
+
+    /// The overview `GET /monitoring/overview` serves, built now: it runs
+    /// (or reads from the registry's cache) the health checks.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_observability::monitoring::MonitoringRouter;
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() {
+    /// let overview = MonitoringRouter::standalone().overview().await;
+    /// assert!(overview.health.is_none(), "no registry was given");
+    /// assert_eq!(overview.http.active_requests, 0);
+    /// # }
+    /// ```
+    pub async fn overview(&self) -> Overview {
+        overview::build(&self.state).await
     }
 
     /// Serves `handle`'s rendering at `/metrics`, for a recorder installed
@@ -183,7 +408,8 @@ impl fmt::Debug for MonitoringRouter {
             .field("service_name", &self.state.info.name)
             .field("prometheus", &self.state.prometheus.is_some())
             .field("health", &self.state.health)
-            .finish()
+            .field("alerts", &self.state.alerts.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -192,17 +418,50 @@ where
     S: Clone + Send + Sync + 'static,
 {
     fn from(router: MonitoringRouter) -> Self {
+        let alerts = match router.alert_engine {
+            Some((engine, every)) => {
+                spawn_alert_evaluator(engine.clone(), router.state.clone(), every);
+                crate::alerts::router(engine)
+            }
+            None => Router::new(),
+        };
         Router::new()
             .route("/metrics", get(metrics))
             .route("/health/live", get(live))
             .route("/health/ready", get(ready))
+            .route("/monitoring", get(dashboard::page))
+            .route("/monitoring/overview", get(overview_handler))
             .with_state(router.state)
+            .merge(alerts)
             // axum's `merge` keeps the merged-in router's default fallback:
             // layering it here keeps 404s observed when this fragment is
             // merged after the application's `.layer(..)`. The layer excludes
             // the routes above, and passes requests an outer copy observed.
             .layer(router.layer)
     }
+}
+
+/// Evaluates `engine` every `every` on the current runtime, over the
+/// figures of `state`.
+fn spawn_alert_evaluator(engine: AlertEngine, state: Arc<MonitoringState>, every: Duration) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!("no tokio runtime: the alert rules will not be evaluated");
+        return;
+    };
+    runtime.spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            ticker.tick().await;
+            let now = std::time::Instant::now();
+            let mut inputs = AlertInputs::from_http_stats(&state.http, now);
+            inputs.add_hit_ratios(&state.cache.snapshot());
+            if state.health_set {
+                inputs.readiness = Some(state.health.report(HealthGroup::Ready).await.status());
+            }
+            engine.evaluate(&inputs, now);
+        }
+    });
 }
 
 fn no_store(mut res: Response) -> Response {
@@ -212,7 +471,11 @@ fn no_store(mut res: Response) -> Response {
 
 async fn metrics(State(state): State<Arc<MonitoringState>>) -> Response {
     let res = match &state.prometheus {
-        Some(handle) => ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], handle.render()).into_response(),
+        Some(handle) => {
+            state.process_described.call_once(|| state.process.describe());
+            state.process.collect();
+            ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], handle.render()).into_response()
+        }
         None => {
             (StatusCode::SERVICE_UNAVAILABLE, "no Prometheus recorder was installed by tower-observability\n")
                 .into_response()
@@ -265,4 +528,9 @@ async fn live(State(state): State<Arc<MonitoringState>>) -> Response {
 /// Readiness: the registry's [`HealthGroup::Ready`] checks.
 async fn ready(State(state): State<Arc<MonitoringState>>) -> Response {
     health(&state, HealthGroup::Ready).await
+}
+
+/// The overview, as JSON.
+async fn overview_handler(State(state): State<Arc<MonitoringState>>) -> Response {
+    no_store(Json(overview::build(&state).await).into_response())
 }

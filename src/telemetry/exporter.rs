@@ -8,7 +8,10 @@
 
 use std::thread;
 
-use opentelemetry_otlp::{SpanExporter, WithExportConfig};
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+pub(crate) use opentelemetry_otlp::SpanExporter;
+#[cfg(any(feature = "otlp-grpc", feature = "otlp-http"))]
+use opentelemetry_otlp::WithExportConfig;
 
 use super::{InitError, OtlpProtocol};
 
@@ -21,8 +24,8 @@ pub(crate) struct ExporterRuntime {
     thread: Option<thread::JoinHandle<()>>,
 }
 
+#[cfg_attr(not(feature = "otlp-grpc"), allow(dead_code))]
 impl ExporterRuntime {
-    #[cfg_attr(not(feature = "otlp-grpc"), allow(dead_code))]
     fn start() -> Result<Self, InitError> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let handle = runtime.handle().clone();
@@ -44,8 +47,26 @@ impl Drop for ExporterRuntime {
     }
 }
 
+/// Stands for the OTLP exporter in a build with no transport feature: it
+/// cannot be made, so [`build`] always fails.
+#[cfg(not(any(feature = "otlp-grpc", feature = "otlp-http")))]
+#[derive(Debug)]
+pub(crate) enum SpanExporter {}
+
+#[cfg(not(any(feature = "otlp-grpc", feature = "otlp-http")))]
+impl opentelemetry_sdk::trace::SpanExporter for SpanExporter {
+    async fn export(&self, _batch: Vec<opentelemetry_sdk::trace::SpanData>) -> opentelemetry_sdk::error::OTelSdkResult {
+        match *self {}
+    }
+}
+
 /// Builds the exporter for `protocol`, sending to `endpoint` (a full URL,
 /// already validated).
+///
+/// # Errors
+///
+/// [`InitError::UnsupportedProtocol`] when the protocol's feature
+/// (`otlp-grpc`, `otlp-http`) is off.
 pub(crate) fn build(
     protocol: OtlpProtocol,
     endpoint: &str,
@@ -81,6 +102,9 @@ pub(crate) fn build(
             Ok((exporter, None))
         }
         #[allow(unreachable_patterns)]
-        other => Err(InitError::UnsupportedProtocol(format!("{other:?} (its feature is off)"))),
+        other => {
+            let _ = endpoint;
+            Err(InitError::UnsupportedProtocol(format!("{other:?} (its feature, otlp-grpc or otlp-http, is off)")))
+        }
     }
 }

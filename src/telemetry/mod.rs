@@ -365,6 +365,7 @@ impl Upkeep {
 pub(crate) struct ServiceInfo {
     pub(crate) name: String,
     pub(crate) version: String,
+    #[cfg_attr(not(feature = "monitoring"), allow(dead_code))]
     pub(crate) started: Instant,
 }
 
@@ -428,7 +429,11 @@ impl Observability {
         self.layer.clone()
     }
 
-    /// The router fragment serving `/metrics` and `/health/*`.
+    /// The router fragment serving `/metrics`, `/health/live`,
+    /// `/health/ready`, `/monitoring` (the dashboard),
+    /// `/monitoring/overview` and `/monitoring/alerts`, with the default
+    /// alert rules evaluated every 15 s (see
+    /// [`MonitoringRouter::alert_engine`](crate::monitoring::MonitoringRouter::alert_engine)).
     ///
     /// Merge it before or after applying [`layer`](Self::layer): either way
     /// monitoring requests are neither traced nor measured, and requests that
@@ -440,6 +445,13 @@ impl Observability {
             self.info.clone(),
             self.layer.clone(),
         )
+    }
+
+    /// The in-process windowed HTTP figures (rates, error ratios, latency
+    /// quantiles over 1, 5 and 15 minutes) of [`layer`](Self::layer), the
+    /// same the overview and the alert rules read.
+    pub fn http_stats(&self) -> crate::metrics::HttpStats {
+        self.layer.http_stats()
     }
 
     /// The Prometheus handle, when this crate installed the recorder.

@@ -36,6 +36,6 @@ mod service;
 pub use self::{
     client::{HeaderInjector, PropagateContext, PropagateContextLayer},
     correlation::Correlation,
-    propagation::HeaderExtractor,
+    propagation::{HeaderExtractor, is_valid_traceparent},
     service::{HttpTrace, HttpTraceLayer, ResponseFuture, TraceObserver},
 };

@@ -32,7 +32,17 @@ impl Extractor for HeaderExtractor<'_> {
 /// 3.2): `version-traceid-parentid-flags`, lowercase hex, a version other
 /// than `ff`, ids not all zero, and for version `00` exactly 55 characters
 /// (later versions may append `-` and more fields).
-pub(crate) fn valid_traceparent(value: &str) -> bool {
+///
+/// [`HttpTraceLayer`](super::HttpTraceLayer) ignores a `traceparent` that
+/// fails this check, and starts a new trace. It reads at most 56 bytes.
+///
+/// ```
+/// use tower_observability::trace::is_valid_traceparent;
+///
+/// assert!(is_valid_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+/// assert!(!is_valid_traceparent("00-4bf92f35-00f067aa0ba902b7-01"));
+/// ```
+pub fn is_valid_traceparent(value: &str) -> bool {
     fn hex(s: &[u8]) -> bool {
         s.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     }
@@ -66,7 +76,7 @@ impl<'a> CheckedExtractor<'a> {
     pub(crate) fn new(headers: &'a HeaderMap) -> Self {
         let mut values = headers.get_all("traceparent").iter();
         let trace_context = match (values.next(), values.next()) {
-            (Some(value), None) => value.to_str().is_ok_and(valid_traceparent),
+            (Some(value), None) => value.to_str().is_ok_and(is_valid_traceparent),
             // Absent, or several: ignore them all.
             _ => false,
         };
@@ -103,8 +113,8 @@ mod tests {
     #[test]
     fn traceparent_validation_follows_w3c() {
         let ok = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        assert!(valid_traceparent(ok));
-        assert!(valid_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-future"));
+        assert!(is_valid_traceparent(ok));
+        assert!(is_valid_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-future"));
         for bad in [
             "",
             "garbage",
@@ -117,7 +127,7 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
             "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
         ] {
-            assert!(!valid_traceparent(bad), "{bad:?} must be refused");
+            assert!(!is_valid_traceparent(bad), "{bad:?} must be refused");
         }
     }
 

@@ -1,0 +1,236 @@
+//! [`AlertInputs`]: the snapshot of windowed figures the rules read.
+
+use crate::{cache::HitRatioSnapshot, health::HealthStatus, window::Window};
+
+/// The figures the rules are evaluated on, read at one instant: a plain
+/// struct for glue code to fill from the in-process windows, the cache hit
+/// ratios and the latest readiness report.
+///
+/// A figure that is absent (a window not listed, a `None` ratio or
+/// quantile, no readiness) is *no data*: it never fires, and it resolves a
+/// firing alert.
+///
+/// # Example
+///
+/// ```
+/// use tower_observability::{
+///     alerts::{AlertInputs, CacheFigures, WindowFigures},
+///     health::HealthStatus,
+///     window::Window,
+/// };
+///
+/// let inputs = AlertInputs::default()
+///     .with_window(WindowFigures::from_counts(Window::FiveMinutes, 1_000, 70).with_p95(0.35))
+///     .with_cache(CacheFigures::new("users", Window::FifteenMinutes, 180, 120))
+///     .with_readiness(HealthStatus::Healthy);
+/// let five = inputs.window(Window::FiveMinutes).unwrap();
+/// assert_eq!(five.error_ratio, Some(0.07));
+/// assert_eq!(five.request_rate, 1_000.0 / 300.0);
+/// assert_eq!(inputs.caches[0].ratio, Some(0.6));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertInputs {
+    /// The HTTP figures, one entry per window (a later entry for the same
+    /// window is ignored).
+    pub windows: Vec<WindowFigures>,
+    /// The hit ratios, one entry per cache and window.
+    pub caches: Vec<CacheFigures>,
+    /// The aggregate status of the readiness checks; `None` when unknown.
+    pub readiness: Option<HealthStatus>,
+}
+
+impl AlertInputs {
+    /// The HTTP figures of every window of `stats` at `now`; caches and
+    /// readiness are left empty.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use tower_observability::{ObservabilityLayer, alerts::AlertInputs, window::Window};
+    ///
+    /// let inputs = AlertInputs::from_http_stats(&ObservabilityLayer::new().http_stats(), Instant::now());
+    /// assert_eq!(inputs.window(Window::FiveMinutes).unwrap().requests, 0);
+    /// ```
+    #[must_use]
+    pub fn from_http_stats(stats: &crate::metrics::HttpStats, now: std::time::Instant) -> Self {
+        Self {
+            windows: stats.windows_at(now).into_iter().map(WindowFigures::from).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// The figures of `window`, if listed.
+    #[must_use]
+    pub fn window(&self, window: Window) -> Option<&WindowFigures> {
+        self.windows.iter().find(|w| w.window == window)
+    }
+
+    /// The figures of cache `name` over `window`, if listed.
+    #[must_use]
+    pub fn cache(&self, name: &str, window: Window) -> Option<&CacheFigures> {
+        self.caches.iter().find(|c| c.window == window && c.cache == name)
+    }
+
+    /// Sets the figures of `figures.window`, replacing any listed.
+    #[must_use]
+    pub fn with_window(mut self, figures: WindowFigures) -> Self {
+        self.windows.retain(|w| w.window != figures.window);
+        self.windows.push(figures);
+        self
+    }
+
+    /// Adds the hit ratio of one cache over one window.
+    #[must_use]
+    pub fn with_cache(mut self, figures: CacheFigures) -> Self {
+        self.caches.push(figures);
+        self
+    }
+
+    /// Sets the readiness status.
+    #[must_use]
+    pub fn with_readiness(mut self, status: HealthStatus) -> Self {
+        self.readiness = Some(status);
+        self
+    }
+
+    /// Adds the three windows of each whole cache of `snapshots` (those
+    /// without a route), e.g. from
+    /// [`CacheHitRatios::snapshot`](crate::cache::CacheHitRatios::snapshot).
+    ///
+    /// ```
+    /// use tower_observability::{alerts::AlertInputs, cache::{CacheHitRatios, CacheStatus}};
+    ///
+    /// let ratios = CacheHitRatios::new();
+    /// ratios.cache("users").record(CacheStatus::Hit);
+    /// let mut inputs = AlertInputs::default();
+    /// inputs.add_hit_ratios(&ratios.snapshot());
+    /// assert_eq!(inputs.caches.len(), 3);
+    /// assert!(inputs.caches.iter().all(|c| c.cache == "users" && c.ratio == Some(1.0)));
+    /// ```
+    pub fn add_hit_ratios(&mut self, snapshots: &[HitRatioSnapshot]) {
+        for snapshot in snapshots.iter().filter(|s| s.route.is_none()) {
+            for stats in &snapshot.windows {
+                self.caches.push(CacheFigures {
+                    cache: snapshot.cache.to_string(),
+                    window: stats.window,
+                    ratio: stats.ratio,
+                    samples: stats.total(),
+                });
+            }
+        }
+    }
+}
+
+/// The HTTP figures of one window.
+///
+/// # Example
+///
+/// ```
+/// use tower_observability::{alerts::WindowFigures, window::Window};
+///
+/// let quiet = WindowFigures::from_counts(Window::OneMinute, 0, 0);
+/// assert_eq!((quiet.error_ratio, quiet.request_rate), (None, 0.0));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WindowFigures {
+    /// The window.
+    pub window: Window,
+    /// Requests completed in the window: the samples of every HTTP rule.
+    pub requests: u64,
+    /// Failed requests over requests, 0 to 1; `None` without requests.
+    pub error_ratio: Option<f64>,
+    /// The median request duration, in seconds.
+    pub p50: Option<f64>,
+    /// The 95th percentile of request durations, in seconds.
+    pub p95: Option<f64>,
+    /// The 99th percentile of request durations, in seconds.
+    pub p99: Option<f64>,
+    /// Requests per second over the window.
+    pub request_rate: f64,
+}
+
+impl From<crate::metrics::HttpWindowStats> for WindowFigures {
+    fn from(stats: crate::metrics::HttpWindowStats) -> Self {
+        Self {
+            window: stats.window,
+            requests: stats.requests,
+            error_ratio: stats.error_ratio,
+            p50: stats.p50,
+            p95: stats.p95,
+            p99: stats.p99,
+            request_rate: stats.request_rate,
+        }
+    }
+}
+
+impl WindowFigures {
+    /// The figures of `requests` requests of which `errors` failed over
+    /// `window`: the error ratio and the rate; no latency quantiles.
+    #[must_use]
+    pub fn from_counts(window: Window, requests: u64, errors: u64) -> Self {
+        Self {
+            window,
+            requests,
+            error_ratio: (requests > 0).then(|| errors.min(requests) as f64 / requests as f64),
+            p50: None,
+            p95: None,
+            p99: None,
+            request_rate: requests as f64 / window.duration().as_secs_f64(),
+        }
+    }
+
+    /// Sets the median, in seconds.
+    #[must_use]
+    pub fn with_p50(mut self, seconds: f64) -> Self {
+        self.p50 = Some(seconds);
+        self
+    }
+
+    /// Sets the 95th percentile, in seconds.
+    #[must_use]
+    pub fn with_p95(mut self, seconds: f64) -> Self {
+        self.p95 = Some(seconds);
+        self
+    }
+
+    /// Sets the 99th percentile, in seconds.
+    #[must_use]
+    pub fn with_p99(mut self, seconds: f64) -> Self {
+        self.p99 = Some(seconds);
+        self
+    }
+}
+
+/// The hit ratio of one cache over one window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheFigures {
+    /// The cache name (the `cache` label).
+    pub cache: String,
+    /// The window.
+    pub window: Window,
+    /// Hits over hits plus misses, 0 to 1; `None` without any.
+    pub ratio: Option<f64>,
+    /// Hits plus misses in the window.
+    pub samples: u64,
+}
+
+impl CacheFigures {
+    /// The figures of `hits` hits and `misses` misses of cache `cache` over
+    /// `window`.
+    ///
+    /// ```
+    /// use tower_observability::{alerts::CacheFigures, window::Window};
+    ///
+    /// let c = CacheFigures::new("users", Window::FiveMinutes, 3, 1);
+    /// assert_eq!((c.ratio, c.samples), (Some(0.75), 4));
+    /// ```
+    #[must_use]
+    pub fn new(cache: impl Into<String>, window: Window, hits: u64, misses: u64) -> Self {
+        let samples = hits.saturating_add(misses);
+        Self {
+            cache: cache.into(),
+            window,
+            ratio: (samples > 0).then(|| hits as f64 / samples as f64),
+            samples,
+        }
+    }
+}

@@ -1,0 +1,564 @@
+//! In-process windowed HTTP statistics: [`HttpStats`], fed by the metrics
+//! layer, read by the overview, the alerts and the dashboard.
+
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use super::{
+    histogram::{HistogramSnapshot, WindowedHistogram},
+    registry::{Registry, RouteSeries},
+};
+use crate::window::{Window, WindowedCounter};
+
+/// Requests, errors, latencies and active requests of one route label,
+/// over the last 15 minutes: two [`WindowedCounter`]s of 1-second slots
+/// (14.4 KB) and one [`WindowedHistogram`] of 10-second slots (47.6 KB),
+/// 62 KB in all, allocated once.
+///
+/// Only routes are written: the figures of the whole layer are the sum of
+/// its routes' (bucket counts add up exactly), computed when read, so that
+/// requests on different routes never write to a shared cache line.
+pub(crate) struct WindowedStats {
+    requests: WindowedCounter,
+    errors: WindowedCounter,
+    latency: WindowedHistogram,
+    active: AtomicU64,
+}
+
+impl WindowedStats {
+    pub(crate) fn new() -> Self {
+        Self {
+            requests: WindowedCounter::new(),
+            errors: WindowedCounter::new(),
+            latency: WindowedHistogram::new(),
+            active: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one finished request that took `seconds` and ended at `now`:
+    /// two compare-and-swaps (three for an error), no lock, no allocation.
+    #[inline]
+    pub(crate) fn record_at(&self, seconds: f64, error: bool, now: Instant) {
+        self.requests.add_at(1, now);
+        if error {
+            self.errors.add_at(1, now);
+        }
+        self.latency.record_at(seconds, now);
+    }
+
+    /// Counts a request as under way.
+    #[inline]
+    pub(crate) fn start_request(&self) {
+        self.active.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request as over; pairs with [`start_request`](Self::start_request).
+    #[inline]
+    pub(crate) fn end_request(&self) {
+        self.active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Requests in `window` ending at `now`.
+    fn requests_at(&self, window: Window, now: Instant) -> u64 {
+        self.requests.sum_at(window.duration(), now)
+    }
+
+    /// Adds the figures of `window` ending at `now` to `sum`.
+    fn add_to(&self, sum: &mut Sum, window: Window, now: Instant) {
+        sum.requests = sum.requests.saturating_add(self.requests.sum_at(window.duration(), now));
+        sum.errors = sum.errors.saturating_add(self.errors.sum_at(window.duration(), now));
+        sum.latency.merge(&self.latency.snapshot_at(window.duration(), now));
+    }
+}
+
+impl fmt::Debug for WindowedStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WindowedStats").finish_non_exhaustive()
+    }
+}
+
+/// The figures of one or more routes over one window, being added up.
+struct Sum {
+    requests: u64,
+    errors: u64,
+    latency: HistogramSnapshot,
+}
+
+impl Sum {
+    fn of<'a>(routes: impl IntoIterator<Item = &'a WindowedStats>, window: Window, now: Instant) -> Self {
+        let mut sum = Self { requests: 0, errors: 0, latency: HistogramSnapshot::empty() };
+        for route in routes {
+            route.add_to(&mut sum, window, now);
+        }
+        sum
+    }
+}
+
+/// How long a layer's figures have been counting at `now`, at least 1 s.
+fn age_at(created: Instant, now: Instant) -> Duration {
+    now.saturating_duration_since(created).max(Duration::from_secs(1))
+}
+
+/// Requests, errors, rate and latency quantiles of one window.
+///
+/// Read from [`HttpStats`] or [`RouteStats`]. Errors are the requests the
+/// metrics give an `error_type`: an error status (5xx by default, see
+/// [`StatusClassifier`](crate::StatusClassifier)), a service error, a
+/// panic, a timeout, a failed body or a client that went away.
+///
+/// # Example
+///
+/// ```
+/// use tower_observability::{metrics::HttpMetricsLayer, window::Window};
+///
+/// let stats = HttpMetricsLayer::new().http_stats();
+/// let last_minute = stats.window(Window::OneMinute);
+/// assert_eq!((last_minute.requests, last_minute.errors), (0, 0));
+/// assert_eq!(last_minute.error_ratio, None);
+/// assert_eq!(last_minute.p95, None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct HttpWindowStats {
+    /// The window.
+    pub window: Window,
+    /// Finished requests in the window: the last `window` to the second
+    /// (the oldest second may be missing, see [`crate::window`]).
+    pub requests: u64,
+    /// Finished requests that failed, in the same window.
+    pub errors: u64,
+    /// Requests per second: `requests` divided by the window's length, or
+    /// by the time since the layer was built when that is shorter (at least
+    /// 1 s), so that a fresh process does not read as an idle one.
+    pub request_rate: f64,
+    /// `errors / requests`, from 0 to 1; `None` without requests.
+    pub error_ratio: Option<f64>,
+    /// Estimated median duration, in seconds, from the request to the end
+    /// of its response body; `None` without requests. Within
+    /// [`QUANTILE_RELATIVE_ERROR`](super::QUANTILE_RELATIVE_ERROR) (11.5 %)
+    /// of the exact quantile between 61 µs and 101.6 s; over the last 50
+    /// to 60 s for the 1-minute window (see [`WindowedHistogram`]).
+    pub p50: Option<f64>,
+    /// Estimated 95th percentile duration, in seconds, as `p50`.
+    pub p95: Option<f64>,
+    /// Estimated 99th percentile duration, in seconds, as `p50`.
+    pub p99: Option<f64>,
+}
+
+impl HttpWindowStats {
+    fn new(window: Window, sum: &Sum, age: Duration) -> Self {
+        let Sum { requests, errors, ref latency } = *sum;
+        let seconds = window.duration().min(age).as_secs_f64();
+        Self {
+            window,
+            requests,
+            errors,
+            request_rate: requests as f64 / seconds,
+            error_ratio: (requests > 0).then(|| errors.min(requests) as f64 / requests as f64),
+            p50: latency.quantile(0.50),
+            p95: latency.quantile(0.95),
+            p99: latency.quantile(0.99),
+        }
+    }
+}
+
+/// A handle on the windowed HTTP statistics of one
+/// [`HttpMetricsLayer`](super::HttpMetricsLayer): request rate, error
+/// ratio and latency quantiles over the last 1, 5 and 15 minutes, for the
+/// whole layer and per route, and the requests under way.
+///
+/// Obtained with [`HttpMetricsLayer::http_stats`](super::HttpMetricsLayer::http_stats),
+/// [`ObservabilityLayer::http_stats`](crate::ObservabilityLayer::http_stats)
+/// or `MonitoringRouter::http_stats`; clones are cheap and read the same
+/// figures. Every request the layer measures is counted, when its response
+/// body ends (or is dropped, or fails), under the same route label as its
+/// Prometheus series: the template, `_unmatched`, or `_overflow` beyond the
+/// layer's route cap. Durations are in seconds, rates in requests per
+/// second.
+///
+/// Per route label the windows take 62 KB, allocated when the route is
+/// first seen (see [`WindowedHistogram`] for the layout); routes are capped
+/// by [`HttpMetricsLayer::max_routes`](super::HttpMetricsLayer::max_routes).
+/// The figures of the whole layer are the sum of its routes', computed when
+/// read: exact (bucket counts add up), free for the requests, and about
+/// 10 600 atomic loads per route for the three windows. Configure the
+/// layer (route cap, time to first byte) before taking the handle: those
+/// settings start a new set of figures.
+///
+/// # Example
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use tower::ServiceExt;
+/// use tower_observability::{ObservabilityLayer, window::Window};
+///
+/// # #[tokio::main]
+/// # async fn main() {
+/// let layer = ObservabilityLayer::new();
+/// let stats = layer.http_stats();
+/// let app = Router::new().route("/users/{id}", get(|| async { "user" })).layer(layer);
+///
+/// let res = app.oneshot(http::Request::get("/users/7").body(axum::body::Body::empty()).unwrap()).await.unwrap();
+/// axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap(); // the request ends with its body
+///
+/// let overall = stats.window(Window::OneMinute);
+/// assert_eq!((overall.requests, overall.errors, overall.error_ratio), (1, 0, Some(0.0)));
+/// assert!(overall.p99.unwrap() < 1.0);
+/// let users = stats.route("/users/{id}").unwrap();
+/// assert_eq!(users.window(Window::FifteenMinutes).requests, 1);
+/// assert_eq!(stats.active_requests(), 0);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct HttpStats {
+    registry: Arc<Registry>,
+}
+
+impl HttpStats {
+    pub(crate) fn new(registry: Arc<Registry>) -> Self {
+        Self { registry }
+    }
+
+    /// Requests whose response has not ended yet, now: the in-process
+    /// twin of `http_server_active_requests`.
+    #[must_use]
+    pub fn active_requests(&self) -> u64 {
+        self.registry.all_routes().iter().map(|route| route.stats().active.load(Ordering::Relaxed)).sum()
+    }
+
+    /// The figures of all requests over `window`, now.
+    #[must_use]
+    pub fn window(&self, window: Window) -> HttpWindowStats {
+        self.window_at(window, Instant::now())
+    }
+
+    /// The figures of all requests over the `window` that ends at `now`, a
+    /// reading of the monotonic clock.
+    #[must_use]
+    pub fn window_at(&self, window: Window, now: Instant) -> HttpWindowStats {
+        let routes = self.registry.all_routes();
+        let sum = Sum::of(routes.iter().map(|route| route.stats()), window, now);
+        HttpWindowStats::new(window, &sum, age_at(self.registry.created(), now))
+    }
+
+    /// The figures of all requests over every window of [`Window::ALL`] (1,
+    /// 5, 15 minutes), now.
+    #[must_use]
+    pub fn windows(&self) -> [HttpWindowStats; 3] {
+        self.windows_at(Instant::now())
+    }
+
+    /// The figures of all requests over every window of [`Window::ALL`],
+    /// at `now`.
+    #[must_use]
+    pub fn windows_at(&self, now: Instant) -> [HttpWindowStats; 3] {
+        let routes = self.registry.all_routes();
+        let age = age_at(self.registry.created(), now);
+        Window::ALL.map(|window| {
+            let sum = Sum::of(routes.iter().map(|route| route.stats()), window, now);
+            HttpWindowStats::new(window, &sum, age)
+        })
+    }
+
+    /// The latency distribution of all requests over the `window` that
+    /// ends at `now`, for other quantiles than p50, p95 and p99.
+    #[must_use]
+    pub fn latency_at(&self, window: Window, now: Instant) -> HistogramSnapshot {
+        let routes = self.registry.all_routes();
+        Sum::of(routes.iter().map(|route| route.stats()), window, now).latency
+    }
+
+    /// The figures of one route label (a template, `_unmatched` or
+    /// `_overflow`), or `None` when no request was given that label yet.
+    #[must_use]
+    pub fn route(&self, route: &str) -> Option<RouteStats> {
+        self.registry.find(route).map(|series| RouteStats { series, stats: self.clone() })
+    }
+
+    /// Every route label measured so far, sorted by name.
+    #[must_use]
+    pub fn routes(&self) -> Vec<RouteStats> {
+        let mut routes: Vec<RouteStats> = self
+            .registry
+            .all_routes()
+            .into_iter()
+            .map(|series| RouteStats { series, stats: self.clone() })
+            .collect();
+        routes.sort_by(|a, b| a.route().cmp(b.route()));
+        routes
+    }
+
+    /// The routes with the most requests over `window` ending at `now`,
+    /// busiest first (ties by name), leaving out routes without requests in
+    /// it; at most `n`.
+    #[must_use]
+    pub fn top_routes_at(&self, window: Window, n: usize, now: Instant) -> Vec<RouteStats> {
+        let mut ranked: Vec<(u64, RouteStats)> = self
+            .routes()
+            .into_iter()
+            .map(|route| (route.series.stats().requests_at(window, now), route))
+            .filter(|(requests, _)| *requests > 0)
+            .collect();
+        ranked.sort_by(|(a, ra), (b, rb)| b.cmp(a).then_with(|| ra.route().cmp(rb.route())));
+        ranked.into_iter().take(n).map(|(_, route)| route).collect()
+    }
+}
+
+impl fmt::Debug for HttpStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpStats").field("active_requests", &self.active_requests()).finish_non_exhaustive()
+    }
+}
+
+/// The windowed figures of one route label, from [`HttpStats::route`].
+///
+/// # Example
+///
+/// ```
+/// use tower_observability::{metrics::HttpMetricsLayer, window::Window};
+///
+/// let stats = HttpMetricsLayer::new().http_stats();
+/// assert!(stats.route("/users/{id}").is_none(), "no request yet");
+/// ```
+#[derive(Clone)]
+pub struct RouteStats {
+    series: Arc<RouteSeries>,
+    stats: HttpStats,
+}
+
+impl RouteStats {
+    /// The route label: a template, `_unmatched` or `_overflow`.
+    #[must_use]
+    pub fn route(&self) -> &str {
+        self.series.name()
+    }
+
+    /// The route's figures over `window`, now.
+    #[must_use]
+    pub fn window(&self, window: Window) -> HttpWindowStats {
+        self.window_at(window, Instant::now())
+    }
+
+    /// The route's figures over the `window` that ends at `now`.
+    #[must_use]
+    pub fn window_at(&self, window: Window, now: Instant) -> HttpWindowStats {
+        let sum = Sum::of([self.series.stats()], window, now);
+        HttpWindowStats::new(window, &sum, age_at(self.stats.registry.created(), now))
+    }
+
+    /// The route's figures over every window of [`Window::ALL`], at `now`.
+    #[must_use]
+    pub fn windows_at(&self, now: Instant) -> [HttpWindowStats; 3] {
+        Window::ALL.map(|window| self.window_at(window, now))
+    }
+
+    /// The route's latency distribution over the `window` that ends at `now`.
+    #[must_use]
+    pub fn latency_at(&self, window: Window, now: Instant) -> HistogramSnapshot {
+        self.series.stats().latency.snapshot_at(window.duration(), now)
+    }
+}
+
+impl fmt::Debug for RouteStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RouteStats").field("route", &self.route()).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{convert::Infallible, time::Duration};
+
+    use http::{Method, Request, Response, StatusCode};
+    use http_body_util::{BodyExt, Full};
+    use tower::{ServiceBuilder, ServiceExt};
+
+    use super::*;
+    use crate::{
+        ErrorType, HttpRoute,
+        classify::KnownMethod,
+        metrics::{
+            HttpMetricsLayer, QUANTILE_RELATIVE_ERROR,
+            registry::{Measurement, OVERFLOW_ROUTE, SeriesKey},
+        },
+    };
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    fn record(series: &RouteSeries, seconds: f64, error: bool, at: Instant) {
+        let key = SeriesKey {
+            method: KnownMethod::of(&Method::GET),
+            scheme: "http",
+            status: Some(if error { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK }),
+            error: error.then_some(ErrorType::Status(StatusCode::INTERNAL_SERVER_ERROR)),
+        };
+        series.record(
+            key,
+            Measurement { at, seconds, request_bytes: 0, response_bytes: 0, first_byte_seconds: None },
+        );
+    }
+
+    fn close(got: Option<f64>, exact: f64) -> bool {
+        got.is_some_and(|got| (got - exact).abs() / exact <= QUANTILE_RELATIVE_ERROR)
+    }
+
+    #[test]
+    fn routes_and_the_layer_are_counted_per_window() {
+        let registry = Arc::new(Registry::new(8, false));
+        let stats = HttpStats::new(registry.clone());
+        let t0 = registry.created();
+        let (a, b) = (registry.route(Some("/a")), registry.route(Some("/b")));
+        // 10 minutes ago: 30 slow failures on /b. Now: 90 fast successes on
+        // /a and 10 slower failures on /b.
+        for _ in 0..30 {
+            record(&b, 1.5, true, t0);
+        }
+        let now = t0 + 10 * 60 * SEC;
+        for i in 0..100 {
+            if i < 90 { record(&a, 0.010, false, now) } else { record(&b, 0.200, true, now) }
+        }
+        let read = now + Duration::from_millis(500);
+
+        let one = stats.window_at(Window::OneMinute, read);
+        assert_eq!((one.requests, one.errors, one.error_ratio), (100, 10, Some(0.1)));
+        assert!((one.request_rate - 100.0 / 60.0).abs() < 1e-9);
+        assert!(close(one.p50, 0.010) && close(one.p95, 0.200) && close(one.p99, 0.200), "{one:?}");
+        let fifteen = stats.window_at(Window::FifteenMinutes, read);
+        assert_eq!((fifteen.requests, fifteen.errors), (130, 40));
+        assert!((fifteen.request_rate - 130.0 / 600.5).abs() < 1e-9, "divided by the layer's age");
+        assert!(close(fifteen.p99, 1.5));
+        assert_eq!(stats.window_at(Window::FiveMinutes, read).requests, 100);
+
+        let route_b = stats.route("/b").unwrap();
+        let b1 = route_b.window_at(Window::OneMinute, read);
+        assert_eq!((b1.requests, b1.errors, b1.error_ratio), (10, 10, Some(1.0)));
+        assert!(close(b1.p50, 0.200));
+        assert_eq!(route_b.windows_at(read).map(|w| w.requests), [10, 10, 40]);
+        assert_eq!(route_b.latency_at(Window::FifteenMinutes, read).count(), 40);
+        assert_eq!(stats.latency_at(Window::OneMinute, read).count(), 100);
+
+        let top: Vec<String> =
+            stats.top_routes_at(Window::OneMinute, 5, read).iter().map(|r| r.route().to_owned()).collect();
+        assert_eq!(top, ["/a", "/b"]);
+        let top: Vec<String> = stats
+            .top_routes_at(Window::FifteenMinutes, 1, read)
+            .iter()
+            .map(|r| r.route().to_owned())
+            .collect();
+        assert_eq!(top, ["/a"], "90 beats 40");
+
+        // Sixteen minutes on, everything has aged out.
+        let later = now + 16 * 60 * SEC;
+        let empty = stats.window_at(Window::FifteenMinutes, later);
+        assert_eq!((empty.requests, empty.error_ratio, empty.p50), (0, None, None));
+        assert!(stats.top_routes_at(Window::FifteenMinutes, 5, later).is_empty());
+    }
+
+    #[test]
+    fn unmatched_and_overflow_appear_once_used() {
+        let registry = Arc::new(Registry::new(1, false));
+        let stats = HttpStats::new(registry.clone());
+        assert!(stats.routes().is_empty());
+        assert!(stats.route(UNMATCHED_ROUTE_NAME).is_none());
+        registry.route(Some("/a"));
+        registry.route(None);
+        let overflow = registry.route(Some("/b"));
+        record(&overflow, 0.1, false, Instant::now());
+        let names: Vec<String> = stats.routes().iter().map(|r| r.route().to_owned()).collect();
+        assert_eq!(names, ["/a", OVERFLOW_ROUTE, UNMATCHED_ROUTE_NAME], "by name");
+        assert_eq!(stats.route(OVERFLOW_ROUTE).unwrap().window(Window::OneMinute).requests, 1);
+        assert!(stats.route("/b").is_none(), "counted as _overflow");
+    }
+
+    const UNMATCHED_ROUTE_NAME: &str = crate::UNMATCHED_ROUTE;
+
+    #[test]
+    fn a_young_layer_rates_over_its_age() {
+        let registry = Arc::new(Registry::new(8, false));
+        let stats = HttpStats::new(registry.clone());
+        let t0 = registry.created();
+        let a = registry.route(Some("/a"));
+        for _ in 0..20 {
+            record(&a, 0.01, false, t0 + 5 * SEC);
+        }
+        let w = stats.window_at(Window::FiveMinutes, t0 + 10 * SEC);
+        assert!((w.request_rate - 2.0).abs() < 1e-9, "{w:?}");
+        let w = stats.window_at(Window::OneMinute, t0 + Duration::from_millis(5_100));
+        assert!((w.request_rate - 20.0 / 5.1).abs() < 1e-9, "{w:?}");
+        // Never divided by less than a second.
+        let early = Arc::new(Registry::new(8, false));
+        let t = early.created();
+        record(&early.route(Some("/a")), 0.01, false, t);
+        assert_eq!(HttpStats::new(early).window_at(Window::OneMinute, t).request_rate, 1.0);
+    }
+
+    #[tokio::test]
+    async fn the_layer_feeds_the_windows_and_counts_active_requests() {
+        let layer = HttpMetricsLayer::new();
+        let stats = layer.http_stats();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let released = Arc::new(tokio::sync::Mutex::new(Some(released)));
+        let service = ServiceBuilder::new().layer(layer).service_fn(move |req: Request<_>| {
+            let released = released.clone();
+            async move {
+                if req.uri().path() == "/slow" {
+                    let rx = released.lock().await.take().unwrap();
+                    rx.await.unwrap();
+                }
+                let status = if req.uri().path() == "/fail" { 503 } else { 200 };
+                let res =
+                    Response::builder().status(status).body(Full::new(bytes::Bytes::from("ok"))).unwrap();
+                Ok::<_, Infallible>(res)
+            }
+        });
+        let request = |path: &str, route: &str| {
+            let mut req = Request::get(path).body(Full::new(bytes::Bytes::new())).unwrap();
+            req.extensions_mut().insert(HttpRoute::new(route));
+            req
+        };
+        let slow = tokio::spawn(service.clone().oneshot(request("/slow", "/slow")));
+        while stats.active_requests() == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(stats.active_requests(), 1);
+        for (path, n) in [("/ok", 3), ("/fail", 1)] {
+            for _ in 0..n {
+                let res = service.clone().oneshot(request(path, path)).await.unwrap();
+                assert_eq!(stats.active_requests(), 2, "until the body ends");
+                res.into_body().collect().await.unwrap();
+            }
+        }
+        assert_eq!(stats.active_requests(), 1);
+        release.send(()).unwrap();
+        let res = slow.await.unwrap().unwrap();
+        drop(res);
+        assert_eq!(stats.active_requests(), 0, "a dropped body ends the request");
+
+        let w = stats.window(Window::OneMinute);
+        assert_eq!((w.requests, w.errors), (5, 2), "the failure and the dropped body");
+        assert_eq!(stats.route("/fail").unwrap().window(Window::OneMinute).errors, 1);
+        assert_eq!(stats.route("/ok").unwrap().window(Window::OneMinute).error_ratio, Some(0.0));
+        assert!(format!("{stats:?}").contains("active_requests: 0"));
+    }
+
+    #[test]
+    fn route_memory_is_bounded() {
+        let counters = 2 * (900 * 8 + size_of::<WindowedCounter>());
+        let histogram = crate::metrics::HISTOGRAM_BUCKETS * (90 * 8 + size_of::<WindowedCounter>());
+        assert!(counters + histogram + size_of::<WindowedStats>() <= 64 * 1024);
+    }
+
+    #[test]
+    fn traits() {
+        fn assert_send_sync<T: Send + Sync + Clone>() {}
+        assert_send_sync::<HttpStats>();
+        assert_send_sync::<RouteStats>();
+        assert_send_sync::<HttpWindowStats>();
+    }
+}
