@@ -7,7 +7,10 @@
 //! ```
 //!
 //! Environment: `PORT` (default 3000; `0` picks a free port), `HOST`
-//! (default `127.0.0.1`), `LOG_FORMAT` (`json`, the default, or `text`), and
+//! (default `127.0.0.1`), `LOG_FORMAT` (`json`, the default, or `text`),
+//! `MONITORING_PORT` (serve `/metrics`, `/health/*` and `/monitoring/*` on
+//! that port instead of the application's), `MONITORING_TOKEN` (require
+//! `Authorization: Bearer <token>` on them), and
 //! the standard `OTEL_*` variables (traces go to `http://localhost:4317`,
 //! Jaeger's OTLP gRPC port, unless `OTEL_EXPORTER_OTLP_ENDPOINT` says
 //! otherwise). Stops gracefully on Ctrl-C or SIGTERM, flushing pending spans.
@@ -110,22 +113,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let users: Users = InstrumentedCache::new("users", moka::future::Cache::builder().max_capacity(10_000));
 
+    let mut monitoring = obs.monitoring_router();
+    if let Ok(token) = std::env::var("MONITORING_TOKEN") {
+        monitoring = monitoring.bearer_token(token);
+    }
     let app = Router::new()
         .route("/users/{id}", get(get_user))
         .route("/orders/{id}", get(get_order))
         .route("/report", get(report))
         .with_state(users)
-        .layer(obs.layer())
-        .merge(obs.monitoring_router());
+        .layer(obs.layer());
 
     let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
+    // The monitoring routes on an internal port of their own, or merged.
+    let app = match std::env::var("MONITORING_PORT").ok().and_then(|p| p.parse::<u16>().ok()) {
+        Some(port) => {
+            let internal = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
+            tracing::info!(address = %internal.local_addr()?, "monitoring listening");
+            tokio::spawn(monitoring.serve(internal));
+            app
+        }
+        None => app.merge(monitoring),
+    };
+
     let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3000);
     let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
     let address: SocketAddr = listener.local_addr()?;
     tracing::info!(
         %address,
         metrics = %format!("http://{address}/metrics"),
-        health = %format!("http://{address}/health/ready"),
+        dashboard = %format!("http://{address}/monitoring"),
         traces = obs.otlp_endpoint().unwrap_or("off (OTEL_SDK_DISABLED)"),
         "listening"
     );

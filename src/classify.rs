@@ -60,8 +60,20 @@ pub(crate) fn route_of(extensions: &Extensions) -> Option<&str> {
 
 /// Route templates a layer leaves alone (the monitoring endpoints, by
 /// default, when the layer comes from [`Observability`](crate::Observability)).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct RouteFilter(Option<std::sync::Arc<[Box<str>]>>);
+#[derive(Debug, Clone)]
+pub(crate) enum RouteFilter {
+    /// These templates are excluded.
+    Routes(Option<std::sync::Arc<[Box<str>]>>),
+    /// Every request that matched a route is excluded: only the fallback is
+    /// observed (the monitoring fragment's own copy of the layer).
+    AllMatched,
+}
+
+impl Default for RouteFilter {
+    fn default() -> Self {
+        Self::Routes(None)
+    }
+}
 
 impl RouteFilter {
     pub(crate) fn new<I, T>(routes: I) -> Self
@@ -70,15 +82,17 @@ impl RouteFilter {
         T: Into<Box<str>>,
     {
         let routes: std::sync::Arc<[Box<str>]> = routes.into_iter().map(Into::into).collect();
-        Self((!routes.is_empty()).then_some(routes))
+        Self::Routes((!routes.is_empty()).then_some(routes))
     }
 
     /// Whether `route` is excluded; requests that matched no route never are.
     #[inline]
     pub(crate) fn excludes(&self, route: Option<&str>) -> bool {
-        match (&self.0, route) {
-            (Some(excluded), Some(route)) => excluded.iter().any(|r| &**r == route),
-            _ => false,
+        match (self, route) {
+            (_, None) => false,
+            (Self::AllMatched, Some(_)) => true,
+            (Self::Routes(Some(excluded)), Some(route)) => excluded.iter().any(|r| &**r == route),
+            (Self::Routes(None), Some(_)) => false,
         }
     }
 }
@@ -328,6 +342,8 @@ mod tests {
         assert!(!filter.excludes(None), "unmatched requests are always observed");
         assert!(!RouteFilter::default().excludes(Some("/metrics")));
         assert!(!RouteFilter::new(Vec::<String>::new()).excludes(Some("/metrics")));
+        assert!(RouteFilter::AllMatched.excludes(Some("/ops/monitoring/overview")));
+        assert!(!RouteFilter::AllMatched.excludes(None));
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 use tower_layer::Layer;
 
+#[cfg(feature = "monitoring")]
+use crate::classify::RouteFilter;
 use crate::{
     StatusClassifier,
     cache::{CacheStatusLayer, CacheStatusService},
@@ -73,6 +75,15 @@ impl ObservabilityLayer {
     pub fn error_status(mut self, classifier: StatusClassifier) -> Self {
         self.trace = self.trace.error_status(classifier);
         self.metrics = self.metrics.error_status(classifier);
+        self
+    }
+
+    /// Observes only requests that matched no route (the fallback): the
+    /// monitoring fragment's own copy, whatever prefix it is nested under.
+    #[cfg(feature = "monitoring")]
+    pub(crate) fn fallback_only(mut self) -> Self {
+        self.trace = self.trace.with_exclude(RouteFilter::AllMatched);
+        self.metrics = self.metrics.with_exclude(RouteFilter::AllMatched);
         self
     }
 

@@ -68,6 +68,12 @@ impl HttpMetricsLayer {
         self
     }
 
+    /// Replaces the route filter (crate use: the monitoring fragment).
+    pub(crate) fn with_exclude(mut self, exclude: RouteFilter) -> Self {
+        self.exclude = exclude;
+        self
+    }
+
     /// Leaves requests on these route templates unmeasured (e.g. `/metrics`
     /// and health probes). Requests that matched no route are always measured.
     pub fn exclude_routes<I, T>(mut self, routes: I) -> Self

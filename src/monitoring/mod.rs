@@ -170,6 +170,8 @@ struct MonitoringState {
     http: HttpStats,
     cache: CacheHitRatios,
     alerts: Option<SharedAlerts>,
+    /// With a token, everything but the health status needs it.
+    token: Option<Arc<str>>,
     process: metrics_process::Collector,
     /// Describes the process metrics at the first `/metrics`, once the
     /// recorder is surely installed.
@@ -190,6 +192,7 @@ impl MonitoringRouter {
             http: layer.http_stats(),
             cache: CacheHitRatios::global(),
             alerts: None,
+            token: None,
             process: metrics_process::Collector::default(),
             process_described: Arc::new(Once::new()),
         };
@@ -321,6 +324,60 @@ impl MonitoringRouter {
         self
     }
 
+    /// Guards the routes with a bearer token (RFC 6750): `/metrics`,
+    /// `/monitoring`, `/monitoring/overview` and `/monitoring/alerts` answer
+    /// `401` with `WWW-Authenticate: Bearer` and nothing else unless the
+    /// request carries `Authorization: Bearer <token>`; `/health/live` and
+    /// `/health/ready` stay open for probes but show only their status
+    /// (`{"status": ".."}`, and the code) without the token, never check
+    /// names, messages or details.
+    ///
+    /// The comparison takes the same time whatever the token sent. An empty
+    /// token can never match: everything guarded is refused.
+    ///
+    /// The monitoring routes are for operators: prefer serving them on an
+    /// internal listener (see [`serve`](Self::serve)); the token is a second
+    /// line of defence, or the first where only one port is exposed.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_observability::monitoring::MonitoringRouter;
+    ///
+    /// let token = std::env::var("MONITORING_TOKEN").unwrap_or_default();
+    /// let router = MonitoringRouter::standalone().bearer_token(token);
+    /// # let _ = router;
+    /// ```
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.state).token = Some(Arc::from(token.into()));
+        self
+    }
+
+    /// Serves the monitoring routes alone on `listener`, e.g. an internal
+    /// port that the public load balancer does not reach. Runs until the
+    /// server fails; spawn it beside the application's server.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error that stopped the server.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use tower_observability::Observability;
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let obs = Observability::builder().service_name("users-api").init()?;
+    /// let internal = tokio::net::TcpListener::bind("127.0.0.1:9100").await?;
+    /// tokio::spawn(obs.monitoring_router().serve(internal));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        axum::serve(listener, Router::<()>::from(self)).await
+    }
+
     /// Evaluates `engine`'s rules every [`ALERT_EVALUATION_INTERVAL`] over
     /// the router's windowed HTTP figures, cache hit ratios and readiness
     /// (when a health registry is set), serves its report at
@@ -425,19 +482,25 @@ where
             }
             None => Router::new(),
         };
-        Router::new()
+        let guarded = Router::new()
             .route("/metrics", get(metrics))
-            .route("/health/live", get(live))
-            .route("/health/ready", get(ready))
             .route("/monitoring", get(dashboard::page))
             .route("/monitoring/overview", get(overview_handler))
-            .with_state(router.state)
+            .with_state(router.state.clone())
             .merge(alerts)
+            .route_layer(axum::middleware::from_fn_with_state(router.state.clone(), guard));
+        Router::new()
+            .route("/health/live", get(live))
+            .route("/health/ready", get(ready))
+            .with_state(router.state)
+            .merge(guarded)
             // axum's `merge` keeps the merged-in router's default fallback:
             // layering it here keeps 404s observed when this fragment is
             // merged after the application's `.layer(..)`. The layer excludes
             // the routes above, and passes requests an outer copy observed.
-            .layer(router.layer)
+            // Nested under a prefix, its routes' templates carry the prefix:
+            // this copy observes the fallback only, whatever the prefix.
+            .layer(router.layer.fallback_only())
     }
 }
 
@@ -501,12 +564,43 @@ struct HealthSummary {
     status: HealthStatus,
 }
 
+/// Whether `headers` carry the bearer token of `state`, when it has one.
+fn authorized(state: &MonitoringState, headers: &axum::http::HeaderMap) -> bool {
+    let Some(token) = &state.token else { return true };
+    let Some(sent) = headers.get(header::AUTHORIZATION).and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+    else {
+        return false;
+    };
+    !token.is_empty() && constant_time_eq(sent, token.as_bytes())
+}
+
+/// Compares two byte strings in a time that depends on their lengths only.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Refuses guarded routes without the bearer token: `401`, nothing else.
+async fn guard(
+    State(state): State<Arc<MonitoringState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if authorized(&state, req.headers()) {
+        return next.run(req).await;
+    }
+    let mut res = (StatusCode::UNAUTHORIZED, "unauthorized\n").into_response();
+    res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    no_store(res)
+}
+
 /// Runs (or reads from the registry's cache) the checks of `group`:
-/// `200` when healthy or degraded, `503` when unhealthy.
-async fn health(state: &MonitoringState, group: HealthGroup) -> Response {
+/// `200` when healthy or degraded, `503` when unhealthy. Without the
+/// bearer token (when one is set), only the status is shown.
+async fn health(state: &MonitoringState, group: HealthGroup, headers: &axum::http::HeaderMap) -> Response {
     let report = state.health.report(group).await;
     let code = report.status().http_status();
-    let body = match state.health.show_details() {
+    let show = if authorized(state, headers) { state.health.show_details() } else { ShowDetails::Never };
+    let body = match show {
         ShowDetails::Never => Json(HealthSummary { status: report.status() }).into_response(),
         ShowDetails::Always => Json(Health {
             report: &report,
@@ -521,13 +615,13 @@ async fn health(state: &MonitoringState, group: HealthGroup) -> Response {
 
 /// Liveness: the registry's [`HealthGroup::Live`] checks, none by default,
 /// so that it depends on nothing outside the process unless told to.
-async fn live(State(state): State<Arc<MonitoringState>>) -> Response {
-    health(&state, HealthGroup::Live).await
+async fn live(State(state): State<Arc<MonitoringState>>, headers: axum::http::HeaderMap) -> Response {
+    health(&state, HealthGroup::Live, &headers).await
 }
 
 /// Readiness: the registry's [`HealthGroup::Ready`] checks.
-async fn ready(State(state): State<Arc<MonitoringState>>) -> Response {
-    health(&state, HealthGroup::Ready).await
+async fn ready(State(state): State<Arc<MonitoringState>>, headers: axum::http::HeaderMap) -> Response {
+    health(&state, HealthGroup::Ready, &headers).await
 }
 
 /// The overview, as JSON.

@@ -107,6 +107,12 @@ impl HttpTraceLayer {
         self
     }
 
+    /// Replaces the route filter (crate use: the monitoring fragment).
+    pub(crate) fn with_exclude(mut self, exclude: RouteFilter) -> Self {
+        self.exclude = exclude;
+        self
+    }
+
     /// Opens no span for requests on these route templates (e.g. `/metrics`
     /// and health probes). Requests that matched no route are always traced.
     pub fn exclude_routes<I, T>(mut self, routes: I) -> Self
