@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Runs every test of the crate on a fresh Debian machine: installs what the
-# tests need (promtool from Debian's `prometheus`), then lints, documents and
-# tests with all features and with default features.
+# tests need (promtool from Debian's `prometheus`, Alertmanager from
+# `prometheus-alertmanager`, headless Chromium from `chromium`), then checks
+# deploy/, lints, documents, tests with all features, and checks that each
+# feature compiles alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi

@@ -57,7 +57,9 @@ mod tests {
 
     #[test]
     fn the_page_inserts_text_as_text() {
-        for needle in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"] {
+        for needle in
+            ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"]
+        {
             assert!(!PAGE.contains(needle), "{needle:?} in the page");
         }
     }
@@ -70,9 +72,15 @@ mod tests {
 
     #[test]
     fn the_page_has_the_stable_ids_tests_rely_on() {
-        for id in
-            ["request-count", "routes", "routes-body", "alerts", "alert-counts", "status-banner", "health-live"]
-        {
+        for id in [
+            "request-count",
+            "routes",
+            "routes-body",
+            "alerts",
+            "alert-counts",
+            "status-banner",
+            "health-live",
+        ] {
             assert!(PAGE.contains(&format!("id=\"{id}\"")), "#{id}");
         }
         for attr in ["'data-route'", "'data-alert-name'", "'data-severity'", "'data-cache'"] {
