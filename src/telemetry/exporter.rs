@@ -55,7 +55,10 @@ pub(crate) enum SpanExporter {}
 
 #[cfg(not(any(feature = "otlp-grpc", feature = "otlp-http")))]
 impl opentelemetry_sdk::trace::SpanExporter for SpanExporter {
-    async fn export(&self, _batch: Vec<opentelemetry_sdk::trace::SpanData>) -> opentelemetry_sdk::error::OTelSdkResult {
+    async fn export(
+        &self,
+        _batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
         match *self {}
     }
 }
@@ -104,7 +107,9 @@ pub(crate) fn build(
         #[allow(unreachable_patterns)]
         other => {
             let _ = endpoint;
-            Err(InitError::UnsupportedProtocol(format!("{other:?} (its feature, otlp-grpc or otlp-http, is off)")))
+            Err(InitError::UnsupportedProtocol(format!(
+                "{other:?} (its feature, otlp-grpc or otlp-http, is off)"
+            )))
         }
     }
 }
