@@ -364,3 +364,96 @@ async fn a_hung_collector_fills_a_bounded_queue_and_drops_are_counted() {
     drop(app);
     held.abort();
 }
+
+/// Sends `n` requests with ids `{prefix}-{i}`, asserting each succeeds.
+async fn tagged_requests(client: &reqwest::Client, app: &App, prefix: &str, n: usize) {
+    for i in 0..n {
+        let res =
+            get(client, &app.url(&format!("/users/{i}")), &[("x-request-id", &format!("{prefix}-{i}"))])
+                .await;
+        assert_eq!(res.status(), 200);
+        res.bytes().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_flow_again_when_the_collector_comes_back() {
+    // The first collector runs on a runtime of its own, so that shutting the
+    // runtime down closes its open connections too: a real outage.
+    let (runtime, receiver) = tokio::task::spawn_blocking(|| {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let receiver = runtime.block_on(OtlpReceiver::start());
+        (runtime, receiver)
+    })
+    .await
+    .unwrap();
+    let addr = receiver.grpc_addr().to_string();
+    let endpoint = receiver.grpc_endpoint();
+    let app = App::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_BSP_SCHEDULE_DELAY", "20"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
+    ]);
+    let client = reqwest::Client::new();
+    tagged_requests(&client, &app, "before", 5).await;
+    receiver
+        .wait_for_span(SPAN_WAIT, |s| s.attributes.get("request_id").map(String::as_str) == Some("before-4"))
+        .await;
+
+    // The collector goes away, connections and all; requests go on.
+    tokio::task::spawn_blocking(move || {
+        drop(receiver);
+        runtime.shutdown_timeout(Duration::from_secs(1));
+    })
+    .await
+    .unwrap();
+    tagged_requests(&client, &app, "during", 50).await;
+    let deadline = std::time::Instant::now() + SPAN_WAIT;
+    while scrape(&client, &app).await.1.sum("otlp_exporter_spans_failed_total", &[]) == 0.0 {
+        assert!(std::time::Instant::now() < deadline, "the outage was never noticed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // It comes back on the same port: new spans arrive again.
+    let back = OtlpReceiver::start_with(&addr, Duration::ZERO).await;
+    let deadline = std::time::Instant::now() + SPAN_WAIT;
+    let mut i = 0;
+    loop {
+        tagged_requests(&client, &app, &format!("after{i}"), 1).await;
+        let wanted = format!("after{i}-0");
+        if back.spans().iter().any(|s| s.attributes.get("request_id") == Some(&wanted)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "spans never flowed again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        i += 1;
+    }
+    assert!(app.lines().iter().any(|l| l.contains("span export recovered")), "recovery is logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_collector_fails_no_request() {
+    // Each export is answered after 500 ms: the batch processor waits, the
+    // requests do not.
+    let slow = OtlpReceiver::start_with("127.0.0.1:0", Duration::from_millis(500)).await;
+    let endpoint = slow.grpc_endpoint();
+    let app = App::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_BSP_SCHEDULE_DELAY", "10"),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4"),
+    ]);
+    let client = reqwest::Client::new();
+    let mut slowest = Duration::ZERO;
+    for i in 0..200 {
+        let started = std::time::Instant::now();
+        let res = get(&client, &app.url(&format!("/users/{}", i % 10)), &[]).await;
+        assert_eq!(res.status(), 200);
+        res.bytes().await.unwrap();
+        slowest = slowest.max(started.elapsed());
+    }
+    // Latency is a benchmark's business (see RELIABILITY.md); here: every
+    // request succeeded, and spans still arrive, slowly.
+    eprintln!("slow collector: slowest of 200 requests {slowest:?}, exports take 500 ms each");
+    slow.wait_for_span(SPAN_WAIT, |_| true).await;
+}

@@ -50,6 +50,8 @@ pub struct ReceivedSpan {
 #[derive(Debug, Default)]
 struct Shared {
     spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+    /// How long each gRPC export waits before it is answered.
+    delay: std::time::Duration,
     dropped: AtomicUsize,
     grpc_requests: AtomicUsize,
     http_requests: AtomicUsize,
@@ -88,11 +90,17 @@ impl OtlpReceiver {
     /// `POST /v1/traces`) receiver on 127.0.0.1 ephemeral ports, as tokio tasks
     /// on the current runtime.
     pub async fn start() -> OtlpReceiver {
-        let shared = Arc::new(Shared::default());
+        Self::start_with("127.0.0.1:0", std::time::Duration::ZERO).await
+    }
+
+    /// Starts a receiver whose gRPC server listens on `grpc_addr` (e.g. the
+    /// port of a receiver that was dropped, to simulate a collector coming
+    /// back) and answers each export after `delay` (a slow collector).
+    pub async fn start_with(grpc_addr: &str, delay: std::time::Duration) -> OtlpReceiver {
+        let shared = Arc::new(Shared { delay, ..Shared::default() });
 
         // gRPC
-        let grpc_listener =
-            tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind OTLP gRPC listener");
+        let grpc_listener = tokio::net::TcpListener::bind(grpc_addr).await.expect("bind OTLP gRPC listener");
         let grpc_addr = grpc_listener.local_addr().expect("gRPC local_addr");
         let grpc_service = TraceServiceServer::new(GrpcTraceService { shared: Arc::clone(&shared) });
         let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
@@ -120,6 +128,11 @@ impl OtlpReceiver {
         });
 
         OtlpReceiver { shared, grpc_addr, http_addr, tasks: vec![grpc_task, http_task] }
+    }
+
+    /// The gRPC receiver's address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
     }
 
     /// `http://127.0.0.1:PORT` of the gRPC receiver.
@@ -203,6 +216,9 @@ impl TraceService for GrpcTraceService {
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         self.shared.grpc_requests.fetch_add(1, Ordering::SeqCst);
+        if !self.shared.delay.is_zero() {
+            tokio::time::sleep(self.shared.delay).await;
+        }
         self.shared.record(request.get_ref());
         Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
     }
