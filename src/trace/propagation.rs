@@ -131,6 +131,34 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any text: never panics, and what is accepted has the Level 1 shape.
+        #[test]
+        fn traceparent_validation_never_panics(value in "\\PC{0,80}") {
+            if is_valid_traceparent(&value) {
+                let parts: Vec<&str> = value.splitn(5, '-').collect();
+                proptest::prop_assert!(parts.len() >= 4);
+                proptest::prop_assert_eq!((parts[1].len(), parts[2].len()), (32, 16));
+            }
+        }
+
+        /// Every well-formed traceparent with non-zero ids is accepted.
+        #[test]
+        fn well_formed_traceparents_are_accepted(
+            trace in "[0-9a-f]{32}", span in "[0-9a-f]{16}", flags in "[0-9a-f]{2}", version in "[0-9a-e][0-9a-f]"
+        ) {
+            proptest::prop_assume!(trace.bytes().any(|b| b != b'0') && span.bytes().any(|b| b != b'0'));
+            let value = format!("{version}-{trace}-{span}-{flags}");
+            proptest::prop_assert!(is_valid_traceparent(&value), "{}", value);
+            let no_flags = format!("{version}-{trace}-{span}");
+            proptest::prop_assert!(!is_valid_traceparent(&no_flags), "missing flags");
+            let upper = format!("{version}-{}-{span}-{flags}", trace.to_uppercase());
+            if upper != value {
+                proptest::prop_assert!(!is_valid_traceparent(&upper), "uppercase hex");
+            }
+        }
+    }
+
     #[test]
     fn invalid_or_repeated_traceparent_is_hidden_but_baggage_is_not() {
         let mut headers = HeaderMap::new();

@@ -320,6 +320,26 @@ async fn status_classification_is_configurable() {
     );
 }
 
+#[tokio::test]
+async fn time_to_first_byte_is_recorded_when_enabled() {
+    use tower_observability::metrics::HttpMetricsLayer;
+    let layer = ObservabilityLayer::new().metrics(HttpMetricsLayer::new().time_to_first_byte(true));
+    let router =
+        Router::new().route("/ttfb", get(|| async { chunks(4, 10, Duration::from_millis(50)) })).layer(layer);
+    let addr = serve(router).await;
+    let body = reqwest::get(format!("http://{addr}/ttfb")).await.unwrap().bytes().await.unwrap();
+    assert_eq!(body.len(), 40);
+    let exp = scrape();
+    let route = [("http_route", "/ttfb")];
+    assert_eq!(exp.sum("http_server_time_to_first_byte_seconds_count", &route), 1.0);
+    let first_byte = exp.sum("http_server_time_to_first_byte_seconds_sum", &route);
+    let duration = exp.sum("http_server_request_duration_seconds_sum", &route);
+    assert!(first_byte >= 0.05, "the first chunk comes after 50 ms: {first_byte}");
+    assert!(duration >= 0.2 && first_byte < duration, "first byte {first_byte} s, last byte {duration} s");
+    // Off by default: the other routes have no such series.
+    assert_eq!(exp.sum("http_server_time_to_first_byte_seconds_count", &[("http_route", "/chunked")]), 0.0);
+}
+
 mod plain_tower {
     //! The layers around a `tower::service_fn` with a body type of its own:
     //! no axum anywhere, `Error = S::Error` kept.

@@ -212,3 +212,74 @@ async fn hostile_headers_are_not_echoed_and_cannot_forge_log_lines() {
     let ok = raw_request(&addr, "GET /users/8 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
     assert!(ok.starts_with("HTTP/1.1 200"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_are_exact_under_load() {
+    let app = App::start(&[("OTEL_SDK_DISABLED", "true"), ("RUST_LOG", "warn,quickstart=info")]);
+    let addr = app.address.clone();
+    let client = reqwest::Client::builder().pool_max_idle_per_host(128).build().unwrap();
+
+    // 200 000 requests at concurrency 64, over three routes and outcomes:
+    // i % 4 == 0 -> /orders/{5k} (500), 1 -> /orders/{5k+1} (200),
+    // 2 -> /users/{id} (200), 3 -> an unknown path (404).
+    const REQUESTS: usize = 200_000;
+    const CONCURRENCY: usize = 64;
+    let mut tasks = Vec::new();
+    for worker in 0..CONCURRENCY {
+        let client = client.clone();
+        let addr = addr.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seen = [0usize; 4];
+            let mut i = worker;
+            while i < REQUESTS {
+                let kind = i % 4;
+                let path = match kind {
+                    0 => format!("/orders/{}", (i % 1000) * 5),
+                    1 => format!("/orders/{}", (i % 1000) * 5 + 1),
+                    2 => format!("/users/{}", i % 900),
+                    _ => format!("/missing/{i}"),
+                };
+                let res = client.get(format!("http://{addr}{path}")).send().await.expect("request");
+                let expected = [500, 200, 200, 404][kind];
+                assert_eq!(res.status().as_u16(), expected, "{path}");
+                res.bytes().await.unwrap();
+                seen[kind] += 1;
+                i += CONCURRENCY;
+            }
+            seen
+        }));
+    }
+    let mut sent = [0usize; 4];
+    for task in tasks {
+        for (total, n) in sent.iter_mut().zip(task.await.unwrap()) {
+            *total += n;
+        }
+    }
+    assert_eq!(sent.iter().sum::<usize>(), REQUESTS);
+
+    let text = client.get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();
+    let exposition = Exposition::parse(&text);
+    let count = |route: &str, status: &str| {
+        exposition.sum(
+            "http_server_request_duration_seconds_count",
+            &[("http_route", route), ("http_response_status_code", status)],
+        )
+    };
+    assert_eq!(count("/orders/{id}", "500") as usize, sent[0], "500s on /orders/{{id}}");
+    assert_eq!(count("/orders/{id}", "200") as usize, sent[1], "200s on /orders/{{id}}");
+    assert_eq!(count("/users/{id}", "200") as usize, sent[2], "200s on /users/{{id}}");
+    assert_eq!(count("_unmatched", "404") as usize, sent[3], "404s");
+    assert_eq!(exposition.sum("http_server_request_duration_seconds_count", &[]) as usize, REQUESTS);
+    assert_eq!(exposition.sum("http_server_active_requests", &[]), 0.0, "the gauge returns to 0");
+
+    // The in-process overview agrees with Prometheus.
+    let overview: serde_json::Value =
+        client.get(format!("http://{addr}/monitoring/overview")).send().await.unwrap().json().await.unwrap();
+    let window = &overview["http"]["windows"]["15m"];
+    assert_eq!(window["requests"].as_u64().unwrap() as usize, REQUESTS, "{window}");
+    assert_eq!(window["errors"].as_u64().unwrap() as usize, sent[0], "{window}");
+    assert_eq!(overview["http"]["active_requests"], 0);
+    eprintln!(
+        "exactness: {REQUESTS} requests at concurrency {CONCURRENCY}: {sent:?} (500/200/200/404), all counted"
+    );
+}
