@@ -121,6 +121,8 @@ mod check;
 mod registry;
 mod report;
 
+pub(crate) use self::report::rfc3339;
+
 use std::sync::Arc;
 
 pub use self::{
