@@ -66,6 +66,7 @@ pub mod metrics;
 pub mod monitoring;
 pub mod panic;
 pub mod request_id;
+mod routes;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 pub mod trace;

@@ -1,7 +1,6 @@
 use std::{
-    collections::HashMap,
     fmt,
-    sync::{Arc, OnceLock, PoisonError, RwLock},
+    sync::{Arc, OnceLock},
     time::Instant,
 };
 
@@ -12,11 +11,8 @@ use super::{
     CacheHitRatios, CacheStatus, CacheStatusService, DEFAULT_CACHE_NAME, HTTP_SERVER_CACHE_REQUESTS,
     HitRatio, ratio::CacheRatios,
 };
-use crate::classify::UNMATCHED_ROUTE;
 
-/// The route label given once more than `max_routes` distinct routes were
-/// seen (the same label as the HTTP metrics').
-const OVERFLOW_ROUTE: &str = "_overflow";
+use crate::routes::RouteTable;
 
 /// The number of distinct route labels a layer keeps by default.
 const DEFAULT_MAX_ROUTES: usize = 1024;
@@ -143,19 +139,15 @@ struct Config {
 pub(super) struct Shared {
     config: Config,
     ratios: OnceLock<(CacheHitRatios, Arc<CacheRatios>)>,
-    routes: RwLock<HashMap<Box<str>, Arc<RouteCounters>>>,
-    unmatched: Arc<RouteCounters>,
-    overflow: Arc<RouteCounters>,
+    routes: RouteTable<RouteCounters>,
 }
 
 impl Shared {
     fn new(config: Config) -> Self {
         Self {
-            config,
             ratios: OnceLock::new(),
-            routes: RwLock::default(),
-            unmatched: Arc::new(RouteCounters::new(UNMATCHED_ROUTE)),
-            overflow: Arc::new(RouteCounters::new(OVERFLOW_ROUTE)),
+            routes: RouteTable::new(config.max_routes, RouteCounters::new),
+            config,
         }
     }
 
@@ -168,22 +160,7 @@ impl Shared {
     /// The counters of `route`; a bounded number of distinct routes is kept.
     #[inline]
     pub(super) fn route(&self, route: Option<&str>) -> Arc<RouteCounters> {
-        let Some(route) = route else {
-            return self.unmatched.clone();
-        };
-        if let Some(counters) = self.routes.read().unwrap_or_else(PoisonError::into_inner).get(route) {
-            return counters.clone();
-        }
-        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(counters) = routes.get(route) {
-            return counters.clone();
-        }
-        if routes.len() >= self.config.max_routes {
-            return self.overflow.clone();
-        }
-        let counters = Arc::new(RouteCounters::new(route));
-        routes.insert(route.into(), counters.clone());
-        counters
+        self.routes.get(route, RouteCounters::new)
     }
 
     fn ratios(&self) -> &(CacheHitRatios, Arc<CacheRatios>) {
@@ -249,6 +226,7 @@ impl fmt::Debug for RouteCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{classify::UNMATCHED_ROUTE, routes::OVERFLOW_ROUTE};
 
     #[test]
     fn routes_are_bounded() {

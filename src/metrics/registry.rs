@@ -5,10 +5,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{
-        Arc, OnceLock, RwLock,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, OnceLock, RwLock},
     time::Instant,
 };
 
@@ -19,21 +16,15 @@ use super::{
     HTTP_SERVER_ACTIVE_REQUESTS, HTTP_SERVER_REQUEST_BODY_SIZE, HTTP_SERVER_REQUEST_DURATION,
     HTTP_SERVER_RESPONSE_BODY_SIZE, HTTP_SERVER_TIME_TO_FIRST_BYTE, stats::WindowedStats,
 };
-use crate::classify::{ErrorType, KnownMethod, UNMATCHED_ROUTE};
-
-/// The route label given once more than `max_routes` distinct routes were seen.
-pub(crate) const OVERFLOW_ROUTE: &str = "_overflow";
+use crate::{
+    classify::{ErrorType, KnownMethod},
+    routes::RouteTable,
+};
 
 /// All label sets of one metrics layer.
 #[derive(Debug)]
 pub(crate) struct Registry {
-    routes: RwLock<HashMap<Box<str>, Arc<RouteSeries>>>,
-    unmatched: Arc<RouteSeries>,
-    overflow: Arc<RouteSeries>,
-    /// Whether a request was given `unmatched` or `overflow`.
-    unmatched_used: AtomicBool,
-    overflow_used: AtomicBool,
-    max_routes: usize,
+    routes: RouteTable<RouteSeries>,
     ttfb: bool,
     active: [[OnceLock<Gauge>; 2]; KnownMethod::COUNT],
     /// When the windows began counting.
@@ -45,12 +36,7 @@ impl Registry {
     /// time-to-first-byte histogram too.
     pub(crate) fn new(max_routes: usize, ttfb: bool) -> Self {
         Self {
-            routes: RwLock::default(),
-            unmatched: Arc::new(RouteSeries::new(UNMATCHED_ROUTE, ttfb)),
-            overflow: Arc::new(RouteSeries::new(OVERFLOW_ROUTE, ttfb)),
-            unmatched_used: AtomicBool::new(false),
-            overflow_used: AtomicBool::new(false),
-            max_routes,
+            routes: RouteTable::new(max_routes, |route| RouteSeries::new(route, ttfb)),
             ttfb,
             active: Default::default(),
             created: Instant::now(),
@@ -63,7 +49,7 @@ impl Registry {
     }
 
     pub(crate) fn max_routes(&self) -> usize {
-        self.max_routes
+        self.routes.max()
     }
 
     pub(crate) fn ttfb(&self) -> bool {
@@ -73,47 +59,17 @@ impl Registry {
     /// The series of `route`; a bounded number of distinct routes is kept.
     #[inline]
     pub(crate) fn route(&self, route: Option<&str>) -> Arc<RouteSeries> {
-        let Some(route) = route else {
-            mark(&self.unmatched_used);
-            return self.unmatched.clone();
-        };
-        if let Some(series) = read(&self.routes).get(route) {
-            return series.clone();
-        }
-        let mut routes = self.routes.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(series) = routes.get(route) {
-            return series.clone();
-        }
-        if routes.len() >= self.max_routes {
-            mark(&self.overflow_used);
-            return self.overflow.clone();
-        }
-        let series = Arc::new(RouteSeries::new(route, self.ttfb));
-        routes.insert(route.into(), series.clone());
-        series
+        self.routes.get(route, |route| RouteSeries::new(route, self.ttfb))
     }
 
     /// The series of a route label that requests were given, if any.
     pub(crate) fn find(&self, route: &str) -> Option<Arc<RouteSeries>> {
-        if let Some(series) = read(&self.routes).get(route) {
-            return Some(series.clone());
-        }
-        [(&self.unmatched, &self.unmatched_used), (&self.overflow, &self.overflow_used)]
-            .into_iter()
-            .find(|(series, used)| series.name() == route && used.load(Ordering::Relaxed))
-            .map(|(series, _)| series.clone())
+        self.routes.find(route)
     }
 
     /// Every series that requests were given, in no order.
     pub(crate) fn all_routes(&self) -> Vec<Arc<RouteSeries>> {
-        let mut all: Vec<Arc<RouteSeries>> = read(&self.routes).values().cloned().collect();
-        for (series, used) in [(&self.unmatched, &self.unmatched_used), (&self.overflow, &self.overflow_used)]
-        {
-            if used.load(Ordering::Relaxed) {
-                all.push(series.clone());
-            }
-        }
-        all
+        self.routes.all()
     }
 
     /// The active-requests gauge of a method and scheme.
@@ -127,14 +83,6 @@ impl Registry {
                 "url_scheme" => scheme,
             )
         })
-    }
-}
-
-/// Sets a flag, reading it first so that the cache line is written once.
-#[inline]
-fn mark(flag: &AtomicBool) {
-    if !flag.load(Ordering::Relaxed) {
-        flag.store(true, Ordering::Relaxed);
     }
 }
 
@@ -251,6 +199,7 @@ impl RouteSeries {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{classify::UNMATCHED_ROUTE, routes::OVERFLOW_ROUTE};
 
     #[test]
     fn routes_are_bounded() {

@@ -385,8 +385,9 @@ mod tests {
         classify::KnownMethod,
         metrics::{
             HttpMetricsLayer, QUANTILE_RELATIVE_ERROR,
-            registry::{Measurement, OVERFLOW_ROUTE, SeriesKey},
+            registry::{Measurement, SeriesKey},
         },
+        routes::OVERFLOW_ROUTE,
     };
 
     const SEC: Duration = Duration::from_secs(1);
