@@ -1,0 +1,192 @@
+//! The load-test server of `scripts/bench-load.sh` (issue 8): `GET /users/{id}`
+//! on `127.0.0.1:$PORT` behind the layers chosen by `MODE`.
+//!
+//! | `MODE` | layers | process-wide setup |
+//! |---|---|---|
+//! | `bare` | none | none |
+//! | `metrics` | [`HttpMetricsLayer`] | Prometheus recorder |
+//! | `full` | [`ObservabilityLayer`] | recorder, OTel tracer provider, subscriber |
+//! | `anchor` | axum-prometheus + tower-http request id + `TraceLayer` at INFO | the same |
+//!
+//! The recorder has the crate's buckets and runs its upkeep every 5 s; the
+//! tracer provider samples `parentbased_always_on` (every request of wrk is a
+//! sampled root) and exports through a batch processor to a no-op exporter,
+//! so that the load measures the layers and not an exporter; the
+//! `tracing-opentelemetry` layer is configured as `Observability::otel_layer`.
+//! This is what `Observability::init` installs, minus the OTLP transport and
+//! the JSON log layer. Logs go to stderr at `RUST_LOG` (default `warn`): no
+//! line per request. `WORKERS` sets tokio's worker threads (default: one per
+//! core). On SIGINT/SIGTERM the server flushes spans and prints how many the
+//! exporter received.
+//!
+//! ```text
+//! MODE=full PORT=3001 cargo run --release --example bench_server --features full
+//! ```
+
+use std::{
+    hint::black_box,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{Router, extract::Path, http::header::CONTENT_TYPE, response::IntoResponse, routing::get};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::{
+    error::OTelSdkResult,
+    trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter},
+};
+use tower::ServiceBuilder;
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::{DefaultMakeSpan, TraceLayer},
+};
+use tower_observability::{
+    ObservabilityLayer,
+    metrics::{
+        DURATION_BUCKETS, HTTP_SERVER_REQUEST_BODY_SIZE, HTTP_SERVER_RESPONSE_BODY_SIZE, HttpMetricsLayer,
+        SIZE_BUCKETS,
+    },
+};
+use tracing_subscriber::{
+    EnvFilter, Layer as _, filter::Targets, layer::SubscriberExt, util::SubscriberInitExt,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Bare,
+    Metrics,
+    Full,
+    Anchor,
+}
+
+impl Mode {
+    fn from_env() -> Result<Self, String> {
+        match std::env::var("MODE").as_deref().unwrap_or("bare") {
+            "bare" => Ok(Self::Bare),
+            "metrics" => Ok(Self::Metrics),
+            "full" => Ok(Self::Full),
+            "anchor" => Ok(Self::Anchor),
+            other => Err(format!("MODE={other:?}: expected bare, metrics, full or anchor")),
+        }
+    }
+}
+
+/// Exports nothing, counts what it was given.
+#[derive(Debug, Clone, Default)]
+struct CountingExporter(Arc<AtomicU64>);
+
+impl SpanExporter for CountingExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+async fn get_user(Path(id): Path<u32>) -> impl IntoResponse {
+    black_box(id);
+    ([(CONTENT_TYPE, "application/json")], r#"{"id":42,"name":"Ada Lovelace"}"#)
+}
+
+fn install_recorder() {
+    let sizes = |name: &str| Matcher::Full(name.to_owned());
+    let handle = PrometheusBuilder::new()
+        .set_buckets(&DURATION_BUCKETS)
+        .and_then(|b| b.set_buckets_for_metric(sizes(HTTP_SERVER_REQUEST_BODY_SIZE), &SIZE_BUCKETS))
+        .and_then(|b| b.set_buckets_for_metric(sizes(HTTP_SERVER_RESPONSE_BODY_SIZE), &SIZE_BUCKETS))
+        .expect("bucket lists are not empty")
+        .install_recorder()
+        .expect("no other recorder in this process");
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_secs(5));
+            handle.run_upkeep();
+        }
+    });
+}
+
+/// Installs the subscriber: logs at `RUST_LOG` (default `warn`) and, when
+/// `provider` is given, the OTel layer.
+fn install_subscriber(provider: Option<&SdkTracerProvider>) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter);
+    let otel = provider.map(|provider| {
+        let internals = Targets::new().with_default(tracing::Level::INFO).with_targets(
+            tower_observability::OTEL_LAYER_EXCLUDED_TARGETS
+                .map(|t| (t, tracing_subscriber::filter::LevelFilter::OFF)),
+        );
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("tower-observability"))
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_filter(internals)
+    });
+    tracing_subscriber::registry().with(logs).with(otel).init();
+}
+
+fn tracer_provider(exported: Arc<AtomicU64>) -> SdkTracerProvider {
+    SdkTracerProvider::builder()
+        .with_batch_exporter(CountingExporter(exported))
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
+        .build()
+}
+
+fn app(mode: Mode) -> Router {
+    let router = Router::new().route("/users/{id}", get(get_user));
+    match mode {
+        Mode::Bare => router,
+        Mode::Metrics => router.layer(HttpMetricsLayer::new()),
+        Mode::Full => router.layer(ObservabilityLayer::new()),
+        Mode::Anchor => router.layer(axum_prometheus::PrometheusMetricLayer::new()).layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO)),
+                )
+                .layer(PropagateRequestIdLayer::x_request_id()),
+        ),
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mode = Mode::from_env()?;
+    let port: u16 = std::env::var("PORT").ok().map_or(Ok(3000), |p| p.parse())?;
+
+    let exported = Arc::new(AtomicU64::new(0));
+    let provider = matches!(mode, Mode::Full | Mode::Anchor).then(|| tracer_provider(exported.clone()));
+    install_subscriber(provider.as_ref());
+    if mode != Mode::Bare {
+        install_recorder();
+    }
+
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = std::env::var("WORKERS").ok().and_then(|w| w.parse().ok()) {
+        runtime.worker_threads(workers);
+    }
+    runtime.enable_all().build()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        println!("bench_server mode={mode:?} listening on http://{}", listener.local_addr()?);
+        axum::serve(listener, app(mode)).with_graceful_shutdown(shutdown_signal()).await
+    })?;
+
+    if let Some(provider) = provider {
+        let _ = provider.force_flush();
+        eprintln!("spans exported: {}", exported.load(Ordering::Relaxed));
+        let _ = provider.shutdown();
+    }
+    Ok(())
+}

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Loopback load test of the bench_server example (issue 8): builds it in
+# release, then for each repeat runs bare/metrics/bare/full/bare/anchor with
+# wrk on 127.0.0.1, one server at a time, and prints per mode the median
+# requests/s and p99 latency with min/max across repeats, and the ratio to
+# the bare run just before it (so that load from other processes on a
+# shared machine hits both sides of each ratio alike).
+#
+# Environment (defaults in brackets):
+#   REPEATS [5]          rounds of the whole alternation
+#   DURATION [10]        seconds of each measured wrk run
+#   WARMUP [2]           seconds of an unmeasured wrk run before each one
+#   THREADS [2] CONNS [64]  wrk -t / -c
+#   MODES ["metrics full anchor"]  the modes measured against bare
+#   PORT [38080]         loopback port of the server
+#   WORKERS              tokio worker threads of the server [one per core]
+#   MAX_SECONDS [570]    refuse a configuration whose estimate exceeds this
+# Example: REPEATS=3 DURATION=5 scripts/bench-load.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REPEATS=${REPEATS:-5}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+THREADS=${THREADS:-2}
+CONNS=${CONNS:-64}
+MODES=${MODES:-"metrics full anchor"}
+PORT=${PORT:-38080}
+MAX_SECONDS=${MAX_SECONDS:-570}
+URL="http://127.0.0.1:${PORT}/users/42"
+
+read -r -a modes <<<"$MODES"
+runs=$((REPEATS * ${#modes[@]} * 2))
+estimate=$((runs * (DURATION + WARMUP + 1)))
+if [ "$estimate" -gt "$MAX_SECONDS" ]; then
+  echo "estimated ${estimate}s of load exceeds MAX_SECONDS=${MAX_SECONDS}: lower REPEATS or DURATION" >&2
+  exit 2
+fi
+
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "installing wrk"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends wrk
+fi
+
+echo "== build (release)"
+cargo build --release --example bench_server --features full
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+server="${target_dir:-target}/release/examples/bench_server"
+
+work=$(mktemp -d)
+server_pid=
+stop_server() {
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  server_pid=
+}
+cleanup() { stop_server; rm -rf "$work"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+start_server() {
+  MODE=$1 PORT=$PORT "$server" >"$work/server.out" 2>"$work/server.err" &
+  server_pid=$!
+  for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/${PORT}") 2>/dev/null; then return 0; fi
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "bench_server MODE=$1 did not start:" >&2
+  cat "$work/server.err" >&2
+  exit 1
+}
+
+# Prints "rps p99_ms" of one measured run.
+measure() {
+  wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" "$URL" >/dev/null
+  wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$URL" >"$work/wrk.out"
+  if grep -q -e "Non-2xx" -e "Socket errors" "$work/wrk.out"; then
+    echo "wrk reported errors:" >&2
+    cat "$work/wrk.out" >&2
+    exit 1
+  fi
+  awk '
+    function ms(v) {
+      if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
+      if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
+      if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
+      return v
+    }
+    /^ +99%/ { p99 = ms($2) }
+    /^Requests\/sec:/ { rps = $2 }
+    END { printf "%s %s\n", rps, p99 }
+  ' "$work/wrk.out"
+}
+
+echo "== load: ${REPEATS} repeats of bare/X for X in: ${MODES}; wrk -t${THREADS} -c${CONNS} -d${DURATION}s (+${WARMUP}s warm-up), about ${estimate}s"
+results="$work/results"
+: >"$results"
+for r in $(seq "$REPEATS"); do
+  for mode in "${modes[@]}"; do
+    for m in bare "$mode"; do
+      start_server "$m"
+      out=$(measure)
+      read -r rps p99 <<<"$out"
+      stop_server
+      if [ "$m" = bare ]; then bare_rps=$rps; fi
+      # mode repeat rps p99 ratio-to-the-bare-run-just-before
+      ratio=$(awk -v a="$rps" -v b="$bare_rps" 'BEGIN { printf "%.4f", a / b }')
+      echo "$m $r $rps $p99 $ratio" >>"$results"
+      printf '  repeat %d %-8s %10.0f req/s  p99 %7.2f ms  ratio %s\n' "$r" "$m" "$rps" "$p99" "$ratio"
+    done
+  done
+done
+
+echo
+echo "== summary: medians across ${REPEATS} repeats (min..max)"
+printf '%-8s %28s %26s %24s\n' mode "req/s" "p99 ms" "req/s ratio to bare"
+for mode in bare "${modes[@]}"; do
+  # column: 3 rps, 4 p99, 5 ratio
+  stats() {
+    awk -v m="$mode" -v c="$1" '$1 == m { print $c }' "$results" | sort -g | awk -v fmt="$2" '
+      { v[NR] = $1 }
+      END {
+        med = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf fmt " (" fmt ".." fmt ")", med, v[1], v[NR]
+      }'
+  }
+  if [ "$mode" = bare ]; then ratio="1.00"; else ratio=$(stats 5 "%.3f"); fi
+  printf '%-8s %28s %26s %24s\n' "$mode" "$(stats 3 "%.0f")" "$(stats 4 "%.2f")" "$ratio"
+done
