@@ -73,7 +73,9 @@ pub mod trace;
 pub mod window;
 
 #[cfg(feature = "telemetry")]
-pub use self::telemetry::{InitError, LogFormat, Observability, ObservabilityBuilder, OtlpProtocol};
+pub use self::telemetry::{
+    InitError, LogFormat, OTEL_LAYER_EXCLUDED_TARGETS, Observability, ObservabilityBuilder, OtlpProtocol,
+};
 pub use self::{
     classify::{ErrorType, HttpRoute, StatusClassifier, UNMATCHED_ROUTE},
     layer::{ObservabilityLayer, ObservabilityService},

