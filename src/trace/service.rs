@@ -229,6 +229,9 @@ fn protocol_version(version: Version) -> &'static str {
 pub(crate) fn make_span<B>(req: &Request<B>, propagator: &(dyn TextMapPropagator + Send + Sync)) -> Span {
     let method = KnownMethod::of(req.method());
     let route = route_of(req.extensions());
+    let request_id = req.extensions().get::<RequestId>();
+    // Every value known now is given now: a later `record` costs a call
+    // through the subscriber stack each.
     let span = tracing::info_span!(
         target: "tower_observability::trace",
         "HTTP request",
@@ -236,29 +239,19 @@ pub(crate) fn make_span<B>(req: &Request<B>, propagator: &(dyn TextMapPropagator
         otel.kind = "server",
         otel.status_code = Empty,
         http.request.method = method.as_str(),
-        http.request.method_original = Empty,
+        http.request.method_original = method.is_other().then(|| req.method().as_str()),
         http.route = route,
         http.response.status_code = Empty,
         url.path = req.uri().path(),
         url.scheme = scheme_of(req.uri()),
         network.protocol.version = protocol_version(req.version()),
-        user_agent.original = Empty,
-        request_id = Empty,
+        user_agent.original = req.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()),
+        request_id = request_id.map(RequestId::as_str),
         error.type = Empty,
         cache.result = Empty,
     );
     if span.is_disabled() {
         return span;
-    }
-    if method.is_other() {
-        span.record("http.request.method_original", req.method().as_str());
-    }
-    if let Some(agent) = req.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()) {
-        span.record("user_agent.original", agent);
-    }
-    let request_id = req.extensions().get::<RequestId>();
-    if let Some(id) = request_id {
-        span.record("request_id", id.as_str());
     }
     if has_context(req.headers()) {
         let parent = propagator.extract(&CheckedExtractor::new(req.headers()));
