@@ -91,6 +91,9 @@ pub(crate) fn validate_endpoint(endpoint: &str) -> Result<(), InitError> {
     if uri.host().is_none_or(str::is_empty) {
         return Err(invalid("missing host"));
     }
+    if uri.authority().is_some_and(|a| a.as_str().ends_with(':')) {
+        return Err(invalid("empty port"));
+    }
     Ok(())
 }
 
@@ -102,7 +105,7 @@ mod tests {
     fn endpoints_are_validated() {
         assert!(validate_endpoint("http://localhost:4317").is_ok());
         assert!(validate_endpoint("http://127.0.0.1:4318/").is_ok());
-        for bad in ["127.0.0.1:4317", "localhost", "https://collector:4317", "ftp://x:1", "http://", "::"] {
+        for bad in ["127.0.0.1:4317", "localhost", "https://collector:4317", "ftp://x:1", "http://", "::", "http://127.0.0.1:"] {
             assert!(
                 matches!(validate_endpoint(bad), Err(InitError::InvalidEndpoint { .. })),
                 "{bad} must be refused"

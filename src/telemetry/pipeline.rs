@@ -165,7 +165,9 @@ impl Pipeline {
         if let Some(failures) = self.failures.lock().unwrap_or_else(PoisonError::into_inner).recover() {
             tracing::info!(target: "tower_observability::telemetry", failures, "span export recovered");
         }
-        self.drops.lock().unwrap_or_else(PoisonError::into_inner).recover();
+        // Drops go on while exports succeed (the queue is full, not the
+        // collector down): they are summarised every 60 s, never restarted
+        // by a success, which would log the first-drop warning over again.
     }
 
     fn on_failed(&self, spans: usize, error: &dyn fmt::Display) {
