@@ -8,9 +8,7 @@ mod prom;
 
 use std::{
     collections::HashSet,
-    io::Write,
     net::SocketAddr,
-    process::{Command, Stdio},
     sync::{Arc, Mutex, OnceLock},
 };
 
@@ -21,7 +19,7 @@ use axum::{
     routing::get,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use prom::Exposition;
+use prom::{Exposition, promtool_check};
 use tower_observability::{
     cache::{
         CACHE_EVICTIONS, CACHE_GETS, CACHE_LOOKUP_DURATION, CACHE_PUTS, CACHE_SIZE, CacheHitRatios,
@@ -63,24 +61,6 @@ async fn get_text(
     let (status, headers) = (res.status(), res.headers().clone());
     res.bytes().await.unwrap();
     (status, headers)
-}
-
-fn promtool_check(exposition: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is required: install Debian's `prometheus` package");
-    child.stdin.take().unwrap().write_all(exposition.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}\n--- exposition ---\n{exposition}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// `GET /ext-test/items/{id}`: the first request for an id is a miss, the

@@ -126,3 +126,27 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
     }
     Ok(Sample { name: name.to_owned(), labels, value })
 }
+
+/// Lints `exposition` with `promtool check metrics` (Prometheus's own parser
+/// and linter) and fails on any finding.
+#[allow(dead_code, unreachable_pub)]
+pub fn promtool_check(exposition: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect(
+            "promtool is required: install Debian's `prometheus` package (the README's test command does)",
+        );
+    child.stdin.take().unwrap().write_all(exposition.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics found problems:\n{}{}\n--- exposition ---\n{exposition}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
