@@ -209,6 +209,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_flapping_check_reports_each_run_and_the_latest_wins() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&runs);
+        let registry = HealthRegistry::builder()
+            .check("flappy", move || {
+                let run = counter.fetch_add(1, Ordering::SeqCst);
+                async move { if run % 2 == 0 { HealthStatus::Healthy } else { HealthStatus::Unhealthy } }
+            })
+            .cache_ttl(Duration::ZERO)
+            .build();
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            seen.push(registry.report(READY).await.status());
+        }
+        use HealthStatus::{Healthy, Unhealthy};
+        assert_eq!(seen, [Healthy, Unhealthy, Healthy, Unhealthy, Healthy, Unhealthy]);
+        assert_eq!(runs.load(Ordering::SeqCst), 6, "each report ran the check once");
+    }
+
+    #[tokio::test]
     async fn a_hung_check_is_reported_timed_out_and_dropped() {
         let dropped = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&dropped);
