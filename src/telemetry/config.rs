@@ -105,7 +105,15 @@ mod tests {
     fn endpoints_are_validated() {
         assert!(validate_endpoint("http://localhost:4317").is_ok());
         assert!(validate_endpoint("http://127.0.0.1:4318/").is_ok());
-        for bad in ["127.0.0.1:4317", "localhost", "https://collector:4317", "ftp://x:1", "http://", "::", "http://127.0.0.1:"] {
+        for bad in [
+            "127.0.0.1:4317",
+            "localhost",
+            "https://collector:4317",
+            "ftp://x:1",
+            "http://",
+            "::",
+            "http://127.0.0.1:",
+        ] {
             assert!(
                 matches!(validate_endpoint(bad), Err(InitError::InvalidEndpoint { .. })),
                 "{bad} must be refused"
