@@ -213,13 +213,16 @@ mod tests {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let runs = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&runs);
-        let registry = HealthRegistry::builder()
-            .check("flappy", move || {
-                let run = counter.fetch_add(1, Ordering::SeqCst);
-                async move { if run % 2 == 0 { HealthStatus::Healthy } else { HealthStatus::Unhealthy } }
-            })
-            .cache_ttl(Duration::ZERO)
-            .build();
+        let registry =
+            HealthRegistry::builder()
+                .check("flappy", move || {
+                    let run = counter.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        if run.is_multiple_of(2) { HealthStatus::Healthy } else { HealthStatus::Unhealthy }
+                    }
+                })
+                .cache_ttl(Duration::ZERO)
+                .build();
         let mut seen = Vec::new();
         for _ in 0..6 {
             seen.push(registry.report(READY).await.status());
