@@ -121,6 +121,7 @@ mod check;
 mod registry;
 mod report;
 
+#[cfg(feature = "monitoring")]
 pub(crate) use self::report::rfc3339;
 
 use std::sync::Arc;

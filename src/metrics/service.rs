@@ -69,6 +69,7 @@ impl HttpMetricsLayer {
     }
 
     /// Replaces the route filter (crate use: the monitoring fragment).
+    #[cfg(feature = "monitoring")]
     pub(crate) fn with_exclude(mut self, exclude: RouteFilter) -> Self {
         self.exclude = exclude;
         self

@@ -108,6 +108,7 @@ impl HttpTraceLayer {
     }
 
     /// Replaces the route filter (crate use: the monitoring fragment).
+    #[cfg(feature = "monitoring")]
     pub(crate) fn with_exclude(mut self, exclude: RouteFilter) -> Self {
         self.exclude = exclude;
         self
