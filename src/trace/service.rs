@@ -383,15 +383,15 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let start = Instant::now();
         let (span, access) = if self.exclude.excludes(route_of(req.extensions()))
             || req.extensions().get::<Traced>().is_some()
         {
             (Span::none(), None)
         } else {
             req.extensions_mut().insert(Traced);
+            // The clock is read only when the access log needs it.
             let access = self.options.access_log.map(|level| Access {
-                start,
+                start: Instant::now(),
                 method: KnownMethod::of(req.method()),
                 route: OwnedRoute::of(req.extensions()),
                 level,
