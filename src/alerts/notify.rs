@@ -199,6 +199,24 @@ struct Target {
 }
 
 impl Target {
+    /// An idle target whose queue holds at most `capacity` notifications.
+    fn new(kind: TargetKind, url: String, capacity: usize) -> Self {
+        Self {
+            kind,
+            url,
+            capacity,
+            queue: Mutex::new(VecDeque::new()),
+            wake: Notify::new(),
+            closed: AtomicBool::new(false),
+            in_flight: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Target {
     /// Queues `n`, dropping the oldest alert when full. Never waits.
     fn push(&self, n: Notification) {
         let dropped = {
@@ -423,20 +441,7 @@ impl AlertNotifierBuilder {
         let targets: Vec<_> = self
             .targets
             .into_iter()
-            .map(|(kind, url)| {
-                Arc::new(Target {
-                    kind,
-                    url,
-                    capacity: self.queue_capacity,
-                    queue: Mutex::new(VecDeque::new()),
-                    wake: Notify::new(),
-                    closed: AtomicBool::new(false),
-                    in_flight: AtomicU64::new(0),
-                    sent: AtomicU64::new(0),
-                    failed: AtomicU64::new(0),
-                    dropped: AtomicU64::new(0),
-                })
-            })
+            .map(|(kind, url)| Arc::new(Target::new(kind, url, self.queue_capacity)))
             .collect();
         let sender = Sender {
             client,
@@ -667,18 +672,7 @@ mod tests {
     }
 
     fn target(capacity: usize) -> Target {
-        Target {
-            kind: TargetKind::Webhook,
-            url: String::new(),
-            capacity,
-            queue: Mutex::new(VecDeque::new()),
-            wake: Notify::new(),
-            closed: AtomicBool::new(false),
-            in_flight: AtomicU64::new(0),
-            sent: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-        }
+        Target::new(TargetKind::Webhook, String::new(), capacity)
     }
 
     #[test]
