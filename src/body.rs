@@ -211,25 +211,33 @@ pin_project! {
     /// bodies without `Content-Length` (chunked uploads).
     ///
     /// Frames, [`Body::is_end_stream`] and [`Body::size_hint`] are forwarded
-    /// unchanged; a body that is not counted costs nothing but the wrapper.
+    /// unchanged.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::{BodyExt, Full};
+    /// use std::sync::atomic::Ordering;
+    /// use tower_observability::body::RequestBody;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let (body, read) = RequestBody::counting(Full::new(Bytes::from_static(b"hello")));
+    /// body.collect().await.unwrap();
+    /// assert_eq!(read.load(Ordering::Relaxed), 5);
+    /// # });
+    /// ```
     pub struct RequestBody<B> {
         #[pin]
         inner: B,
-        counter: Option<Arc<AtomicU64>>,
+        counter: Arc<AtomicU64>,
     }
 }
 
 impl<B> RequestBody<B> {
-    /// Wraps `inner` without counting.
-    #[inline]
-    pub(crate) fn plain(inner: B) -> Self {
-        Self { inner, counter: None }
-    }
-
-    /// Wraps `inner`, adding every data frame's length to the returned count.
-    pub(crate) fn counting(inner: B) -> (Self, Arc<AtomicU64>) {
+    /// Wraps `inner`, adding every data frame's length (bytes) to the
+    /// returned count.
+    pub fn counting(inner: B) -> (Self, Arc<AtomicU64>) {
         let counter = Arc::new(AtomicU64::new(0));
-        (Self { inner, counter: Some(counter.clone()) }, counter)
+        (Self { inner, counter: counter.clone() }, counter)
     }
 
     /// Returns a reference to the inner body.
@@ -245,7 +253,9 @@ impl<B> RequestBody<B> {
 
 impl<B> fmt::Debug for RequestBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RequestBody").field("counted", &self.counter.is_some()).finish_non_exhaustive()
+        f.debug_struct("RequestBody")
+            .field("read", &self.counter.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
     }
 }
 
@@ -260,10 +270,10 @@ impl<B: Body> Body for RequestBody<B> {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
         let result = ready!(this.inner.poll_frame(cx));
-        if let (Some(counter), Some(Ok(frame))) = (this.counter.as_ref(), &result)
+        if let Some(Ok(frame)) = &result
             && let Some(data) = frame.data_ref()
         {
-            counter.fetch_add(data.remaining() as u64, Ordering::Relaxed);
+            this.counter.fetch_add(data.remaining() as u64, Ordering::Relaxed);
         }
         Poll::Ready(result)
     }
@@ -405,8 +415,8 @@ mod tests {
         let (body, count) = RequestBody::counting(stream(chunks));
         assert_eq!(body.collect().await.unwrap().to_bytes().len(), 20);
         assert_eq!(count.load(Ordering::Relaxed), 20);
-        let plain = RequestBody::plain(Full::new(Bytes::from_static(b"abc")));
-        assert_eq!(plain.size_hint().exact(), Some(3));
+        let (full, _) = RequestBody::counting(Full::new(Bytes::from_static(b"abc")));
+        assert_eq!(full.size_hint().exact(), Some(3), "forwarded");
     }
 
     #[tokio::test]

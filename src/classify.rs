@@ -58,6 +58,34 @@ pub(crate) fn route_of(extensions: &Extensions) -> Option<&str> {
     extensions.get::<HttpRoute>().map(HttpRoute::as_str)
 }
 
+/// The route template of a request, held without copying it.
+#[derive(Debug, Clone)]
+pub(crate) enum OwnedRoute {
+    #[cfg(feature = "axum")]
+    Axum(axum::extract::MatchedPath),
+    Manual(crate::HttpRoute),
+}
+
+impl OwnedRoute {
+    #[inline]
+    pub(crate) fn of(extensions: &http::Extensions) -> Option<Self> {
+        #[cfg(feature = "axum")]
+        if let Some(path) = extensions.get::<axum::extract::MatchedPath>() {
+            return Some(Self::Axum(path.clone()));
+        }
+        extensions.get::<crate::HttpRoute>().cloned().map(Self::Manual)
+    }
+
+    #[inline]
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            #[cfg(feature = "axum")]
+            Self::Axum(path) => path.as_str(),
+            Self::Manual(route) => route.as_str(),
+        }
+    }
+}
+
 /// Route templates a layer leaves alone (the monitoring endpoints, by
 /// default, when the layer comes from [`Observability`](crate::Observability)).
 #[derive(Debug, Clone)]

@@ -10,6 +10,7 @@ use crate::{
     metrics::{HttpMetrics, HttpMetricsLayer, HttpStats},
     panic::CatchPanic,
     request_id::{RequestIdLayer, RequestIdService},
+    stack::StackId,
     trace::{HttpTrace, HttpTraceLayer},
 };
 
@@ -135,7 +136,46 @@ impl<S> Layer<S> for ObservabilityLayer {
     type Service = ObservabilityService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let inner = self.cache.layer(CatchPanic::new(inner));
-        self.request_id.layer(self.trace.layer(self.metrics.layer(inner)))
+        // Each application gets its own id: a request observed by another
+        // application of the stack passes this one untouched.
+        let stack = StackId::next();
+        let inner = self.cache.clone().in_stack(stack).layer(CatchPanic::new(inner));
+        let inner = self.metrics.clone().in_stack(stack).layer(inner);
+        let inner = self.trace.clone().in_stack(stack).layer(inner);
+        self.request_id.clone().in_stack(stack).layer(inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http::{Request, Response};
+    use tower::{ServiceExt, service_fn};
+
+    use super::*;
+    use crate::{request_id::RequestId, window::Window};
+
+    /// A request passing two applications of the stack (the monitoring
+    /// fragment's copy and the application's, say) is observed once: by the
+    /// outer one.
+    #[tokio::test]
+    async fn a_request_is_observed_by_one_application_only() {
+        let (outer, inner) = (ObservabilityLayer::new(), ObservabilityLayer::new());
+        let (outer_stats, inner_stats) = (outer.http_stats(), inner.http_stats());
+        let handler = service_fn(|req: Request<String>| async move {
+            let id = req.extensions().get::<RequestId>().cloned().expect("an id");
+            Ok::<_, Infallible>(Response::new(id.as_str().to_owned()))
+        });
+        let svc = outer.layer(inner.layer(handler));
+        for _ in 0..3 {
+            let res = svc.clone().oneshot(Request::new(String::new())).await.unwrap();
+            let ids: Vec<_> = res.headers().get_all("x-request-id").iter().cloned().collect();
+            assert_eq!(ids.len(), 1);
+            let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
+            assert_eq!(ids[0].as_bytes(), &body[..], "the handler saw the id the client gets");
+        }
+        assert_eq!(outer_stats.window(Window::OneMinute).requests, 3);
+        assert_eq!(inner_stats.window(Window::OneMinute).requests, 0);
     }
 }

@@ -67,6 +67,7 @@ pub mod monitoring;
 pub mod panic;
 pub mod request_id;
 mod routes;
+mod stack;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 pub mod trace;

@@ -22,7 +22,9 @@ pub(crate) const OVERFLOW_ROUTE: &str = "_overflow";
 
 /// Per-route entries of type `T`, at most `max` routes plus two fixed ones.
 pub(crate) struct RouteTable<T> {
-    routes: RwLock<HashMap<Box<str>, Arc<T>>>,
+    /// Keyed with foldhash: route labels are the router's templates, not
+    /// attacker-chosen, and their number is capped by `max`.
+    routes: RwLock<HashMap<Box<str>, Arc<T>, foldhash::fast::RandomState>>,
     unmatched: Arc<T>,
     overflow: Arc<T>,
     /// Whether a request was given `unmatched` or `overflow`.

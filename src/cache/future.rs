@@ -9,15 +9,14 @@ use std::{
 use http::Response;
 use pin_project_lite::pin_project;
 
-use super::{
-    CacheStatus,
-    layer::{RouteCounters, Shared},
-};
+use super::{CacheStatus, layer::Shared};
+use crate::classify::OwnedRoute;
 
 /// What a request needs to record its outcome.
 pub(super) struct Pending {
     pub(super) shared: Arc<Shared>,
-    pub(super) route: Arc<RouteCounters>,
+    /// Looked up in the route table only when a cache status is found.
+    pub(super) route: Option<OwnedRoute>,
 }
 
 pin_project! {
@@ -48,7 +47,8 @@ where
                 .copied()
                 .or_else(|| CacheStatus::from_headers(res.headers(), Some(pending.shared.member())));
             if let Some(status) = status {
-                pending.shared.record(&pending.route, status);
+                let route = pending.shared.route(pending.route.as_ref().map(OwnedRoute::as_str));
+                pending.shared.record(&route, status);
             }
         }
         Poll::Ready(result)

@@ -48,6 +48,7 @@ const DEFAULT_MAX_ROUTES: usize = 1024;
 #[must_use]
 pub struct CacheStatusLayer {
     pub(super) shared: Arc<Shared>,
+    stack: Option<crate::stack::StackId>,
 }
 
 impl CacheStatusLayer {
@@ -68,7 +69,13 @@ impl CacheStatusLayer {
     }
 
     fn from_config(config: Config) -> Self {
-        Self { shared: Arc::new(Shared::new(config)) }
+        Self { shared: Arc::new(Shared::new(config)), stack: None }
+    }
+
+    /// Makes the layer part of one `ObservabilityLayer` application.
+    pub(crate) fn in_stack(mut self, stack: crate::stack::StackId) -> Self {
+        self.stack = Some(stack);
+        self
     }
 
     fn with(&self, change: impl FnOnce(&mut Config)) -> Self {
@@ -115,7 +122,7 @@ impl<S> Layer<S> for CacheStatusLayer {
     type Service = CacheStatusService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CacheStatusService { inner, shared: self.shared.clone() }
+        CacheStatusService { inner, shared: self.shared.clone(), stack: self.stack }
     }
 }
 

@@ -46,7 +46,7 @@ impl CacheStatus {
     /// ```
     #[must_use]
     pub fn from_headers(headers: &HeaderMap, member: Option<&str>) -> Option<Self> {
-        let mut lines = headers.get_all("cache-status").iter().peekable();
+        let mut lines = headers.get_all(&CACHE_STATUS).iter().peekable();
         if lines.peek().is_some() {
             let mut selection = Selection::new(member);
             let mut len = 0usize;
@@ -58,12 +58,17 @@ impl CacheStatus {
             }
             return Some(selection.outcome());
         }
-        if let Some(value) = headers.get_all("x-cache").iter().next_back() {
+        if let Some(value) = headers.get_all(&X_CACHE).iter().next_back() {
             return Some(parse_x_cache(value.as_bytes()));
         }
-        headers.get("cf-cache-status").map(|value| parse_cf_cache_status(value.as_bytes()))
+        headers.get(&CF_CACHE_STATUS).map(|value| parse_cf_cache_status(value.as_bytes()))
     }
 }
+
+// Looked up as `HeaderName`s: a `&str` key is parsed at every lookup.
+const CACHE_STATUS: http::HeaderName = http::HeaderName::from_static("cache-status");
+const X_CACHE: http::HeaderName = http::HeaderName::from_static("x-cache");
+const CF_CACHE_STATUS: http::HeaderName = http::HeaderName::from_static("cf-cache-status");
 
 /// Parses one RFC 9211 `Cache-Status` field value.
 ///

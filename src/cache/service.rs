@@ -8,7 +8,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{CacheStatusLayer, ResponseFuture, future::Pending, layer::Shared};
-use crate::classify::route_of;
+use crate::classify::OwnedRoute;
 
 /// Service made by [`CacheStatusLayer`]: records the cache outcome of each
 /// response of `S`.
@@ -16,6 +16,7 @@ use crate::classify::route_of;
 pub struct CacheStatusService<S> {
     pub(super) inner: S,
     pub(super) shared: Arc<Shared>,
+    pub(super) stack: Option<crate::stack::StackId>,
 }
 
 impl<S> CacheStatusService<S> {
@@ -59,8 +60,10 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let route = self.shared.route(route_of(req.extensions()));
-        let pending = Pending { shared: self.shared.clone(), route };
+        if crate::stack::foreign(req.extensions(), self.stack) {
+            return ResponseFuture { inner: self.inner.call(req), pending: None };
+        }
+        let pending = Pending { shared: self.shared.clone(), route: OwnedRoute::of(req.extensions()) };
         ResponseFuture { inner: self.inner.call(req), pending: Some(pending) }
     }
 }

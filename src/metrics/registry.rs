@@ -1,11 +1,12 @@
-//! Metric handles built once per label set and reused: the hot path of a
-//! known route takes two read locks and allocates nothing. Each route also
-//! holds its in-process windows ([`WindowedStats`]), recorded beside its
-//! Prometheus series.
+//! Metric handles built once per label set and reused: on the hot path of a
+//! known route, one read lock finds the route and a scan of at most
+//! [`SERIES_SLOTS`] set-once slots finds its label set, with no hashing and no
+//! allocation. Each route also holds its in-process windows
+//! ([`WindowedStats`]), recorded beside its Prometheus series.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, OnceLock, RwLock},
+    sync::{Arc, Mutex, OnceLock, PoisonError, RwLock},
     time::Instant,
 };
 
@@ -74,27 +75,22 @@ impl Registry {
 
     /// The active-requests gauge of a method and scheme.
     #[inline]
-    pub(crate) fn active(&self, method: KnownMethod, scheme: &'static str) -> &Gauge {
-        let https = usize::from(scheme == "https");
-        self.active[method.index()][https].get_or_init(|| {
+    pub(crate) fn active(&self, method: KnownMethod, https: bool) -> &Gauge {
+        self.active[method.index()][usize::from(https)].get_or_init(|| {
             ::metrics::gauge!(
                 HTTP_SERVER_ACTIVE_REQUESTS,
                 "http_request_method" => method.as_str(),
-                "url_scheme" => scheme,
+                "url_scheme" => if https { "https" } else { "http" },
             )
         })
     }
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// What identifies one series within a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct SeriesKey {
     pub(crate) method: KnownMethod,
-    pub(crate) scheme: &'static str,
+    pub(crate) https: bool,
     pub(crate) status: Option<StatusCode>,
     pub(crate) error: Option<ErrorType>,
 }
@@ -119,12 +115,21 @@ pub(crate) struct Measurement {
     pub(crate) first_byte_seconds: Option<f64>,
 }
 
+/// How many label sets of a route are found without a lock: a route sees a
+/// handful (one method, a few statuses, the odd error type).
+pub(crate) const SERIES_SLOTS: usize = 8;
+
 /// The label sets of one route.
 #[derive(Debug)]
 pub(crate) struct RouteSeries {
     route: SharedString,
     ttfb: bool,
-    series: RwLock<HashMap<SeriesKey, Series>>,
+    /// The first label sets, each set once and then read without a lock.
+    slots: [OnceLock<(SeriesKey, Series)>; SERIES_SLOTS],
+    /// Label sets beyond the slots (rare: a route answering many statuses).
+    more: RwLock<HashMap<SeriesKey, Series>>,
+    /// Serializes the filling of slots.
+    filling: Mutex<()>,
     /// The route's windows.
     stats: WindowedStats,
 }
@@ -134,7 +139,9 @@ impl RouteSeries {
         Self {
             route: SharedString::from(route.to_owned()),
             ttfb,
-            series: RwLock::default(),
+            slots: Default::default(),
+            more: RwLock::default(),
+            filling: Mutex::new(()),
             stats: WindowedStats::new(),
         }
     }
@@ -169,11 +176,43 @@ impl RouteSeries {
                 ttfb.record(seconds);
             }
         };
-        if let Some(series) = read(&self.series).get(&key) {
+        if let Some(series) = self.find_slot(&key) {
             return record(series);
         }
-        let mut all = self.series.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        record(all.entry(key).or_insert_with(|| self.build(key)));
+        self.record_slow(key, record);
+    }
+
+    /// The slot holding `key`, scanning the filled slots in order.
+    #[inline]
+    fn find_slot(&self, key: &SeriesKey) -> Option<&Series> {
+        for slot in &self.slots {
+            match slot.get() {
+                Some((k, series)) if k == key => return Some(series),
+                Some(_) => {}
+                None => return None,
+            }
+        }
+        None
+    }
+
+    /// Registers `key` (in a free slot, else in the map) and records.
+    #[cold]
+    fn record_slow(&self, key: SeriesKey, record: impl Fn(&Series)) {
+        {
+            let _filling = self.filling.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(series) = self.find_slot(&key) {
+                return record(series);
+            }
+            if let Some(free) = self.slots.iter().find(|slot| slot.get().is_none()) {
+                let (_, series) = free.get_or_init(|| (key, self.build(key)));
+                return record(series);
+            }
+        }
+        if let Some(series) = self.more.read().unwrap_or_else(PoisonError::into_inner).get(&key) {
+            return record(series);
+        }
+        let mut more = self.more.write().unwrap_or_else(PoisonError::into_inner);
+        record(more.entry(key).or_insert_with(|| self.build(key)));
     }
 
     fn build(&self, key: SeriesKey) -> Series {
@@ -183,7 +222,7 @@ impl RouteSeries {
         if let Some(status) = key.status {
             labels.push(Label::new("http_response_status_code", status.as_str().to_owned()));
         }
-        labels.push(Label::new("url_scheme", key.scheme));
+        labels.push(Label::new("url_scheme", if key.https { "https" } else { "http" }));
         if let Some(error) = key.error {
             labels.push(Label::new("error_type", error.as_str().to_owned()));
         }
@@ -210,5 +249,31 @@ mod tests {
         let c = registry.route(Some("/c"));
         assert_eq!(c.route.as_ref(), OVERFLOW_ROUTE);
         assert_eq!(registry.route(None).route.as_ref(), UNMATCHED_ROUTE);
+    }
+
+    #[test]
+    fn label_sets_beyond_the_slots_are_kept_too() {
+        let registry = Registry::new(4, false);
+        let route = registry.route(Some("/a"));
+        let key = |code: u16| SeriesKey {
+            method: KnownMethod::of(&http::Method::GET),
+            https: false,
+            status: Some(StatusCode::from_u16(code).unwrap()),
+            error: None,
+        };
+        let at = Instant::now();
+        let m =
+            Measurement { at, seconds: 0.1, request_bytes: 1, response_bytes: 2, first_byte_seconds: None };
+        for round in 0..2 {
+            for code in 200..200 + 2 * SERIES_SLOTS as u16 {
+                route.record(key(code), m);
+            }
+            let slots = route.slots.iter().filter(|s| s.get().is_some()).count();
+            assert_eq!(slots, SERIES_SLOTS, "round {round}");
+            let more = route.more.read().unwrap().len();
+            assert_eq!(more, SERIES_SLOTS, "round {round}: one entry per extra label set");
+        }
+        assert!(route.find_slot(&key(200)).is_some());
+        assert!(route.find_slot(&key(200 + SERIES_SLOTS as u16)).is_none(), "kept in the map");
     }
 }

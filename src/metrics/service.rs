@@ -17,14 +17,10 @@ use super::{
     stats::HttpStats,
 };
 use crate::{
-    body::{self, BodyEnd, BodyObserver, RequestBody, ResponseBody},
-    classify::{ErrorType, KnownMethod, RouteFilter, StatusClassifier, response_error, route_of, scheme_of},
+    body::{self, BodyEnd, BodyObserver, ResponseBody},
+    classify::{ErrorType, KnownMethod, RouteFilter, StatusClassifier, response_error, route_of},
+    stack::{self, StackId},
 };
-
-/// Marks a request as measured, so that a second [`HttpMetrics`] around the
-/// same request (a layer applied twice, e.g. on a merged router) lets it pass.
-#[derive(Debug, Clone, Copy)]
-struct Measured;
 
 /// The number of distinct route labels a layer keeps by default.
 const DEFAULT_MAX_ROUTES: usize = 1024;
@@ -39,6 +35,7 @@ pub struct HttpMetricsLayer {
     registry: Arc<Registry>,
     exclude: RouteFilter,
     classifier: StatusClassifier,
+    stack: Option<StackId>,
 }
 
 impl HttpMetricsLayer {
@@ -52,7 +49,14 @@ impl HttpMetricsLayer {
             registry: Arc::new(Registry::new(DEFAULT_MAX_ROUTES, false)),
             exclude: RouteFilter::default(),
             classifier: StatusClassifier::default(),
+            stack: None,
         }
+    }
+
+    /// Makes the layer part of one `ObservabilityLayer` application.
+    pub(crate) fn in_stack(mut self, stack: StackId) -> Self {
+        self.stack = Some(stack);
+        self
     }
 
     /// Which statuses count as errors (the `error_type` label); 5xx by default.
@@ -132,17 +136,25 @@ impl<S> Layer<S> for HttpMetricsLayer {
             registry: self.registry.clone(),
             exclude: self.exclude.clone(),
             classifier: self.classifier,
+            stack: self.stack,
         }
     }
 }
 
 /// Service made by [`HttpMetricsLayer`].
+///
+/// The request body is passed on as it came. Its size is the
+/// `Content-Length`; without one (a chunked upload), an
+/// `axum::body::Body` is wrapped to count the bytes the handler reads (with
+/// the `axum` feature), and any other body type is given its exact size hint,
+/// or 0 when it has none.
 #[derive(Debug, Clone)]
 pub struct HttpMetrics<S> {
     inner: S,
     registry: Arc<Registry>,
     exclude: RouteFilter,
     classifier: StatusClassifier,
+    stack: Option<StackId>,
 }
 
 impl<S> HttpMetrics<S> {
@@ -174,8 +186,8 @@ impl<S> HttpMetrics<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for HttpMetrics<S>
 where
-    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
-    ReqBody: http_body::Body,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ReqBody: http_body::Body + 'static,
     ResBody: http_body::Body,
 {
     type Response = Response<ResponseBody<ResBody, MetricsObserver>>;
@@ -190,31 +202,21 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
         let route = route_of(req.extensions());
-        if self.exclude.excludes(route) || req.extensions().get::<Measured>().is_some() {
-            let req = req.map(RequestBody::plain);
+        if self.exclude.excludes(route) || stack::foreign(req.extensions(), self.stack) {
             return ResponseFuture { inner: self.inner.call(req), pending: None };
         }
         let route = self.registry.route(route);
-        let (mut parts, body) = req.into_parts();
-        parts.extensions.insert(Measured);
-        let (body, request_size) = if body.is_end_stream() {
-            (RequestBody::plain(body), RequestSize::Known(0))
-        } else if let Some(length) = content_length(&parts.headers) {
-            (RequestBody::plain(body), RequestSize::Known(length))
-        } else {
-            let (body, counter) = RequestBody::counting(body);
-            (body, RequestSize::Counted(counter))
-        };
-        let method = KnownMethod::of(&parts.method);
-        let scheme = scheme_of(&parts.uri);
-        let active = ActiveGuard::new(self.registry.active(method, scheme), route);
-        let is_head = parts.method == http::Method::HEAD;
+        let method = KnownMethod::of(req.method());
+        let https = req.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
+        let is_head = req.method() == http::Method::HEAD;
+        let (req, request_size) = request_size(req);
+        let active = ActiveGuard::new(self.registry.active(method, https), route);
         ResponseFuture {
-            inner: self.inner.call(Request::from_parts(parts, body)),
+            inner: self.inner.call(req),
             pending: Some(Pending {
                 start,
                 method,
-                scheme,
+                https,
                 request_size,
                 is_head,
                 classifier: self.classifier,
@@ -224,10 +226,45 @@ where
     }
 }
 
+/// How the size of `req`'s body will be known; wraps the body only for a
+/// chunked upload in an `axum::body::Body`.
+#[inline]
+fn request_size<B: http_body::Body + 'static>(req: Request<B>) -> (Request<B>, RequestSize) {
+    if req.body().is_end_stream() {
+        return (req, RequestSize::Known(0));
+    }
+    if let Some(length) = content_length(req.headers()) {
+        return (req, RequestSize::Known(length));
+    }
+    #[cfg(feature = "axum")]
+    {
+        // A body type the router boxes anyway: count it inside a new box.
+        let (parts, body) = req.into_parts();
+        let mut slot = Some(body);
+        if let Some(axum) = (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<axum::body::Body>>()
+            && let Some(body) = axum.take()
+        {
+            let (counted, counter) = crate::body::RequestBody::counting(body);
+            *axum = Some(axum::body::Body::new(counted));
+            let body = slot.expect("put back above");
+            return (Request::from_parts(parts, body), RequestSize::Counted(counter));
+        }
+        let body = slot.expect("not taken");
+        let hint = body.size_hint().exact().unwrap_or(0);
+        (Request::from_parts(parts, body), RequestSize::Known(hint))
+    }
+    #[cfg(not(feature = "axum"))]
+    {
+        let hint = req.body().size_hint().exact().unwrap_or(0);
+        (req, RequestSize::Known(hint))
+    }
+}
+
 /// The request body size: `Content-Length`, or counted as the body is read.
 #[derive(Debug)]
 enum RequestSize {
     Known(u64),
+    #[cfg(feature = "axum")]
     Counted(Arc<std::sync::atomic::AtomicU64>),
 }
 
@@ -236,6 +273,7 @@ impl RequestSize {
     fn bytes(&self) -> u64 {
         match self {
             Self::Known(n) => *n,
+            #[cfg(feature = "axum")]
             Self::Counted(counter) => counter.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
@@ -279,7 +317,7 @@ impl Drop for ActiveGuard {
 struct Pending {
     start: Instant,
     method: KnownMethod,
-    scheme: &'static str,
+    https: bool,
     request_size: RequestSize,
     is_head: bool,
     classifier: StatusClassifier,
@@ -310,7 +348,7 @@ impl Pending {
             response_bytes,
             first_byte_seconds,
         };
-        let key = SeriesKey { method: self.method, scheme: self.scheme, status, error };
+        let key = SeriesKey { method: self.method, https: self.https, status, error };
         self.route().record(key, measurement);
     }
 }

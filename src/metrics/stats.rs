@@ -395,7 +395,7 @@ mod tests {
     fn record(series: &RouteSeries, seconds: f64, error: bool, at: Instant) {
         let key = SeriesKey {
             method: KnownMethod::of(&Method::GET),
-            scheme: "http",
+            https: false,
             status: Some(if error { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK }),
             error: error.then_some(ErrorType::Status(StatusCode::INTERNAL_SERVER_ERROR)),
         };

@@ -11,6 +11,8 @@ use tower_service::Service;
 
 use std::sync::{Arc, OnceLock};
 
+use crate::stack::{self, StackId};
+
 use super::{
     MakeRequestId, MakeRequestUuid, RejectReason, RequestId, X_REQUEST_ID, accept, uuid_id, validate,
 };
@@ -71,12 +73,13 @@ impl Shared {
 pub struct RequestIdLayer<M = MakeRequestUuid> {
     shared: Arc<Shared>,
     make: M,
+    stack: Option<StackId>,
 }
 
 impl RequestIdLayer {
     /// `x-request-id`, with UUIDs for requests without a valid id.
     pub fn new() -> Self {
-        Self { shared: Shared::new(X_REQUEST_ID, Vec::new()), make: MakeRequestUuid }
+        Self { shared: Shared::new(X_REQUEST_ID, Vec::new()), make: MakeRequestUuid, stack: None }
     }
 }
 
@@ -106,7 +109,14 @@ impl<M> RequestIdLayer<M> {
 
     /// Makes ids with `make` instead of UUIDs.
     pub fn make_request_id<M2: MakeRequestId>(self, make: M2) -> RequestIdLayer<M2> {
-        RequestIdLayer { shared: self.shared, make }
+        RequestIdLayer { shared: self.shared, make, stack: self.stack }
+    }
+
+    /// Makes the layer the outermost of one `ObservabilityLayer`
+    /// application: it marks the requests it takes (see `crate::stack`).
+    pub(crate) fn in_stack(mut self, stack: StackId) -> Self {
+        self.stack = Some(stack);
+        self
     }
 }
 
@@ -114,7 +124,7 @@ impl<S, M: Clone> Layer<S> for RequestIdLayer<M> {
     type Service = RequestIdService<S, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestIdService { inner, shared: self.shared.clone(), make: self.make.clone() }
+        RequestIdService { inner, shared: self.shared.clone(), make: self.make.clone(), stack: self.stack }
     }
 }
 
@@ -124,6 +134,7 @@ pub struct RequestIdService<S, M = MakeRequestUuid> {
     inner: S,
     shared: Arc<Shared>,
     make: M,
+    stack: Option<StackId>,
 }
 
 impl<S> RequestIdService<S> {
@@ -170,6 +181,10 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        if !stack::claim(req.extensions_mut(), self.stack) {
+            // Another application of the stack gave this request its id.
+            return RequestIdResponseFuture { inner: self.inner.call(req), header: None };
+        }
         let id = match self.shared.accept(&req) {
             Some(id) => id,
             None => self.generate(&req),

@@ -74,7 +74,7 @@ pub(crate) struct CheckedExtractor<'a> {
 
 impl<'a> CheckedExtractor<'a> {
     pub(crate) fn new(headers: &'a HeaderMap) -> Self {
-        let mut values = headers.get_all("traceparent").iter();
+        let mut values = headers.get_all(&TRACEPARENT).iter();
         let trace_context = match (values.next(), values.next()) {
             (Some(value), None) => value.to_str().is_ok_and(is_valid_traceparent),
             // Absent, or several: ignore them all.
@@ -99,11 +99,15 @@ impl Extractor for CheckedExtractor<'_> {
     }
 }
 
+// Looked up as `HeaderName`s: a `&str` key is parsed at every lookup.
+pub(crate) const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+pub(crate) const BAGGAGE: http::HeaderName = http::HeaderName::from_static("baggage");
+
 /// Whether `headers` carry anything a W3C propagator would read; most
 /// requests from outside carry none, and skip extraction entirely.
 #[inline]
 pub(crate) fn has_context(headers: &HeaderMap) -> bool {
-    headers.contains_key("traceparent") || headers.contains_key("baggage")
+    headers.contains_key(&TRACEPARENT) || headers.contains_key(&BAGGAGE)
 }
 
 #[cfg(test)]

@@ -25,8 +25,12 @@ use super::{
 };
 use crate::{
     body::{self, BodyEnd, BodyObserver, ResponseBody},
-    classify::{ErrorType, KnownMethod, RouteFilter, StatusClassifier, response_error, route_of, scheme_of},
+    classify::{
+        ErrorType, KnownMethod, OwnedRoute, RouteFilter, StatusClassifier, response_error, route_of,
+        scheme_of,
+    },
     request_id::RequestId,
+    stack::{self, StackId},
 };
 
 /// Layer that opens an OTel HTTP server span for every request.
@@ -40,6 +44,7 @@ pub struct HttpTraceLayer {
     propagator: Arc<dyn TextMapPropagator + Send + Sync>,
     exclude: RouteFilter,
     options: Options,
+    stack: Option<StackId>,
 }
 
 /// The per-request settings of a layer, copied into each response future.
@@ -51,11 +56,6 @@ struct Options {
     server_timing_header: bool,
 }
 
-/// Marks a request as traced, so that a second [`HttpTrace`] around the same
-/// request (a layer applied twice, e.g. on a merged router) opens no span.
-#[derive(Debug, Clone, Copy)]
-struct Traced;
-
 impl HttpTraceLayer {
     /// A layer extracting W3C Trace Context and Baggage.
     pub fn new() -> Self {
@@ -66,6 +66,7 @@ impl HttpTraceLayer {
         Self {
             propagator: Arc::new(propagator),
             exclude: RouteFilter::default(),
+            stack: None,
             options: Options {
                 classifier: StatusClassifier::default(),
                 access_log: Some(Level::INFO),
@@ -104,6 +105,12 @@ impl HttpTraceLayer {
     /// and OpenTelemetry's browser instrumentation reads. Off by default.
     pub fn server_timing_header(mut self, enabled: bool) -> Self {
         self.options.server_timing_header = enabled;
+        self
+    }
+
+    /// Makes the layer part of one `ObservabilityLayer` application.
+    pub(crate) fn in_stack(mut self, stack: StackId) -> Self {
+        self.stack = Some(stack);
         self
     }
 
@@ -153,6 +160,7 @@ impl<S> Layer<S> for HttpTraceLayer {
             propagator: self.propagator.clone(),
             exclude: self.exclude.clone(),
             options: self.options,
+            stack: self.stack,
         }
     }
 }
@@ -164,6 +172,7 @@ pub struct HttpTrace<S> {
     propagator: Arc<dyn TextMapPropagator + Send + Sync>,
     exclude: RouteFilter,
     options: Options,
+    stack: Option<StackId>,
 }
 
 impl<S> HttpTrace<S> {
@@ -266,32 +275,6 @@ pub(crate) fn make_span<B>(req: &Request<B>, propagator: &(dyn TextMapPropagator
     span
 }
 
-/// The route template of a request, held without copying it.
-#[derive(Debug, Clone)]
-enum OwnedRoute {
-    #[cfg(feature = "axum")]
-    Axum(axum::extract::MatchedPath),
-    Manual(crate::HttpRoute),
-}
-
-impl OwnedRoute {
-    fn of(extensions: &http::Extensions) -> Option<Self> {
-        #[cfg(feature = "axum")]
-        if let Some(path) = extensions.get::<axum::extract::MatchedPath>() {
-            return Some(Self::Axum(path.clone()));
-        }
-        extensions.get::<crate::HttpRoute>().cloned().map(Self::Manual)
-    }
-
-    fn as_str(&self) -> &str {
-        match self {
-            #[cfg(feature = "axum")]
-            Self::Axum(path) => path.as_str(),
-            Self::Manual(route) => route.as_str(),
-        }
-    }
-}
-
 /// What the access log needs of a request.
 #[derive(Debug)]
 struct Access {
@@ -382,13 +365,12 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let (span, access) = if self.exclude.excludes(route_of(req.extensions()))
-            || req.extensions().get::<Traced>().is_some()
+            || stack::foreign(req.extensions(), self.stack)
         {
             (Span::none(), None)
         } else {
-            req.extensions_mut().insert(Traced);
             // The clock is read only when the access log needs it.
             let access = self.options.access_log.map(|level| Access {
                 start: Instant::now(),

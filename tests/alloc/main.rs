@@ -63,23 +63,19 @@ const N2: usize = 1200;
 
 /// Upper bound of the allocations per request that `HttpMetricsLayer` adds
 /// over the same router with `Router::layer(Identity)` (axum's own cost of a
-/// layer: a boxed service clone and a boxed future), from today's
-/// measurement (see `BENCHMARKS.md`). The issue's target is 0. Today 3.048:
+/// layer: a boxed service clone and a boxed future). Today 1.048:
 ///
-/// - 1: `parts.extensions.insert(Measured)` in `HttpMetrics::call`: the
-///   request's extension map already holds axum's three entries and grows;
-/// - 1: axum's `Route` boxes the request body, `RequestBody<Body>` not being
-///   `axum::body::Body`;
-/// - 1: axum's `MapIntoResponse` boxes the response body, `ResponseBody<..>`;
+/// - 1: axum's `MapIntoResponse` boxes the response body
+///   (`ResponseBody<Body, _>` is not `axum::body::Body`): the price, in axum,
+///   of any layer that sees the end of the body (tower-http's `TraceLayer`
+///   pays it too); measured alone by `bare_response_wrapped`;
 /// - 0.048: the Prometheus recorder stores histogram samples in blocks of 64,
 ///   three histograms per request (3/64).
-///
-/// Lower it as these go away.
-const METRICS_EXTRA_BOUND: f64 = 3.1;
-/// Upper bound of what `HttpMetricsLayer`'s own code allocates, measured with
-/// no recorder against a layer that wraps both bodies as it does: today 1,
-/// the `Measured` marker above. Target 0.
-const METRICS_OWN_BOUND: f64 = 1.0;
+const METRICS_EXTRA_BOUND: f64 = 1.06;
+/// Upper bound of what `HttpMetricsLayer`'s own code allocates per request,
+/// measured with no recorder against a layer that wraps the response body as
+/// it does: the issue's target, 0.
+const METRICS_OWN_BOUND: f64 = 0.0;
 /// Upper bound of the full stack's extra allocations per request over bare
 /// axum (sampled root span), from today's measurement (39.05); the issue sets
 /// no target. A regression guard.
@@ -90,6 +86,7 @@ const CASES: &[(&str, &str)] = &[
     ("bare", "axum alone"),
     ("bare_identity", "bare + Router::layer(Identity)"),
     ("bare_wrapped", "bare + a layer wrapping both bodies in non-axum types"),
+    ("bare_response_wrapped", "bare + a layer wrapping the response body (axum boxes it)"),
     ("metrics_norecorder", "HttpMetricsLayer, no recorder installed (metrics facade no-op)"),
     ("metrics", "HttpMetricsLayer, Prometheus recorder"),
     ("full", "ObservabilityLayer, recorder + OTel pipeline, sampled root"),
@@ -165,6 +162,10 @@ fn setup_inner(case: &str) -> (Router, Option<HeaderValue>, Option<SdkTracerProv
             let layer = ServiceBuilder::new()
                 .map_request(|req: Request<Body>| req.map(wrap))
                 .map_response(|res: axum::response::Response| res.map(wrap));
+            (router.layer(layer), None, None)
+        }
+        "bare_response_wrapped" => {
+            let layer = ServiceBuilder::new().map_response(|res: axum::response::Response| res.map(wrap));
             (router.layer(layer), None, None)
         }
         "metrics_norecorder" => (router.layer(HttpMetricsLayer::new()), None, None),
@@ -386,15 +387,18 @@ fn allocations_per_request() {
     }
 
     let metrics_extra = figures["metrics"].0 - figures["bare_identity"].0;
-    let metrics_own = figures["metrics_norecorder"].0 - figures["bare_wrapped"].0;
+    let metrics_own = figures["metrics_norecorder"].0 - figures["bare_response_wrapped"].0;
     let full_extra = figures["full"].0 - bare;
     println!(
         "\nHttpMetricsLayer: {metrics_extra:.3} allocations per request over Router::layer(Identity) \
          (bound {METRICS_EXTRA_BOUND}, target 0), {metrics_own:.3} by its own code (bound {METRICS_OWN_BOUND}); \
          full stack: {full_extra:.3} over bare (bound {FULL_EXTRA_BOUND})"
     );
-    if metrics_extra > 0.0 {
-        println!("the zero-allocation target is not met yet: run with ALLOC_TRACE=1 for the call sites");
+    if metrics_extra > 0.06 {
+        println!(
+            "of the {metrics_extra:.3}: 1 is axum boxing the wrapped response body (as for any body-observing \
+             layer), ~0.048 the Prometheus recorder's sample blocks; ALLOC_TRACE=1 names the call sites"
+        );
     }
     assert!(
         metrics_own <= METRICS_OWN_BOUND + 0.01,
