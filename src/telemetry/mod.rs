@@ -42,10 +42,21 @@ use crate::{
 /// exporter's own HTTP stack (its spans would be exported in turn), and the
 /// access log (`tower_observability::access`), whose event per request
 /// would become an OTel span event per request (measured at +2.5 µs and 9
-/// allocations a request) and adds nothing the span does not carry. Use it
-/// when you build the OTel layer yourself.
-pub const OTEL_LAYER_EXCLUDED_TARGETS: [&str; 7] =
-    ["h2", "hyper", "tonic", "tower::", "reqwest", "opentelemetry", "tower_observability::access"];
+/// allocations a request) and adds nothing the span does not carry, and the
+/// `tracing`-only span of requests whose parent is not sampled
+/// (`tower_observability::request`, see
+/// [`HttpTraceLayer::follow_parent_sampling`](crate::trace::HttpTraceLayer::follow_parent_sampling)).
+/// Use it when you build the OTel layer yourself.
+pub const OTEL_LAYER_EXCLUDED_TARGETS: [&str; 8] = [
+    "h2",
+    "hyper",
+    "tonic",
+    "tower::",
+    "reqwest",
+    "opentelemetry",
+    "tower_observability::access",
+    "tower_observability::request",
+];
 
 /// How often the Prometheus recorder's upkeep runs (drains histogram samples).
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -255,7 +266,7 @@ impl ObservabilityBuilder {
             info,
             prometheus,
             provider,
-            layer: default_layer(),
+            layer: default_layer(self.follows_parent_sampling()),
             endpoint,
             _upkeep: upkeep,
             runtime,
@@ -283,6 +294,19 @@ impl ObservabilityBuilder {
         EnvFilter::builder()
             .parse(&directives)
             .map_err(|e| InitError::InvalidLogFilter(format!("{directives:?}: {e}")))
+    }
+
+    /// Whether the tracer's sampler follows a remote parent's sampled flag:
+    /// remote sampling trusted, and a parent-based sampler (the SDK default,
+    /// `parentbased_always_on`; `OTEL_TRACES_SAMPLER` wins over the builder).
+    fn follows_parent_sampling(&self) -> bool {
+        if !self.trust_remote_sampling {
+            return false;
+        }
+        match config::env("OTEL_TRACES_SAMPLER") {
+            Some(name) => name.trim().starts_with("parentbased_"),
+            None => self.sampler.as_ref().is_none_or(|s| matches!(s, Sampler::ParentBased(_))),
+        }
     }
 
     fn tracer_provider(
@@ -322,9 +346,11 @@ impl ObservabilityBuilder {
     }
 }
 
-/// The layer of [`Observability::layer`]: the monitoring routes excluded.
-fn default_layer() -> ObservabilityLayer {
-    let layer = ObservabilityLayer::new();
+/// The layer of [`Observability::layer`]: the monitoring routes excluded;
+/// `follow_parent_sampling` when the sampler is parent-based.
+fn default_layer(follow_parent_sampling: bool) -> ObservabilityLayer {
+    let trace = crate::trace::HttpTraceLayer::new().follow_parent_sampling(follow_parent_sampling);
+    let layer = ObservabilityLayer::new().trace(trace);
     #[cfg(feature = "monitoring")]
     let layer = layer.exclude_routes(crate::monitoring::ROUTES);
     layer

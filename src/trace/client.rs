@@ -11,8 +11,6 @@ use opentelemetry::propagation::{Injector, TextMapCompositePropagator, TextMapPr
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use tower_layer::Layer;
 use tower_service::Service;
-use tracing::Span;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::Correlation;
 use crate::request_id::X_REQUEST_ID;
@@ -146,7 +144,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let cx = Span::current().context();
+        let cx = super::correlation::current_otel_context();
         self.layer.propagator.inject_context(&cx, &mut HeaderInjector(req.headers_mut()));
         if let Some(header) = &self.layer.request_id_header
             && !req.headers().contains_key(header)

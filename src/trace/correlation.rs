@@ -73,14 +73,51 @@ impl fmt::Debug for Correlation {
 pub(crate) fn attach(span: &Span, request_id: Option<&RequestId>) {
     let cx = span.context();
     let span_context = cx.span().span_context().clone();
-    let correlation = Correlation {
-        request_id: request_id.cloned(),
-        trace_id: span_context.trace_id(),
-        span_id: span_context.span_id(),
-    };
+    attach_ids(span, request_id, span_context.trace_id(), span_context.span_id(), None);
+}
+
+/// The OTel context of a request served without an OTel span (its parent
+/// was not sampled), kept beside its [`Correlation`] for
+/// [`PropagateContextLayer`](super::PropagateContextLayer).
+#[derive(Clone)]
+pub(crate) struct UnsampledContext(pub(crate) opentelemetry::Context);
+
+/// Stores a correlation with the given ids in `span`'s registry extensions,
+/// and the OTel context of a request that has no OTel span.
+pub(crate) fn attach_ids(
+    span: &Span,
+    request_id: Option<&RequestId>,
+    trace_id: TraceId,
+    span_id: SpanId,
+    unsampled: Option<opentelemetry::Context>,
+) {
+    let correlation = Correlation { request_id: request_id.cloned(), trace_id, span_id };
     span.with_subscriber(|(id, dispatch)| {
         if let Some(span) = dispatch.downcast_ref::<Registry>().and_then(|r| r.span(id)) {
-            span.extensions_mut().insert(correlation);
+            let mut extensions = span.extensions_mut();
+            extensions.insert(correlation);
+            if let Some(cx) = unsampled {
+                extensions.insert(UnsampledContext(cx));
+            }
         }
     });
+}
+
+/// The OTel context of the request whose span is current, for propagation:
+/// the span's own context when it is an OTel span, the non-recording context
+/// of a request whose parent was not sampled, or else the current OTel
+/// context.
+pub(crate) fn current_otel_context() -> opentelemetry::Context {
+    let span = Span::current();
+    let cx = span.context();
+    if cx.span().span_context().is_valid() {
+        return cx;
+    }
+    span.with_subscriber(|(id, dispatch)| {
+        let registry = dispatch.downcast_ref::<Registry>()?;
+        let span = registry.span(id)?;
+        span.scope().find_map(|s| s.extensions().get::<UnsampledContext>().map(|u| u.0.clone()))
+    })
+    .flatten()
+    .unwrap_or_else(opentelemetry::Context::current)
 }

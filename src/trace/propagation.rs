@@ -1,5 +1,8 @@
 use http::HeaderMap;
-use opentelemetry::propagation::Extractor;
+use opentelemetry::{
+    propagation::Extractor,
+    trace::{SpanId, TraceFlags, TraceId},
+};
 
 /// Reads OTel propagation fields (`traceparent`, `tracestate`, `baggage`)
 /// from an [`http::HeaderMap`].
@@ -43,24 +46,43 @@ impl Extractor for HeaderExtractor<'_> {
 /// assert!(!is_valid_traceparent("00-4bf92f35-00f067aa0ba902b7-01"));
 /// ```
 pub fn is_valid_traceparent(value: &str) -> bool {
-    fn hex(s: &[u8]) -> bool {
-        s.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    parse_traceparent(value).is_some()
+}
+
+/// The trace id, parent id and flags of a `traceparent` that
+/// [`is_valid_traceparent`] accepts; one pass over at most 56 bytes.
+#[inline]
+pub(crate) fn parse_traceparent(value: &str) -> Option<(TraceId, SpanId, TraceFlags)> {
+    #[inline]
+    fn nibble(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            _ => None,
+        }
     }
-    fn zero(s: &[u8]) -> bool {
-        s.iter().all(|&b| b == b'0')
+    #[inline]
+    fn hex<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
+        let mut out = [0u8; N];
+        for (i, pair) in s.chunks_exact(2).enumerate() {
+            out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        }
+        Some(out)
     }
     let b = value.as_bytes();
     if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
-        return false;
+        return None;
     }
-    let (version, trace_id, parent_id, flags) = (&b[0..2], &b[3..35], &b[36..52], &b[53..55]);
-    if !(hex(version) && hex(trace_id) && hex(parent_id) && hex(flags)) || version == b"ff" {
-        return false;
+    let [version] = hex::<1>(&b[0..2])?;
+    let trace_id = hex::<16>(&b[3..35])?;
+    let parent_id = hex::<8>(&b[36..52])?;
+    let [flags] = hex::<1>(&b[53..55])?;
+    if version == 0xff || trace_id == [0; 16] || parent_id == [0; 8] {
+        return None;
     }
-    if zero(trace_id) || zero(parent_id) {
-        return false;
-    }
-    if version == b"00" { b.len() == 55 } else { b.len() == 55 || b[55] == b'-' }
+    // Version 00 is exactly 55 characters; later versions may append fields.
+    let length_ok = if version == 0 { b.len() == 55 } else { b.len() == 55 || b[55] == b'-' };
+    length_ok.then(|| (TraceId::from_bytes(trace_id), SpanId::from_bytes(parent_id), TraceFlags::new(flags)))
 }
 
 /// An [`Extractor`] that hides `traceparent` and `tracestate` when the
@@ -101,6 +123,7 @@ impl Extractor for CheckedExtractor<'_> {
 
 // Looked up as `HeaderName`s: a `&str` key is parsed at every lookup.
 pub(crate) const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+pub(crate) const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
 pub(crate) const BAGGAGE: http::HeaderName = http::HeaderName::from_static("baggage");
 
 /// Whether `headers` carry anything a W3C propagator would read; most
@@ -154,6 +177,11 @@ mod tests {
             proptest::prop_assume!(trace.bytes().any(|b| b != b'0') && span.bytes().any(|b| b != b'0'));
             let value = format!("{version}-{trace}-{span}-{flags}");
             proptest::prop_assert!(is_valid_traceparent(&value), "{}", value);
+            let (t, s, f) = parse_traceparent(&value).unwrap();
+            proptest::prop_assert_eq!(
+                (t.to_string(), s.to_string(), format!("{:02x}", f.to_u8())),
+                (trace.clone(), span.clone(), flags.clone())
+            );
             let no_flags = format!("{version}-{trace}-{span}");
             proptest::prop_assert!(!is_valid_traceparent(&no_flags), "missing flags");
             let upper = format!("{version}-{}-{span}-{flags}", trace.to_uppercase());

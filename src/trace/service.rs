@@ -10,9 +10,12 @@ use std::{
 use http::{Request, Response, StatusCode, Version};
 use opentelemetry::{
     propagation::{TextMapCompositePropagator, TextMapPropagator},
-    trace::TraceContextExt,
+    trace::{SpanContext, TraceContextExt, TraceState},
 };
-use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::{
+    propagation::{BaggagePropagator, TraceContextPropagator},
+    trace::{IdGenerator, RandomIdGenerator},
+};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -20,8 +23,8 @@ use tracing::{Level, Span, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::{
-    correlation,
-    propagation::{CheckedExtractor, has_context},
+    HeaderExtractor, correlation,
+    propagation::{BAGGAGE, CheckedExtractor, TRACEPARENT, TRACESTATE, has_context, parse_traceparent},
 };
 use crate::{
     body::{self, BodyEnd, BodyObserver, ResponseBody},
@@ -51,6 +54,8 @@ pub struct HttpTraceLayer {
 #[derive(Debug, Clone, Copy)]
 struct Options {
     classifier: StatusClassifier,
+    /// Open no OTel span for a W3C parent whose sampled flag is unset.
+    follow_parent_sampling: bool,
     access_log: Option<Level>,
     traceparent_header: bool,
     server_timing_header: bool,
@@ -69,6 +74,7 @@ impl HttpTraceLayer {
             stack: None,
             options: Options {
                 classifier: StatusClassifier::default(),
+                follow_parent_sampling: true,
                 access_log: Some(Level::INFO),
                 traceparent_header: false,
                 server_timing_header: false,
@@ -132,9 +138,33 @@ impl HttpTraceLayer {
         self
     }
 
-    /// Extracts the parent context with `propagator` instead.
+    /// Extracts the parent context with `propagator` instead. The W3C
+    /// shortcut of [`follow_parent_sampling`](Self::follow_parent_sampling)
+    /// is then off: the propagator decides what the parent is.
     pub fn propagator(mut self, propagator: impl TextMapPropagator + Send + Sync + 'static) -> Self {
         self.propagator = Arc::new(propagator);
+        self.options.follow_parent_sampling = false;
+        self
+    }
+
+    /// Whether a request whose valid W3C `traceparent` has the sampled flag
+    /// unset (`-00`) skips the OTel span: the decision a parent-based sampler
+    /// (the OpenTelemetry default, `parentbased_always_on`) would take, taken
+    /// before anything is built. Such a request still gets a span in
+    /// `tracing` (target `tower_observability::request`, left out of the OTel
+    /// layer by [`OTEL_LAYER_EXCLUDED_TARGETS`](crate::OTEL_LAYER_EXCLUDED_TARGETS)),
+    /// with its [`Correlation`](super::Correlation): the caller's trace id
+    /// and a new span id, so its logs correlate and
+    /// [`PropagateContextLayer`](super::PropagateContextLayer) passes the
+    /// trace on, unsampled. While the handler runs, the OTel context holds
+    /// that non-recording span, so spans the handler opens are not sampled
+    /// either.
+    ///
+    /// On by default. Turn it off when the tracer's sampler decides for
+    /// remote parents itself (`Observability` does, for
+    /// `trust_remote_sampling(false)` or a sampler that is not parent-based).
+    pub fn follow_parent_sampling(mut self, enabled: bool) -> Self {
+        self.options.follow_parent_sampling = enabled;
         self
     }
 }
@@ -235,8 +265,85 @@ fn protocol_version(version: Version) -> &'static str {
     }
 }
 
+/// The request's span: the OTel server span, or, for a parent that is not
+/// sampled, a `tracing` span only, with the non-recording OTel context that
+/// the handler runs in.
+pub(crate) struct RequestSpan {
+    span: Span,
+    /// `Some` for an unsampled parent: attached while the inner service runs.
+    unsampled: Option<opentelemetry::Context>,
+}
+
+/// Opens the span of `req`, its parent set from the request headers.
+fn make_span<B>(
+    req: &Request<B>,
+    propagator: &(dyn TextMapPropagator + Send + Sync),
+    options: Options,
+) -> RequestSpan {
+    if options.follow_parent_sampling
+        && let Some(parent) = unsampled_parent(req.headers())
+    {
+        return unsampled_span(req, parent);
+    }
+    RequestSpan { span: server_span(req, propagator), unsampled: None }
+}
+
+/// The span context of a valid, single W3C `traceparent` whose sampled flag
+/// is unset, with its `tracestate`.
+#[inline]
+fn unsampled_parent(headers: &http::HeaderMap) -> Option<SpanContext> {
+    let mut values = headers.get_all(&TRACEPARENT).iter();
+    let (Some(value), None) = (values.next(), values.next()) else { return None };
+    let (trace_id, span_id, flags) = parse_traceparent(value.to_str().ok()?)?;
+    if flags.is_sampled() {
+        return None;
+    }
+    let state = headers
+        .get(&TRACESTATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<TraceState>().ok())
+        .unwrap_or_default();
+    Some(SpanContext::new(trace_id, span_id, flags, true, state))
+}
+
+/// The `tracing`-only span of a request whose parent is not sampled.
+#[cold]
+fn unsampled_span<B>(req: &Request<B>, parent: SpanContext) -> RequestSpan {
+    // The non-recording span that stands for this server: the caller's
+    // trace, a span id of its own, not sampled (what the SDK makes when a
+    // sampler drops a span).
+    let own = SpanContext::new(
+        parent.trace_id(),
+        RandomIdGenerator::default().new_span_id(),
+        parent.trace_flags(),
+        false,
+        parent.trace_state().clone(),
+    );
+    let mut cx = opentelemetry::Context::new();
+    if req.headers().contains_key(&BAGGAGE) {
+        cx = BaggagePropagator::new().extract_with_context(&cx, &HeaderExtractor(req.headers()));
+    }
+    let cx = cx.with_remote_span_context(own.clone());
+    let method = KnownMethod::of(req.method());
+    let request_id = req.extensions().get::<RequestId>();
+    // Made in the unsampled context: an OTel layer that does not leave the
+    // target out parents it there, and its sampler drops it.
+    let span = {
+        let _cx = cx.clone().attach();
+        tracing::info_span!(
+            target: "tower_observability::request",
+            "HTTP request",
+            http.request.method = method.as_str(),
+            http.route = route_of(req.extensions()),
+            request_id = request_id.map(RequestId::as_str),
+        )
+    };
+    correlation::attach_ids(&span, request_id, own.trace_id(), own.span_id(), Some(cx.clone()));
+    RequestSpan { span, unsampled: Some(cx) }
+}
+
 /// Opens the server span of `req`, its parent set from the request headers.
-pub(crate) fn make_span<B>(req: &Request<B>, propagator: &(dyn TextMapPropagator + Send + Sync)) -> Span {
+pub(crate) fn server_span<B>(req: &Request<B>, propagator: &(dyn TextMapPropagator + Send + Sync)) -> Span {
     let method = KnownMethod::of(req.method());
     let route = route_of(req.extensions());
     let request_id = req.extensions().get::<RequestId>();
@@ -312,9 +419,55 @@ impl Access {
     }
 }
 
-/// The W3C `traceparent` of the span's OTel context (version 00).
-fn traceparent_of(span: &Span) -> Option<http::HeaderValue> {
-    let cx = span.context();
+impl RequestSpan {
+    /// No span: the request is not traced by this layer.
+    fn none() -> Self {
+        Self { span: Span::none(), unsampled: None }
+    }
+
+    /// The OTel context of the request's span.
+    fn otel_context(&self) -> opentelemetry::Context {
+        match &self.unsampled {
+            Some(cx) => cx.clone(),
+            None => self.span.context(),
+        }
+    }
+
+    /// Records how the request ended on the OTel span, if there is one.
+    fn record_end(&self, status: Option<StatusCode>, error: Option<ErrorType>) {
+        if self.unsampled.is_some() {
+            return;
+        }
+        if let Some(status) = status {
+            self.span.record("http.response.status_code", status.as_u16());
+        }
+        if let Some(error) = error {
+            self.span.record("error.type", error.as_str());
+            self.span.record("otel.status_code", "ERROR");
+        }
+    }
+
+    /// Runs `f` inside the span (and for an unsampled parent, with its OTel
+    /// context attached).
+    #[inline]
+    fn in_scope<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _entered = self.span.enter();
+        let _cx = self.unsampled.as_ref().map(|cx| cx.clone().attach());
+        f()
+    }
+}
+
+impl fmt::Debug for RequestSpan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestSpan")
+            .field("span", &self.span)
+            .field("sampled", &self.unsampled.is_none())
+            .finish()
+    }
+}
+
+/// The W3C `traceparent` of an OTel context (version 00).
+fn traceparent_of(cx: &opentelemetry::Context) -> Option<http::HeaderValue> {
     let sc = cx.span().span_context().clone();
     if !sc.is_valid() {
         return None;
@@ -324,11 +477,11 @@ fn traceparent_of(span: &Span) -> Option<http::HeaderValue> {
 }
 
 /// Writes the opt-in trace headers on a response.
-fn write_trace_headers(headers: &mut http::HeaderMap, span: &Span, options: Options) {
+fn write_trace_headers(headers: &mut http::HeaderMap, span: &RequestSpan, options: Options) {
     if !(options.traceparent_header || options.server_timing_header) {
         return;
     }
-    let Some(traceparent) = traceparent_of(span) else { return };
+    let Some(traceparent) = traceparent_of(&span.otel_context()) else { return };
     if options.server_timing_header {
         let timing = format!("traceparent;desc=\"{}\"", traceparent.to_str().unwrap_or_default());
         if let Ok(timing) = http::HeaderValue::from_str(&timing) {
@@ -336,18 +489,7 @@ fn write_trace_headers(headers: &mut http::HeaderMap, span: &Span, options: Opti
         }
     }
     if options.traceparent_header {
-        headers.insert(http::header::HeaderName::from_static("traceparent"), traceparent);
-    }
-}
-
-/// Records how the request ended on its span.
-fn record_end(span: &Span, status: Option<StatusCode>, error: Option<ErrorType>) {
-    if let Some(status) = status {
-        span.record("http.response.status_code", status.as_u16());
-    }
-    if let Some(error) = error {
-        span.record("error.type", error.as_str());
-        span.record("otel.status_code", "ERROR");
+        headers.insert(TRACEPARENT, traceparent);
     }
 }
 
@@ -369,7 +511,7 @@ where
         let (span, access) = if self.exclude.excludes(route_of(req.extensions()))
             || stack::foreign(req.extensions(), self.stack)
         {
-            (Span::none(), None)
+            (RequestSpan::none(), None)
         } else {
             // The clock is read only when the access log needs it.
             let access = self.options.access_log.map(|level| Access {
@@ -378,13 +520,10 @@ where
                 route: OwnedRoute::of(req.extensions()),
                 level,
             });
-            (make_span(&req, &*self.propagator), access)
+            (make_span(&req, &*self.propagator, self.options), access)
         };
         let is_head = req.method() == http::Method::HEAD;
-        let inner = {
-            let _entered = span.enter();
-            self.inner.call(req)
-        };
+        let inner = span.in_scope(|| self.inner.call(req));
         ResponseFuture { inner, span: Some(span), access, is_head, options: self.options }
     }
 }
@@ -395,7 +534,7 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        span: Option<Span>,
+        span: Option<RequestSpan>,
         access: Option<Access>,
         is_head: bool,
         options: Options,
@@ -405,10 +544,9 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(span) = this.span.take() {
-                record_end(&span, None, Some(ErrorType::ClientAbort));
+                span.record_end(None, Some(ErrorType::ClientAbort));
                 if let Some(access) = this.access.take() {
-                    let _entered = span.enter();
-                    access.log(None, Some(ErrorType::ClientAbort));
+                    span.in_scope(|| access.log(None, Some(ErrorType::ClientAbort)));
                 }
             }
         }
@@ -423,16 +561,14 @@ where
     type Output = Result<Response<ResponseBody<B, TraceObserver>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = {
-            let _entered = this.span.as_ref().map(Span::enter);
-            ready!(this.inner.poll(cx))
-        };
-        let span = this.span.take().expect("ResponseFuture polled after completion");
+        let mut this = self.project();
+        let span = this.span.as_ref().expect("ResponseFuture polled after completion");
+        let result = ready!(span.in_scope(|| this.inner.as_mut().poll(cx)));
+        let span = this.span.take().expect("checked above");
         Poll::Ready(match result {
             Ok(mut res) => {
                 let status = res.status();
-                span.record("http.response.status_code", status.as_u16());
+                span.record_end(Some(status), None);
                 write_trace_headers(res.headers_mut(), &span, *this.options);
                 let marked = res.extensions().get::<ErrorType>().copied();
                 let observer = TraceObserver {
@@ -446,10 +582,9 @@ where
             }
             Err(err) => {
                 let error = Some(ErrorType::service::<E>());
-                record_end(&span, None, error);
+                span.record_end(None, error);
                 if let Some(access) = this.access.take() {
-                    let _entered = span.enter();
-                    access.log(None, error);
+                    span.in_scope(|| access.log(None, error));
                 }
                 Err(err)
             }
@@ -466,7 +601,7 @@ impl<F> fmt::Debug for ResponseFuture<F> {
 /// The [`BodyObserver`] of [`HttpTrace`]: closes the span when the body ends.
 #[derive(Debug)]
 pub struct TraceObserver {
-    span: Span,
+    span: RequestSpan,
     status: StatusCode,
     marked: Option<ErrorType>,
     classifier: StatusClassifier,
@@ -476,15 +611,15 @@ pub struct TraceObserver {
 impl BodyObserver for TraceObserver {
     fn on_end(self, end: BodyEnd) {
         let error = response_error(self.classifier, self.status, self.marked, end);
-        record_end(&self.span, None, error);
+        self.span.record_end(None, error);
         // tracing-opentelemetry (0.34) takes a span's end time from its last
         // exit, not from its close: enter and leave it now, at the body's
         // end, once (the access log is written inside that one entry).
-        let entered = self.span.enter();
-        if let Some(access) = &self.access {
-            access.log(Some(self.status), error);
-        }
-        drop(entered);
+        self.span.in_scope(|| {
+            if let Some(access) = &self.access {
+                access.log(Some(self.status), error);
+            }
+        });
         // Dropping the span here closes it and hands it to the exporter.
     }
 }

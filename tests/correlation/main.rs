@@ -137,3 +137,72 @@ async fn text_logs_carry_the_same_ids_and_escape_control_characters() {
     );
     assert!(!app.lines().iter().any(|l| l.starts_with("INFO forged")), "a forged line got through");
 }
+
+/// A caller that does not sample (`traceparent` flag `00`): no span is
+/// exported by either service, yet both log the caller's trace id and the
+/// request id, the storefront answers with a span id of its own (flag `00`),
+/// and the inventory service receives the trace, still unsampled.
+#[tokio::test]
+async fn an_unsampled_caller_gets_no_spans_but_correlated_logs_in_both_services() {
+    let receiver = OtlpReceiver::start().await;
+    let endpoint = receiver.grpc_endpoint();
+    let otel = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "50")];
+    let inventory = App::start_example("chain", &[&otel[..], &[("ROLE", "inventory")]].concat());
+    let inventory_url = format!("http://{}", inventory.address);
+    let storefront = App::start_example(
+        "chain",
+        &[&otel[..], &[("ROLE", "storefront"), ("INVENTORY_URL", &inventory_url)]].concat(),
+    );
+    let client = reqwest::Client::new();
+
+    let (trace_id, parent_id) = ("5bf92f3577b34da6a3ce929d0e0e4736", "10f067aa0ba902b7");
+    let res = client
+        .get(storefront.url("/checkout/sku-1"))
+        .header("traceparent", format!("00-{trace_id}-{parent_id}-00"))
+        .header("x-request-id", "quiet-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let traceparent = res.headers()["traceparent"].to_str().unwrap().to_owned();
+    res.bytes().await.unwrap();
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!((parts[1], parts[3]), (trace_id, "00"), "the caller's trace, still unsampled: {traceparent}");
+    let storefront_span = parts[2].to_owned();
+    assert_ne!(storefront_span, parent_id, "the server has a span id of its own");
+
+    let quiet = |lines: &[Value]| -> Vec<Value> {
+        lines.iter().filter(|l| l["request_id"] == "quiet-1").cloned().collect()
+    };
+    let has_access =
+        |lines: &[Value]| quiet(lines).iter().any(|l| l["target"] == "tower_observability::access");
+    let front_lines = quiet(&wait_for_lines(&storefront, "storefront access log", has_access).await);
+    let back_lines = quiet(&wait_for_lines(&inventory, "inventory access log", has_access).await);
+    for line in &front_lines {
+        assert_eq!(line["trace_id"], trace_id, "{line}");
+        assert_eq!(line["span_id"], storefront_span.as_str(), "{line}");
+    }
+    for message in ["calling inventory", "inventory answered", "request finished"] {
+        assert!(
+            front_lines.iter().any(|l| l["fields"]["message"] == message),
+            "no {message:?}: {front_lines:#?}"
+        );
+    }
+    let back_span = back_lines[0]["span_id"].as_str().unwrap().to_owned();
+    assert_ne!(back_span, storefront_span, "the inventory's own (unsampled) span id");
+    for line in &back_lines {
+        assert_eq!(line["trace_id"], trace_id, "the trace crossed to the next service: {line}");
+        assert_eq!(line["span_id"], back_span.as_str(), "{line}");
+    }
+    assert!(back_lines.iter().any(|l| l["fields"]["message"] == "checked stock"), "{back_lines:#?}");
+
+    // A sampled request afterwards: once both its spans arrived, anything the
+    // first request had exported would have arrived before them.
+    let res = client.get(storefront.url("/checkout/sku-2")).send().await.unwrap();
+    let sampled = res.headers()["traceparent"].to_str().unwrap().split('-').nth(1).unwrap().to_owned();
+    res.bytes().await.unwrap();
+    receiver.wait_for_span(WAIT, |s| s.service_name == "storefront" && s.trace_id == sampled).await;
+    receiver.wait_for_span(WAIT, |s| s.service_name == "inventory" && s.trace_id == sampled).await;
+    let leaked: Vec<_> = receiver.spans().into_iter().filter(|s| s.trace_id == trace_id).collect();
+    assert!(leaked.is_empty(), "spans of an unsampled trace were exported: {leaked:#?}");
+}
