@@ -2,7 +2,7 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, OnceLock},
     task::{Context, Poll, ready},
     time::Instant,
 };
@@ -33,6 +33,7 @@ use crate::{
         scheme_of,
     },
     request_id::RequestId,
+    routes::RouteTable,
     stack::{self, StackId},
 };
 
@@ -45,6 +46,7 @@ use crate::{
 #[must_use]
 pub struct HttpTraceLayer {
     propagator: Arc<dyn TextMapPropagator + Send + Sync>,
+    names: SpanNames,
     exclude: RouteFilter,
     options: Options,
     stack: Option<StackId>,
@@ -70,6 +72,7 @@ impl HttpTraceLayer {
         ]);
         Self {
             propagator: Arc::new(propagator),
+            names: SpanNames::new(),
             exclude: RouteFilter::default(),
             stack: None,
             options: Options {
@@ -188,6 +191,7 @@ impl<S> Layer<S> for HttpTraceLayer {
         HttpTrace {
             inner,
             propagator: self.propagator.clone(),
+            names: self.names.clone(),
             exclude: self.exclude.clone(),
             options: self.options,
             stack: self.stack,
@@ -200,6 +204,7 @@ impl<S> Layer<S> for HttpTraceLayer {
 pub struct HttpTrace<S> {
     inner: S,
     propagator: Arc<dyn TextMapPropagator + Send + Sync>,
+    names: SpanNames,
     exclude: RouteFilter,
     options: Options,
     stack: Option<StackId>,
@@ -255,6 +260,47 @@ impl fmt::Display for SpanName<'_> {
     }
 }
 
+/// The span names of one route, one per method, formatted once.
+struct RouteNames {
+    route: Box<str>,
+    names: [OnceLock<Box<str>>; KnownMethod::COUNT],
+}
+
+impl RouteNames {
+    fn new(route: &str) -> Self {
+        Self { route: route.into(), names: Default::default() }
+    }
+}
+
+/// Span names per route template: `{method} {route}` is formatted once per
+/// route and method, not per request.
+#[derive(Clone)]
+struct SpanNames(Arc<RouteTable<RouteNames>>);
+
+impl SpanNames {
+    fn new() -> Self {
+        Self(Arc::new(RouteTable::new(MAX_SPAN_NAME_ROUTES, RouteNames::new)))
+    }
+
+    /// Calls `f` with the span name of `method` on `route`.
+    #[inline]
+    fn with<T>(&self, method: KnownMethod, route: Option<&str>, f: impl FnOnce(&str) -> T) -> T {
+        let Some(route) = route else {
+            return f(if method.is_other() { "HTTP" } else { method.as_str() });
+        };
+        let names = self.0.get(Some(route), RouteNames::new);
+        if &*names.route != route {
+            // Past the cap (a misconfigured `HttpRoute`): format it each time.
+            return f(&SpanName { method, route: Some(route) }.to_string());
+        }
+        f(names.names[method.index()]
+            .get_or_init(|| SpanName { method, route: Some(route) }.to_string().into()))
+    }
+}
+
+/// How many routes keep their span names formatted.
+const MAX_SPAN_NAME_ROUTES: usize = 1024;
+
 fn protocol_version(version: Version) -> &'static str {
     match version {
         Version::HTTP_09 => "0.9",
@@ -278,6 +324,7 @@ pub(crate) struct RequestSpan {
 fn make_span<B>(
     req: &Request<B>,
     propagator: &(dyn TextMapPropagator + Send + Sync),
+    names: &SpanNames,
     options: Options,
 ) -> RequestSpan {
     if options.follow_parent_sampling
@@ -285,7 +332,7 @@ fn make_span<B>(
     {
         return unsampled_span(req, parent);
     }
-    RequestSpan { span: server_span(req, propagator), unsampled: None }
+    RequestSpan { span: server_span(req, propagator, names), unsampled: None }
 }
 
 /// The span context of a valid, single W3C `traceparent` whose sampled flag
@@ -343,30 +390,15 @@ fn unsampled_span<B>(req: &Request<B>, parent: SpanContext) -> RequestSpan {
 }
 
 /// Opens the server span of `req`, its parent set from the request headers.
-pub(crate) fn server_span<B>(req: &Request<B>, propagator: &(dyn TextMapPropagator + Send + Sync)) -> Span {
+fn server_span<B>(
+    req: &Request<B>,
+    propagator: &(dyn TextMapPropagator + Send + Sync),
+    names: &SpanNames,
+) -> Span {
     let method = KnownMethod::of(req.method());
     let route = route_of(req.extensions());
     let request_id = req.extensions().get::<RequestId>();
-    // Every value known now is given now: a later `record` costs a call
-    // through the subscriber stack each.
-    let span = tracing::info_span!(
-        target: "tower_observability::trace",
-        "HTTP request",
-        otel.name = %SpanName { method, route },
-        otel.kind = "server",
-        otel.status_code = Empty,
-        http.request.method = method.as_str(),
-        http.request.method_original = method.is_other().then(|| req.method().as_str()),
-        http.route = route,
-        http.response.status_code = Empty,
-        url.path = req.uri().path(),
-        url.scheme = scheme_of(req.uri()),
-        network.protocol.version = protocol_version(req.version()),
-        user_agent.original = req.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()),
-        request_id = request_id.map(RequestId::as_str),
-        error.type = Empty,
-        cache.result = Empty,
-    );
+    let span = names.with(method, route, |name| new_server_span(req, name, method, route, request_id));
     if span.is_disabled() {
         return span;
     }
@@ -380,6 +412,37 @@ pub(crate) fn server_span<B>(req: &Request<B>, propagator: &(dyn TextMapPropagat
     }
     correlation::attach(&span, request_id);
     span
+}
+
+/// The `tracing` span that becomes the OTel server span.
+#[inline]
+fn new_server_span<B>(
+    req: &Request<B>,
+    name: &str,
+    method: KnownMethod,
+    route: Option<&str>,
+    request_id: Option<&RequestId>,
+) -> Span {
+    // Every value known now is given now: a later `record` costs a call
+    // through the subscriber stack each.
+    tracing::info_span!(
+        target: "tower_observability::trace",
+        "HTTP request",
+        otel.name = name,
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = method.as_str(),
+        http.request.method_original = method.is_other().then(|| req.method().as_str()),
+        http.route = route,
+        http.response.status_code = Empty,
+        url.path = req.uri().path(),
+        url.scheme = scheme_of(req.uri()),
+        network.protocol.version = protocol_version(req.version()),
+        user_agent.original = req.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()),
+        request_id = request_id.map(RequestId::as_str),
+        error.type = Empty,
+        cache.result = Empty,
+    )
 }
 
 /// What the access log needs of a request.
@@ -520,10 +583,12 @@ where
                 route: OwnedRoute::of(req.extensions()),
                 level,
             });
-            (make_span(&req, &*self.propagator, self.options), access)
+            (make_span(&req, &*self.propagator, &self.names, self.options), access)
         };
         let is_head = req.method() == http::Method::HEAD;
-        let inner = span.in_scope(|| self.inner.call(req));
+        // Not entered here: `call` of the inner stack only builds futures;
+        // the handler runs in `poll`, inside the span (one entry fewer).
+        let inner = self.inner.call(req);
         ResponseFuture { inner, span: Some(span), access, is_head, options: self.options }
     }
 }
@@ -635,5 +700,25 @@ mod tests {
         assert_eq!(SpanName { method: get, route: None }.to_string(), "GET");
         let other = KnownMethod::of(&http::Method::from_bytes(b"PURGE").unwrap());
         assert_eq!(SpanName { method: other, route: Some("/x") }.to_string(), "HTTP /x");
+    }
+
+    #[test]
+    fn span_names_are_formatted_once_per_route_and_method() {
+        let names = SpanNames::new();
+        let get = KnownMethod::of(&http::Method::GET);
+        let post = KnownMethod::of(&http::Method::POST);
+        let first = names.with(get, Some("/a/{id}"), |n| n.as_ptr());
+        assert_eq!(names.with(get, Some("/a/{id}"), str::to_owned), "GET /a/{id}");
+        assert_eq!(names.with(get, Some("/a/{id}"), |n| n.as_ptr()), first, "reused");
+        assert_eq!(names.with(post, Some("/a/{id}"), str::to_owned), "POST /a/{id}");
+        assert_eq!(names.with(get, None, str::to_owned), "GET");
+        for i in 0..MAX_SPAN_NAME_ROUTES + 5 {
+            let route = format!("/r{i}");
+            assert_eq!(
+                names.with(get, Some(&route), str::to_owned),
+                format!("GET {route}"),
+                "past the cap too"
+            );
+        }
     }
 }
