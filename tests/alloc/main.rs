@@ -71,15 +71,16 @@ const N2: usize = 1200;
 ///   pays it too); measured alone by `bare_response_wrapped`;
 /// - 0.048: the Prometheus recorder stores histogram samples in blocks of 64,
 ///   three histograms per request (3/64).
-const METRICS_EXTRA_BOUND: f64 = 1.06;
+const METRICS_EXTRA_BOUND: f64 = 1.1;
 /// Upper bound of what `HttpMetricsLayer`'s own code allocates per request,
 /// measured with no recorder against a layer that wraps the response body as
 /// it does: the issue's target, 0.
 const METRICS_OWN_BOUND: f64 = 0.0;
 /// Upper bound of the full stack's extra allocations per request over bare
-/// axum (sampled root span), from today's measurement (39.05); the issue sets
-/// no target. A regression guard.
-const FULL_EXTRA_BOUND: f64 = 40.0;
+/// axum (sampled root span), from today's measurement (28.05; 39.05 before
+/// the metrics layer stopped allocating and span names were cached); the
+/// issue sets no target. A regression guard.
+const FULL_EXTRA_BOUND: f64 = 30.0;
 
 /// Every case: name, what it is.
 const CASES: &[(&str, &str)] = &[
