@@ -16,6 +16,13 @@
 //! [`RequestIdLayer`](crate::request_id::RequestIdLayer) runs before this
 //! layer). The span status is error on 5xx and on failures, unset otherwise.
 //!
+//! Sampling is decided first: a request whose W3C parent is not sampled
+//! (`traceparent` flag `00`) gets no OTel span, only a `tracing` span with
+//! target `tower_observability::request` that carries its
+//! [`Correlation`] (the caller's trace id, a span id of its own), so its
+//! logs still correlate and calls it makes carry the trace on, unsampled;
+//! see [`HttpTraceLayer::follow_parent_sampling`].
+//!
 //! # Example
 //!
 //! ```

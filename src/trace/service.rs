@@ -354,7 +354,6 @@ fn unsampled_parent(headers: &http::HeaderMap) -> Option<SpanContext> {
 }
 
 /// The `tracing`-only span of a request whose parent is not sampled.
-#[cold]
 fn unsampled_span<B>(req: &Request<B>, parent: SpanContext) -> RequestSpan {
     // The non-recording span that stands for this server: the caller's
     // trace, a span id of its own, not sampled (what the SDK makes when a
