@@ -9,11 +9,11 @@ use std::{
 
 use http::{Request, Response, StatusCode, Version};
 use opentelemetry::{
-    propagation::{TextMapCompositePropagator, TextMapPropagator},
-    trace::{SpanContext, TraceContextExt, TraceState},
+    propagation::TextMapPropagator,
+    trace::{SpanContext, TraceContextExt, TraceFlags, TraceState},
 };
 use opentelemetry_sdk::{
-    propagation::{BaggagePropagator, TraceContextPropagator},
+    propagation::BaggagePropagator,
     trace::{IdGenerator, RandomIdGenerator},
 };
 use pin_project_lite::pin_project;
@@ -45,7 +45,8 @@ use crate::{
 #[derive(Clone)]
 #[must_use]
 pub struct HttpTraceLayer {
-    propagator: Arc<dyn TextMapPropagator + Send + Sync>,
+    /// `None`: W3C Trace Context and Baggage, read by the layer itself.
+    propagator: Option<Arc<dyn TextMapPropagator + Send + Sync>>,
     names: SpanNames,
     exclude: RouteFilter,
     options: Options,
@@ -66,12 +67,8 @@ struct Options {
 impl HttpTraceLayer {
     /// A layer extracting W3C Trace Context and Baggage.
     pub fn new() -> Self {
-        let propagator = TextMapCompositePropagator::new(vec![
-            Box::new(TraceContextPropagator::new()),
-            Box::new(BaggagePropagator::new()),
-        ]);
         Self {
-            propagator: Arc::new(propagator),
+            propagator: None,
             names: SpanNames::new(),
             exclude: RouteFilter::default(),
             stack: None,
@@ -145,8 +142,7 @@ impl HttpTraceLayer {
     /// shortcut of [`follow_parent_sampling`](Self::follow_parent_sampling)
     /// is then off: the propagator decides what the parent is.
     pub fn propagator(mut self, propagator: impl TextMapPropagator + Send + Sync + 'static) -> Self {
-        self.propagator = Arc::new(propagator);
-        self.options.follow_parent_sampling = false;
+        self.propagator = Some(Arc::new(propagator));
         self
     }
 
@@ -203,7 +199,8 @@ impl<S> Layer<S> for HttpTraceLayer {
 #[derive(Clone)]
 pub struct HttpTrace<S> {
     inner: S,
-    propagator: Arc<dyn TextMapPropagator + Send + Sync>,
+    /// `None`: W3C Trace Context and Baggage, read by the layer itself.
+    propagator: Option<Arc<dyn TextMapPropagator + Send + Sync>>,
     names: SpanNames,
     exclude: RouteFilter,
     options: Options,
@@ -321,40 +318,69 @@ pub(crate) struct RequestSpan {
 }
 
 /// Opens the span of `req`, its parent set from the request headers.
+///
+/// With the default (W3C) propagator, `traceparent` is parsed once, here:
+/// the same reading decides sampling and parents the span.
 fn make_span<B>(
     req: &Request<B>,
-    propagator: &(dyn TextMapPropagator + Send + Sync),
+    propagator: Option<&(dyn TextMapPropagator + Send + Sync)>,
     names: &SpanNames,
     options: Options,
 ) -> RequestSpan {
+    if let Some(propagator) = propagator {
+        let parent =
+            || has_context(req.headers()).then(|| propagator.extract(&CheckedExtractor::new(req.headers())));
+        return RequestSpan { span: server_span(req, names, parent), unsampled: None };
+    }
+    let parent = w3c_parent(req.headers());
     if options.follow_parent_sampling
-        && let Some(parent) = unsampled_parent(req.headers())
+        && let Some(parent) = parent.as_ref().filter(|p| !p.is_sampled())
     {
         return unsampled_span(req, parent);
     }
-    RequestSpan { span: server_span(req, propagator, names), unsampled: None }
+    let span = server_span(req, names, || w3c_context(req.headers(), parent));
+    RequestSpan { span, unsampled: None }
 }
 
-/// The span context of a valid, single W3C `traceparent` whose sampled flag
-/// is unset, with its `tracestate`.
+/// The span context of a valid, single W3C `traceparent`, with its
+/// `tracestate` (an invalid one is dropped, as W3C Trace Context says); a
+/// `traceparent` that is invalid or repeated is ignored and a new trace
+/// starts (W3C Trace Context, section 3.2.2).
 #[inline]
-fn unsampled_parent(headers: &http::HeaderMap) -> Option<SpanContext> {
+fn w3c_parent(headers: &http::HeaderMap) -> Option<SpanContext> {
     let mut values = headers.get_all(&TRACEPARENT).iter();
+    // Absent, or several: ignore them all.
     let (Some(value), None) = (values.next(), values.next()) else { return None };
     let (trace_id, span_id, flags) = parse_traceparent(value.to_str().ok()?)?;
-    if flags.is_sampled() {
-        return None;
-    }
     let state = headers
         .get(&TRACESTATE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<TraceState>().ok())
         .unwrap_or_default();
-    Some(SpanContext::new(trace_id, span_id, flags, true, state))
+    // Flags other than `sampled` are zeroed (W3C Trace Context, "other
+    // flags"), as the SDK's propagator does.
+    Some(SpanContext::new(trace_id, span_id, flags & TraceFlags::SAMPLED, true, state))
+}
+
+/// The OTel context holding `span` (when given) and the request's W3C
+/// baggage (when the header is present); `None` when there is neither.
+fn w3c_context(headers: &http::HeaderMap, span: Option<SpanContext>) -> Option<opentelemetry::Context> {
+    let baggage = headers.contains_key(&BAGGAGE);
+    if span.is_none() && !baggage {
+        return None;
+    }
+    let mut cx = opentelemetry::Context::new();
+    if baggage {
+        cx = BaggagePropagator::new().extract_with_context(&cx, &HeaderExtractor(headers));
+    }
+    Some(match span {
+        Some(span) => cx.with_remote_span_context(span),
+        None => cx,
+    })
 }
 
 /// The `tracing`-only span of a request whose parent is not sampled.
-fn unsampled_span<B>(req: &Request<B>, parent: SpanContext) -> RequestSpan {
+fn unsampled_span<B>(req: &Request<B>, parent: &SpanContext) -> RequestSpan {
     // The non-recording span that stands for this server: the caller's
     // trace, a span id of its own, not sampled (what the SDK makes when a
     // sampler drops a span).
@@ -365,11 +391,7 @@ fn unsampled_span<B>(req: &Request<B>, parent: SpanContext) -> RequestSpan {
         false,
         parent.trace_state().clone(),
     );
-    let mut cx = opentelemetry::Context::new();
-    if req.headers().contains_key(&BAGGAGE) {
-        cx = BaggagePropagator::new().extract_with_context(&cx, &HeaderExtractor(req.headers()));
-    }
-    let cx = cx.with_remote_span_context(own.clone());
+    let cx = w3c_context(req.headers(), Some(own.clone())).expect("a span context was given");
     let method = KnownMethod::of(req.method());
     let request_id = req.extensions().get::<RequestId>();
     // Made in the unsampled context: an OTel layer that does not leave the
@@ -389,10 +411,11 @@ fn unsampled_span<B>(req: &Request<B>, parent: SpanContext) -> RequestSpan {
 }
 
 /// Opens the server span of `req`, its parent set from the request headers.
+/// `parent` gives the parent context, asked only when the span is enabled.
 fn server_span<B>(
     req: &Request<B>,
-    propagator: &(dyn TextMapPropagator + Send + Sync),
     names: &SpanNames,
+    parent: impl FnOnce() -> Option<opentelemetry::Context>,
 ) -> Span {
     let method = KnownMethod::of(req.method());
     let route = route_of(req.extensions());
@@ -401,13 +424,12 @@ fn server_span<B>(
     if span.is_disabled() {
         return span;
     }
-    if has_context(req.headers()) {
-        let parent = propagator.extract(&CheckedExtractor::new(req.headers()));
-        if parent.span().span_context().is_valid() || parent.has_active_span() {
-            // Fails only when no OTel layer is installed: then there is no
-            // OTel span to parent either.
-            let _ = span.set_parent(parent);
-        }
+    if let Some(parent) = parent()
+        && (parent.span().span_context().is_valid() || parent.has_active_span())
+    {
+        // Fails only when no OTel layer is installed: then there is no OTel
+        // span to parent either.
+        let _ = span.set_parent(parent);
     }
     correlation::attach(&span, request_id);
     span
@@ -582,7 +604,7 @@ where
                 route: OwnedRoute::of(req.extensions()),
                 level,
             });
-            (make_span(&req, &*self.propagator, &self.names, self.options), access)
+            (make_span(&req, self.propagator.as_deref(), &self.names, self.options), access)
         };
         let is_head = req.method() == http::Method::HEAD;
         // Not entered here: `call` of the inner stack only builds futures;
@@ -699,6 +721,59 @@ mod tests {
         assert_eq!(SpanName { method: get, route: None }.to_string(), "GET");
         let other = KnownMethod::of(&http::Method::from_bytes(b"PURGE").unwrap());
         assert_eq!(SpanName { method: other, route: Some("/x") }.to_string(), "HTTP /x");
+    }
+
+    /// The layer's own W3C reading gives the context the SDK's propagators
+    /// give behind the checked extractor, for well-formed and hostile headers.
+    #[test]
+    fn w3c_reading_matches_the_sdk_propagators() {
+        use opentelemetry::{
+            baggage::BaggageExt,
+            propagation::{TextMapCompositePropagator, TextMapPropagator},
+        };
+        use opentelemetry_sdk::propagation::TraceContextPropagator;
+
+        let sdk = TextMapCompositePropagator::new(vec![
+            Box::new(TraceContextPropagator::new()),
+            Box::new(BaggagePropagator::new()),
+        ]);
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7";
+        let cases: &[&[(&str, &str)]] = &[
+            &[],
+            &[("traceparent", &format!("{tp}-01"))],
+            &[("traceparent", &format!("{tp}-00"))],
+            &[("traceparent", &format!("{tp}-03")), ("tracestate", "a=1,b=2")],
+            &[("traceparent", &format!("{tp}-01")), ("tracestate", "not a tracestate")],
+            &[("traceparent", &format!("{tp}-01")), ("baggage", "user=ada,tier=gold")],
+            &[("traceparent", "00-4bf92f35-00f067aa0ba902b7-01"), ("baggage", "user=ada")],
+            &[("traceparent", &format!("{tp}-01")), ("traceparent", &format!("{tp}-01"))],
+            &[("baggage", "user=ada")],
+        ];
+        for headers in cases {
+            let mut map = http::HeaderMap::new();
+            for (k, v) in headers.iter() {
+                map.append(http::HeaderName::from_static(k), v.parse().unwrap());
+            }
+            let ours = w3c_context(&map, w3c_parent(&map)).unwrap_or_default();
+            let theirs = if has_context(&map) {
+                sdk.extract(&CheckedExtractor::new(&map))
+            } else {
+                opentelemetry::Context::new()
+            };
+            let (a, b) = (ours.span().span_context().clone(), theirs.span().span_context().clone());
+            assert_eq!(
+                (a.trace_id(), a.span_id(), a.trace_flags(), a.is_remote(), a.trace_state().header()),
+                (b.trace_id(), b.span_id(), b.trace_flags(), b.is_remote(), b.trace_state().header()),
+                "{headers:?}"
+            );
+            let baggage = |cx: &opentelemetry::Context| {
+                let mut all: Vec<String> =
+                    cx.baggage().iter().map(|(k, (v, _))| format!("{k}={v}")).collect();
+                all.sort();
+                all
+            };
+            assert_eq!(baggage(&ours), baggage(&theirs), "{headers:?}");
+        }
     }
 
     #[test]
