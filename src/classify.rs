@@ -174,7 +174,19 @@ impl KnownMethod {
 /// (absolute-form), else `http`. The value is one of two static strings.
 #[inline]
 pub(crate) fn scheme_of(uri: &http::Uri) -> &'static str {
-    if uri.scheme() == Some(&http::uri::Scheme::HTTPS) { "https" } else { "http" }
+    scheme_name(is_https(uri))
+}
+
+/// Whether the request URI says `https` (see [`scheme_of`]).
+#[inline]
+pub(crate) fn is_https(uri: &http::Uri) -> bool {
+    uri.scheme() == Some(&http::uri::Scheme::HTTPS)
+}
+
+/// The `url.scheme` value: `https` or `http`.
+#[inline]
+pub(crate) fn scheme_name(https: bool) -> &'static str {
+    if https { "https" } else { "http" }
 }
 
 /// Why a request counts as failed; the value of `error_type` / `error.type`.

@@ -18,7 +18,7 @@ use super::{
     HTTP_SERVER_RESPONSE_BODY_SIZE, HTTP_SERVER_TIME_TO_FIRST_BYTE, stats::WindowedStats,
 };
 use crate::{
-    classify::{ErrorType, KnownMethod},
+    classify::{ErrorType, KnownMethod, scheme_name},
     routes::RouteTable,
 };
 
@@ -80,7 +80,7 @@ impl Registry {
             ::metrics::gauge!(
                 HTTP_SERVER_ACTIVE_REQUESTS,
                 "http_request_method" => method.as_str(),
-                "url_scheme" => if https { "https" } else { "http" },
+                "url_scheme" => scheme_name(https),
             )
         })
     }
@@ -222,7 +222,7 @@ impl RouteSeries {
         if let Some(status) = key.status {
             labels.push(Label::new("http_response_status_code", status.as_str().to_owned()));
         }
-        labels.push(Label::new("url_scheme", if key.https { "https" } else { "http" }));
+        labels.push(Label::new("url_scheme", scheme_name(key.https)));
         if let Some(error) = key.error {
             labels.push(Label::new("error_type", error.as_str().to_owned()));
         }

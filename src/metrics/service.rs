@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     body::{self, BodyEnd, BodyObserver, ResponseBody},
-    classify::{ErrorType, KnownMethod, RouteFilter, StatusClassifier, response_error, route_of},
+    classify::{ErrorType, KnownMethod, RouteFilter, StatusClassifier, is_https, response_error, route_of},
     stack::{self, StackId},
 };
 
@@ -207,7 +207,7 @@ where
         }
         let route = self.registry.route(route);
         let method = KnownMethod::of(req.method());
-        let https = req.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
+        let https = is_https(req.uri());
         let is_head = req.method() == http::Method::HEAD;
         let (req, request_size) = request_size(req);
         let active = ActiveGuard::new(self.registry.active(method, https), route);
@@ -229,35 +229,23 @@ where
 /// How the size of `req`'s body will be known; wraps the body only for a
 /// chunked upload in an `axum::body::Body`.
 #[inline]
-fn request_size<B: http_body::Body + 'static>(req: Request<B>) -> (Request<B>, RequestSize) {
+#[cfg_attr(not(feature = "axum"), allow(unused_mut))]
+fn request_size<B: http_body::Body + 'static>(mut req: Request<B>) -> (Request<B>, RequestSize) {
     if req.body().is_end_stream() {
         return (req, RequestSize::Known(0));
     }
     if let Some(length) = content_length(req.headers()) {
         return (req, RequestSize::Known(length));
     }
+    // A body type the router boxes anyway: count it inside a new box.
     #[cfg(feature = "axum")]
-    {
-        // A body type the router boxes anyway: count it inside a new box.
-        let (parts, body) = req.into_parts();
-        let mut slot = Some(body);
-        if let Some(axum) = (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<axum::body::Body>>()
-            && let Some(body) = axum.take()
-        {
-            let (counted, counter) = crate::body::RequestBody::counting(body);
-            *axum = Some(axum::body::Body::new(counted));
-            let body = slot.expect("put back above");
-            return (Request::from_parts(parts, body), RequestSize::Counted(counter));
-        }
-        let body = slot.expect("not taken");
-        let hint = body.size_hint().exact().unwrap_or(0);
-        (Request::from_parts(parts, body), RequestSize::Known(hint))
+    if let Some(body) = (req.body_mut() as &mut dyn std::any::Any).downcast_mut::<axum::body::Body>() {
+        let (counted, counter) = crate::body::RequestBody::counting(std::mem::take(body));
+        *body = axum::body::Body::new(counted);
+        return (req, RequestSize::Counted(counter));
     }
-    #[cfg(not(feature = "axum"))]
-    {
-        let hint = req.body().size_hint().exact().unwrap_or(0);
-        (req, RequestSize::Known(hint))
-    }
+    let hint = req.body().size_hint().exact().unwrap_or(0);
+    (req, RequestSize::Known(hint))
 }
 
 /// The request body size: `Content-Length`, or counted as the body is read.
