@@ -50,7 +50,7 @@ mod imp {
         hint::black_box,
         path::PathBuf,
         sync::{
-            Arc,
+            Arc, OnceLock,
             atomic::{AtomicU64, Ordering},
         },
         time::{Duration, Instant, SystemTime},
@@ -148,10 +148,25 @@ mod imp {
             .with_tracked_inactivity(false)
             .with_filter(internals);
         tracing_subscriber::registry().with(otel).init();
+        // As `Observability::layer`: server spans made by the SDK's tracer.
+        TRACER.set(provider.tracer("tower-observability")).expect("one pipeline");
+        opentelemetry::global::set_tracer_provider(provider.clone());
         Pipeline { provider, exported, _prometheus: prometheus }
     }
 
     // ------------------------------------------------------------------ cases
+
+    static TRACER: OnceLock<opentelemetry_sdk::trace::SdkTracer> = OnceLock::new();
+
+    /// `HttpTraceLayer` with the pipeline's tracer.
+    fn trace() -> HttpTraceLayer {
+        HttpTraceLayer::new().tracer(TRACER.get().expect("pipeline installed").clone())
+    }
+
+    /// `ObservabilityLayer` as `Observability::layer` builds it.
+    fn full() -> ObservabilityLayer {
+        ObservabilityLayer::new().trace(trace())
+    }
 
     async fn get_user(Path(id): Path<u32>) -> impl IntoResponse {
         black_box(id);
@@ -270,17 +285,17 @@ mod imp {
                 (users(1).layer(RequestIdLayer::new()), Workload::fixed(None))
             }),
             ("overhead", "trace_sampled", "bare", "HttpTraceLayer, sampled root span", || {
-                (users(1).layer(HttpTraceLayer::new()), Workload::fixed(None))
+                (users(1).layer(trace()), Workload::fixed(None))
             }),
             ("overhead", "trace_sampled_no_access_log", "bare", "HttpTraceLayer, access_log(None)", || {
-                (users(1).layer(HttpTraceLayer::new().access_log(None)), Workload::fixed(None))
+                (users(1).layer(trace().access_log(None)), Workload::fixed(None))
             }),
             (
                 "overhead",
                 "trace_unsampled",
                 "bare_parent",
                 "HttpTraceLayer, parent traceparent flag 00",
-                || (users(1).layer(HttpTraceLayer::new()), Workload::fixed(Some(PARENT_UNSAMPLED))),
+                || (users(1).layer(trace()), Workload::fixed(Some(PARENT_UNSAMPLED))),
             ),
             ("overhead", "metrics", "bare", "HttpMetricsLayer", || {
                 (users(1).layer(HttpMetricsLayer::new()), Workload::fixed(None))
@@ -289,7 +304,7 @@ mod imp {
                 (users(1).layer(CacheStatusLayer::new()), Workload::fixed(None))
             }),
             ("overhead", "full_sampled", "bare", "ObservabilityLayer, no traceparent (sampled root)", || {
-                (users(1).layer(ObservabilityLayer::new()), Workload::fixed(None))
+                (users(1).layer(full()), Workload::fixed(None))
             }),
             (
                 "overhead",
@@ -297,7 +312,7 @@ mod imp {
                 "bare",
                 "ObservabilityLayer, trace access_log(None), sampled root",
                 || {
-                    let layer = ObservabilityLayer::new().trace(HttpTraceLayer::new().access_log(None));
+                    let layer = full().trace(trace().access_log(None));
                     (users(1).layer(layer), Workload::fixed(None))
                 },
             ),
@@ -306,10 +321,10 @@ mod imp {
                 "full_sampled_parent",
                 "bare_parent",
                 "ObservabilityLayer, traceparent flag 01",
-                || (users(1).layer(ObservabilityLayer::new()), Workload::fixed(Some(PARENT_SAMPLED))),
+                || (users(1).layer(full()), Workload::fixed(Some(PARENT_SAMPLED))),
             ),
             ("overhead", "full_unsampled", "bare_parent", "ObservabilityLayer, traceparent flag 00", || {
-                (users(1).layer(ObservabilityLayer::new()), Workload::fixed(Some(PARENT_UNSAMPLED)))
+                (users(1).layer(full()), Workload::fixed(Some(PARENT_UNSAMPLED)))
             }),
             ("overhead", "axum_prometheus", "bare", "anchor: axum-prometheus PrometheusMetricLayer", || {
                 (users(1).layer(axum_prometheus::PrometheusMetricLayer::new()), Workload::fixed(None))
@@ -330,19 +345,19 @@ mod imp {
                 (users(10), Workload::distinct_ids())
             }),
             ("routes", "full_10", "bare_10", "full stack, 10 routes, distinct ids", || {
-                (users(10).layer(ObservabilityLayer::new()), Workload::distinct_ids())
+                (users(10).layer(full()), Workload::distinct_ids())
             }),
             ("routes", "bare_10k", "bare_10k", "10 000 routes, distinct ids", || {
                 (users(10_000), Workload::distinct_ids())
             }),
             ("routes", "full_10k", "bare_10k", "full stack, 10 000 routes, distinct ids", || {
-                (users(10_000).layer(ObservabilityLayer::new()), Workload::distinct_ids())
+                (users(10_000).layer(full()), Workload::distinct_ids())
             }),
             ("routes", "bare_10k_spread", "bare_10k_spread", "10 000 routes, 1000 of them hit", || {
                 (users(10_000), Workload::spread_routes())
             }),
             ("routes", "full_10k_spread", "bare_10k_spread", "full stack, 10 000 routes, 1000 hit", || {
-                (users(10_000).layer(ObservabilityLayer::new()), Workload::spread_routes())
+                (users(10_000).layer(full()), Workload::spread_routes())
             }),
         ]
     }

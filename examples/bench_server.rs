@@ -50,6 +50,7 @@ use tower_observability::{
         DURATION_BUCKETS, HTTP_SERVER_REQUEST_BODY_SIZE, HTTP_SERVER_RESPONSE_BODY_SIZE, HttpMetricsLayer,
         SIZE_BUCKETS,
     },
+    trace::HttpTraceLayer,
 };
 use tracing_subscriber::{
     EnvFilter, Layer as _, filter::Targets, layer::SubscriberExt, util::SubscriberInitExt,
@@ -135,12 +136,16 @@ fn tracer_provider(exported: Arc<AtomicU64>) -> SdkTracerProvider {
         .build()
 }
 
-fn app(mode: Mode) -> Router {
+fn app(mode: Mode, provider: Option<&SdkTracerProvider>) -> Router {
     let router = Router::new().route("/users/{id}", get(get_user));
     match mode {
         Mode::Bare => router,
         Mode::Metrics => router.layer(HttpMetricsLayer::new()),
-        Mode::Full => router.layer(ObservabilityLayer::new()),
+        Mode::Full => {
+            // As `Observability::layer`: server spans made by the SDK's tracer.
+            let tracer = provider.expect("a provider for the full stack").tracer("tower-observability");
+            router.layer(ObservabilityLayer::new().trace(HttpTraceLayer::new().tracer(tracer)))
+        }
         Mode::Anchor => router.layer(axum_prometheus::PrometheusMetricLayer::new()).layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -180,7 +185,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     runtime.enable_all().build()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         println!("bench_server mode={mode:?} listening on http://{}", listener.local_addr()?);
-        axum::serve(listener, app(mode)).with_graceful_shutdown(shutdown_signal()).await
+        axum::serve(listener, app(mode, provider.as_ref())).with_graceful_shutdown(shutdown_signal()).await
     })?;
 
     if let Some(provider) = provider {

@@ -5,11 +5,12 @@ use std::{
 };
 
 use ::metrics::{Counter, SharedString};
+use opentelemetry::{KeyValue, trace::TraceContextExt as _};
 use tower_layer::Layer;
 
 use super::{
-    CacheHitRatios, CacheStatus, CacheStatusService, DEFAULT_CACHE_NAME, HTTP_SERVER_CACHE_REQUESTS,
-    HitRatio, ratio::CacheRatios,
+    CACHE_RESULT, CacheHitRatios, CacheStatus, CacheStatusService, DEFAULT_CACHE_NAME,
+    HTTP_SERVER_CACHE_REQUESTS, HitRatio, ratio::CacheRatios,
 };
 
 use crate::routes::RouteTable;
@@ -25,9 +26,10 @@ const DEFAULT_MAX_ROUTES: usize = 1024;
 /// `CF-Cache-Status` header (see [`CacheStatus::from_headers`]). A response
 /// with none of them is not counted. The outcome also goes to the
 /// in-process hit ratio of the cache and of the route (see
-/// [`CacheHitRatios`]), and to the field `cache.result` of the current span
-/// when it has one (the span of [`HttpTraceLayer`](crate::trace::HttpTraceLayer)
-/// does).
+/// [`CacheHitRatios`]), and to the attribute `cache.result` of the current
+/// OTel span (`opentelemetry::Context::current()`: the server span of
+/// [`HttpTraceLayer`](crate::trace::HttpTraceLayer) when this layer runs
+/// inside it).
 ///
 /// The response and its body pass untouched. Route labels are the route
 /// templates, as for the HTTP metrics. Clones share their label caches, so
@@ -178,7 +180,8 @@ impl Shared {
         })
     }
 
-    /// Records one outcome on `route`: counter, hit ratios, span field.
+    /// Records one outcome on `route`: counter, hit ratios, and the
+    /// `cache.result` attribute of the current OTel span.
     #[inline]
     pub(super) fn record(&self, route: &RouteCounters, status: CacheStatus) {
         route.counter(status, &self.config.cache).increment(1);
@@ -188,7 +191,11 @@ impl Shared {
             cache.total().record_at(status, now);
             route.ratio.get_or_init(|| ratios.route_of(cache, &route.route)).record_at(status, now);
         }
-        tracing::Span::current().record("cache.result", status.as_str());
+        // The trace layer attaches the server span's context while this
+        // future is polled; without one the span is a no-op.
+        opentelemetry::Context::map_current(|cx| {
+            cx.span().set_attribute(KeyValue::new(CACHE_RESULT, status.as_str()));
+        });
     }
 }
 

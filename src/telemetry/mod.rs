@@ -43,10 +43,11 @@ use crate::{
 /// access log (`tower_observability::access`), whose event per request
 /// would become an OTel span event per request (measured at +2.5 µs and 9
 /// allocations a request) and adds nothing the span does not carry, and the
-/// `tracing`-only span of requests whose parent is not sampled
-/// (`tower_observability::request`, see
-/// [`HttpTraceLayer::follow_parent_sampling`](crate::trace::HttpTraceLayer::follow_parent_sampling)).
-/// Use it when you build the OTel layer yourself.
+/// `tracing` span that carries a request's correlation for log lines
+/// (`tower_observability::request`; the OTel server span is made by
+/// [`HttpTraceLayer`](crate::trace::HttpTraceLayer) itself, see the
+/// [trace module](crate::trace)). Use it when you build the OTel layer
+/// yourself.
 pub const OTEL_LAYER_EXCLUDED_TARGETS: [&str; 8] = [
     "h2",
     "hyper",
@@ -262,15 +263,8 @@ impl ObservabilityBuilder {
             None => (None, None, None),
         };
 
-        let obs = Observability {
-            info,
-            prometheus,
-            provider,
-            layer: default_layer(self.follows_parent_sampling()),
-            endpoint,
-            _upkeep: upkeep,
-            runtime,
-        };
+        let layer = default_layer(self.follows_parent_sampling(), provider.as_ref());
+        let obs = Observability { info, prometheus, provider, layer, endpoint, _upkeep: upkeep, runtime };
         if self.install_subscriber {
             let fmt = match self.log_format {
                 LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -347,9 +341,13 @@ impl ObservabilityBuilder {
 }
 
 /// The layer of [`Observability::layer`]: the monitoring routes excluded;
-/// `follow_parent_sampling` when the sampler is parent-based.
-fn default_layer(follow_parent_sampling: bool) -> ObservabilityLayer {
-    let trace = crate::trace::HttpTraceLayer::new().follow_parent_sampling(follow_parent_sampling);
+/// `follow_parent_sampling` when the sampler is parent-based; server spans
+/// made by `provider`'s tracer (else by the global provider's).
+fn default_layer(follow_parent_sampling: bool, provider: Option<&SdkTracerProvider>) -> ObservabilityLayer {
+    let mut trace = crate::trace::HttpTraceLayer::new().follow_parent_sampling(follow_parent_sampling);
+    if let Some(provider) = provider {
+        trace = trace.tracer(provider.tracer_with_scope(crate::trace::instrumentation_scope()));
+    }
     let layer = ObservabilityLayer::new().trace(trace);
     #[cfg(feature = "monitoring")]
     let layer = layer.exclude_routes(crate::monitoring::ROUTES);
@@ -519,7 +517,7 @@ impl Observability {
     where
         S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     {
-        let tracer = self.provider.as_ref()?.tracer("tower-observability");
+        let tracer = self.provider.as_ref()?.tracer_with_scope(crate::trace::instrumentation_scope());
         let internals = Targets::new().with_default(tracing::Level::INFO).with_targets(
             OTEL_LAYER_EXCLUDED_TARGETS.map(|t| (t, tracing_subscriber::filter::LevelFilter::OFF)),
         );

@@ -47,7 +47,7 @@ impl Correlation {
             .with_subscriber(|(id, dispatch)| {
                 let registry = dispatch.downcast_ref::<Registry>()?;
                 let span = registry.span(id)?;
-                span.scope().find_map(|s| s.extensions().get::<Self>().cloned())
+                span.scope().find_map(|s| s.extensions().get::<RequestScope>().map(|r| r.correlation.clone()))
             })
             .flatten()
     }
@@ -68,56 +68,49 @@ impl fmt::Debug for Correlation {
     }
 }
 
-/// Stores the correlation of the request served under `span` in its
-/// registry extensions. Starts the OTel span (its parent must be set).
-pub(crate) fn attach(span: &Span, request_id: Option<&RequestId>) {
-    let cx = span.context();
-    let span_context = cx.span().span_context().clone();
-    attach_ids(span, request_id, span_context.trace_id(), span_context.span_id(), None);
+/// What the trace layer keeps in its request span's registry extensions:
+/// the ids that log lines carry and the OTel context the request runs in.
+pub(crate) struct RequestScope {
+    pub(crate) correlation: Correlation,
+    /// The server span's context (or, for a parent that is not sampled, the
+    /// non-recording context standing for this server).
+    pub(crate) cx: opentelemetry::Context,
 }
 
-/// The OTel context of a request served without an OTel span (its parent
-/// was not sampled), kept beside its [`Correlation`] for
-/// [`PropagateContextLayer`](super::PropagateContextLayer).
-#[derive(Clone)]
-pub(crate) struct UnsampledContext(pub(crate) opentelemetry::Context);
-
-/// Stores a correlation with the given ids in `span`'s registry extensions,
-/// and the OTel context of a request that has no OTel span.
-pub(crate) fn attach_ids(
-    span: &Span,
-    request_id: Option<&RequestId>,
-    trace_id: TraceId,
-    span_id: SpanId,
-    unsampled: Option<opentelemetry::Context>,
-) {
-    let correlation = Correlation { request_id: request_id.cloned(), trace_id, span_id };
+/// Stores the correlation and OTel context of the request served under
+/// `span` in its registry extensions (one entry).
+pub(crate) fn attach(span: &Span, request_id: Option<&RequestId>, cx: &opentelemetry::Context) {
+    let otel = cx.span();
+    let sc = otel.span_context();
+    let correlation =
+        Correlation { request_id: request_id.cloned(), trace_id: sc.trace_id(), span_id: sc.span_id() };
     span.with_subscriber(|(id, dispatch)| {
         if let Some(span) = dispatch.downcast_ref::<Registry>().and_then(|r| r.span(id)) {
-            let mut extensions = span.extensions_mut();
-            extensions.insert(correlation);
-            if let Some(cx) = unsampled {
-                extensions.insert(UnsampledContext(cx));
-            }
+            span.extensions_mut().insert(RequestScope { correlation, cx: cx.clone() });
         }
     });
 }
 
-/// The OTel context of the request whose span is current, for propagation:
-/// the span's own context when it is an OTel span, the non-recording context
-/// of a request whose parent was not sampled, or else the current OTel
-/// context.
+/// The OTel context for propagation from inside a request: that of the
+/// current `tracing-opentelemetry` span (a span the handler opened), else
+/// the current OTel context when it holds a span (the trace layer attaches
+/// its own while the handler is polled), else the context stored in the
+/// request's span (code running in a task instrumented with it).
 pub(crate) fn current_otel_context() -> opentelemetry::Context {
     let span = Span::current();
     let cx = span.context();
     if cx.span().span_context().is_valid() {
         return cx;
     }
+    let current = opentelemetry::Context::current();
+    if current.span().span_context().is_valid() {
+        return current;
+    }
     span.with_subscriber(|(id, dispatch)| {
         let registry = dispatch.downcast_ref::<Registry>()?;
         let span = registry.span(id)?;
-        span.scope().find_map(|s| s.extensions().get::<UnsampledContext>().map(|u| u.0.clone()))
+        span.scope().find_map(|s| s.extensions().get::<RequestScope>().map(|r| r.cx.clone()))
     })
     .flatten()
-    .unwrap_or_else(opentelemetry::Context::current)
+    .unwrap_or(current)
 }

@@ -1,12 +1,13 @@
 //! A server span per request, in the OpenTelemetry HTTP span conventions,
 //! continued from the caller's W3C Trace Context.
 //!
-//! The span is a `tracing` span at `INFO` with target
-//! `tower_observability::trace`; `tracing-opentelemetry` turns it into an
-//! OTel span of kind server, named `{method} {route}` (OTel HTTP semconv
-//! v1.26, "Name"). It is entered while the inner service runs, so every log
-//! event of the handler is inside it, and it closes when the response body
-//! ends, fails or is dropped, so its duration covers the whole response.
+//! The span is made through the OpenTelemetry API: kind server, named
+//! `{method} {route}` (OTel HTTP semconv v1.26, "Name"), by the tracer given
+//! to [`HttpTraceLayer::tracer`] (`Observability::layer` gives its
+//! provider's), else by the global tracer provider's. It starts with every
+//! attribute known from the request, so that samplers see them, and ends
+//! when the response body ends, fails or is dropped, so its duration covers
+//! the whole response.
 //!
 //! Attributes: `http.request.method` (`_OTHER` for unknown methods, with
 //! `http.request.method_original`), `http.route`, `url.path`, `url.scheme`,
@@ -14,14 +15,31 @@
 //! `http.response.status_code`, `error.type` and `request_id` (the
 //! [`RequestId`](crate::request_id::RequestId) of the request, when
 //! [`RequestIdLayer`](crate::request_id::RequestIdLayer) runs before this
-//! layer). The span status is error on 5xx and on failures, unset otherwise.
+//! layer); `cache.result` when [`CacheStatusLayer`](crate::cache::CacheStatusLayer)
+//! runs inside it. The span status is error on 5xx and on failures, unset
+//! otherwise.
+//!
+//! While the inner service is polled, the span's context is the current
+//! OTel context (`opentelemetry::Context::current()`): spans the handler
+//! opens, through `tracing` and `tracing-opentelemetry` or the OTel API, are
+//! its children, and `Context::current().span()` adds attributes or events
+//! to it. A `tracing` span (target `tower_observability::request`, fields
+//! `http.request.method`, `http.route`, `request_id`) is entered at the same
+//! time and carries the request's [`Correlation`], which the log lines of
+//! [`Observability`](crate::Observability) print. That span is not an OTel
+//! span: `tracing-opentelemetry`'s `Span::current().context()` or
+//! `set_attribute` do not reach the server span (use the OTel context), log
+//! events are not copied into it as span events, and a task you spawn
+//! carries the trace with `opentelemetry::context::FutureExt::with_current_context`.
+//! An OTel layer that does not leave the target out (see
+//! [`OTEL_LAYER_EXCLUDED_TARGETS`](crate::OTEL_LAYER_EXCLUDED_TARGETS)) still
+//! exports nothing for it: it is made with telemetry suppressed.
 //!
 //! Sampling is decided first: a request whose W3C parent is not sampled
-//! (`traceparent` flag `00`) gets no OTel span, only a `tracing` span with
-//! target `tower_observability::request` that carries its
-//! [`Correlation`] (the caller's trace id, a span id of its own), so its
-//! logs still correlate and calls it makes carry the trace on, unsampled;
-//! see [`HttpTraceLayer::follow_parent_sampling`].
+//! (`traceparent` flag `00`) gets no OTel span and no attribute is built;
+//! its context holds a non-recording span with the caller's trace id and a
+//! span id of its own, so its logs still correlate and calls it makes carry
+//! the trace on, unsampled; see [`HttpTraceLayer::follow_parent_sampling`].
 //!
 //! # Example
 //!
@@ -46,3 +64,5 @@ pub use self::{
     propagation::{HeaderExtractor, is_valid_traceparent},
     service::{HttpTrace, HttpTraceLayer, ResponseFuture, TraceObserver},
 };
+#[cfg(feature = "telemetry")]
+pub(crate) use self::{correlation::RequestScope, service::instrumentation_scope};

@@ -1,26 +1,29 @@
 use std::{
+    borrow::Cow,
+    collections::HashMap,
     fmt,
     future::Future,
     pin::Pin,
-    sync::{Arc, OnceLock},
+    sync::{Arc, LazyLock, OnceLock, PoisonError, RwLock},
     task::{Context, Poll, ready},
     time::Instant,
 };
 
 use http::{Request, Response, StatusCode, Version};
 use opentelemetry::{
+    InstrumentationScope, Key, KeyValue, StringValue,
+    global::BoxedTracer,
     propagation::TextMapPropagator,
-    trace::{SpanContext, TraceContextExt, TraceFlags, TraceState},
+    trace::{SpanBuilder, SpanContext, SpanKind, Status, TraceContextExt, TraceFlags, TraceState, Tracer},
 };
 use opentelemetry_sdk::{
     propagation::BaggagePropagator,
-    trace::{IdGenerator, RandomIdGenerator},
+    trace::{IdGenerator, RandomIdGenerator, SdkTracer},
 };
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
-use tracing::{Level, Span, field::Empty};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing::{Level, Span};
 
 use super::{
     HeaderExtractor, correlation,
@@ -33,13 +36,15 @@ use crate::{
         scheme_of,
     },
     request_id::RequestId,
-    routes::RouteTable,
     stack::{self, StackId},
 };
 
 /// Layer that opens an OTel HTTP server span for every request.
 ///
-/// See the [module docs](super). The parent comes from the request's W3C
+/// See the [module docs](super): the span is made through the OTel API
+/// with [`tracer`](Self::tracer) (the global tracer provider's by default),
+/// current in `opentelemetry::Context` while the inner service runs, and a
+/// `tracing` span carries the request's correlation for log lines. The parent comes from the request's W3C
 /// `traceparent`/`tracestate` (and `baggage`) headers; invalid headers are
 /// ignored and a new trace starts (W3C Trace Context, section 4).
 #[derive(Clone)]
@@ -47,7 +52,7 @@ use crate::{
 pub struct HttpTraceLayer {
     /// `None`: W3C Trace Context and Baggage, read by the layer itself.
     propagator: Option<Arc<dyn TextMapPropagator + Send + Sync>>,
-    names: SpanNames,
+    source: SpanSource,
     exclude: RouteFilter,
     options: Options,
     stack: Option<StackId>,
@@ -69,7 +74,7 @@ impl HttpTraceLayer {
     pub fn new() -> Self {
         Self {
             propagator: None,
-            names: SpanNames::new(),
+            source: SpanSource::global(),
             exclude: RouteFilter::default(),
             stack: None,
             options: Options {
@@ -114,6 +119,24 @@ impl HttpTraceLayer {
         self
     }
 
+    /// Makes server spans with `tracer` instead of the global tracer
+    /// provider's (`opentelemetry::global::tracer_provider`, asked once, on
+    /// the first request traced). [`Observability::layer`](crate::Observability::layer)
+    /// passes the tracer of the provider it built.
+    ///
+    /// ```
+    /// use opentelemetry::trace::TracerProvider as _;
+    /// use opentelemetry_sdk::trace::SdkTracerProvider;
+    /// use tower_observability::trace::HttpTraceLayer;
+    ///
+    /// let provider = SdkTracerProvider::builder().build();
+    /// let layer = HttpTraceLayer::new().tracer(provider.tracer("my-service"));
+    /// ```
+    pub fn tracer(mut self, tracer: SdkTracer) -> Self {
+        self.source = SpanSource::Sdk(tracer);
+        self
+    }
+
     /// Makes the layer part of one `ObservabilityLayer` application.
     pub(crate) fn in_stack(mut self, stack: StackId) -> Self {
         self.stack = Some(stack);
@@ -149,11 +172,10 @@ impl HttpTraceLayer {
     /// Whether a request whose valid W3C `traceparent` has the sampled flag
     /// unset (`-00`) skips the OTel span: the decision a parent-based sampler
     /// (the OpenTelemetry default, `parentbased_always_on`) would take, taken
-    /// before anything is built. Such a request still gets a span in
-    /// `tracing` (target `tower_observability::request`, left out of the OTel
-    /// layer by [`OTEL_LAYER_EXCLUDED_TARGETS`](crate::OTEL_LAYER_EXCLUDED_TARGETS)),
-    /// with its [`Correlation`](super::Correlation): the caller's trace id
-    /// and a new span id, so its logs correlate and
+    /// before any attribute is built. Such a request still gets its
+    /// `tracing` span (target `tower_observability::request`) with its
+    /// [`Correlation`](super::Correlation): the caller's trace id and a new
+    /// span id, so its logs correlate and
     /// [`PropagateContextLayer`](super::PropagateContextLayer) passes the
     /// trace on, unsampled. While the handler runs, the OTel context holds
     /// that non-recording span, so spans the handler opens are not sampled
@@ -187,7 +209,7 @@ impl<S> Layer<S> for HttpTraceLayer {
         HttpTrace {
             inner,
             propagator: self.propagator.clone(),
-            names: self.names.clone(),
+            source: self.source.clone(),
             exclude: self.exclude.clone(),
             options: self.options,
             stack: self.stack,
@@ -201,7 +223,7 @@ pub struct HttpTrace<S> {
     inner: S,
     /// `None`: W3C Trace Context and Baggage, read by the layer itself.
     propagator: Option<Arc<dyn TextMapPropagator + Send + Sync>>,
-    names: SpanNames,
+    source: SpanSource,
     exclude: RouteFilter,
     options: Options,
     stack: Option<StackId>,
@@ -240,6 +262,40 @@ impl<S: fmt::Debug> fmt::Debug for HttpTrace<S> {
     }
 }
 
+/// The instrumentation scope of the spans this crate makes.
+pub(crate) fn instrumentation_scope() -> InstrumentationScope {
+    InstrumentationScope::builder("tower-observability").with_version(env!("CARGO_PKG_VERSION")).build()
+}
+
+/// Where a layer's server spans are made.
+#[derive(Clone)]
+enum SpanSource {
+    /// The global tracer provider's tracer, asked for on the first request
+    /// traced (shared by every service of one layer).
+    Global(Arc<OnceLock<BoxedTracer>>),
+    /// A tracer of the SDK: its spans are not boxed twice.
+    Sdk(SdkTracer),
+}
+
+impl SpanSource {
+    fn global() -> Self {
+        Self::Global(Arc::new(OnceLock::new()))
+    }
+
+    /// Starts a span in `parent`; the context returned holds it (and the
+    /// parent's other entries, such as baggage).
+    fn start(&self, builder: SpanBuilder, parent: &opentelemetry::Context) -> opentelemetry::Context {
+        match self {
+            Self::Sdk(tracer) => parent.with_span(tracer.build_with_context(builder, parent)),
+            Self::Global(tracer) => {
+                let tracer =
+                    tracer.get_or_init(|| opentelemetry::global::tracer_with_scope(instrumentation_scope()));
+                parent.with_span(tracer.build_with_context(builder, parent))
+            }
+        }
+    }
+}
+
 /// `{method} {route}`, or `{method}` without a route; `HTTP` stands for an
 /// unknown method (OTel HTTP semconv v1.26, span name).
 struct SpanName<'a> {
@@ -249,54 +305,72 @@ struct SpanName<'a> {
 
 impl fmt::Display for SpanName<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let method = if self.method.is_other() { "HTTP" } else { self.method.as_str() };
         match self.route {
-            Some(route) => write!(f, "{method} {route}"),
-            None => f.write_str(method),
+            Some(route) => write!(f, "{} {route}", method_name(self.method)),
+            None => f.write_str(method_name(self.method)),
         }
     }
 }
 
-/// The span names of one route, one per method, formatted once.
+fn method_name(method: KnownMethod) -> &'static str {
+    if method.is_other() { "HTTP" } else { method.as_str() }
+}
+
+/// A route template kept for the life of the process, with its span names,
+/// one per method, formatted on first use.
 struct RouteNames {
-    route: Box<str>,
-    names: [OnceLock<Box<str>>; KnownMethod::COUNT],
+    route: &'static str,
+    names: [OnceLock<&'static str>; KnownMethod::COUNT],
 }
 
-impl RouteNames {
-    fn new(route: &str) -> Self {
-        Self { route: route.into(), names: Default::default() }
-    }
-}
-
-/// Span names per route template: `{method} {route}` is formatted once per
-/// route and method, not per request.
-#[derive(Clone)]
-struct SpanNames(Arc<RouteTable<RouteNames>>);
-
-impl SpanNames {
-    fn new() -> Self {
-        Self(Arc::new(RouteTable::new(MAX_SPAN_NAME_ROUTES, RouteNames::new)))
-    }
-
-    /// Calls `f` with the span name of `method` on `route`.
-    #[inline]
-    fn with<T>(&self, method: KnownMethod, route: Option<&str>, f: impl FnOnce(&str) -> T) -> T {
-        let Some(route) = route else {
-            return f(if method.is_other() { "HTTP" } else { method.as_str() });
-        };
-        let names = self.0.get(Some(route), RouteNames::new);
-        if &*names.route != route {
-            // Past the cap (a misconfigured `HttpRoute`): format it each time.
-            return f(&SpanName { method, route: Some(route) }.to_string());
-        }
-        f(names.names[method.index()]
-            .get_or_init(|| SpanName { method, route: Some(route) }.to_string().into()))
-    }
-}
-
-/// How many routes keep their span names formatted.
+/// How many route templates keep their span names for the life of the
+/// process (all of them, in any real router); past it, names are formatted
+/// per request.
 const MAX_SPAN_NAME_ROUTES: usize = 1024;
+
+type Interned = RwLock<HashMap<&'static str, &'static RouteNames, foldhash::fast::RandomState>>;
+
+/// Route templates and their span names, shared by every layer: a route
+/// template comes from the code, and the cap bounds the memory whatever
+/// `HttpRoute` a misconfigured layer inserts.
+static SPAN_NAMES: LazyLock<Interned> = LazyLock::new(RwLock::default);
+
+/// The kept names of `route`; `None` past the cap.
+#[inline]
+fn route_names(route: &str) -> Option<&'static RouteNames> {
+    if let Some(names) = SPAN_NAMES.read().unwrap_or_else(PoisonError::into_inner).get(route) {
+        return Some(names);
+    }
+    let mut all = SPAN_NAMES.write().unwrap_or_else(PoisonError::into_inner);
+    if let Some(names) = all.get(route) {
+        return Some(names);
+    }
+    if all.len() >= MAX_SPAN_NAME_ROUTES {
+        return None;
+    }
+    let route: &'static str = Box::leak(route.into());
+    let names: &'static RouteNames = Box::leak(Box::new(RouteNames { route, names: Default::default() }));
+    all.insert(route, names);
+    Some(names)
+}
+
+/// The span name and `http.route` value of a request: without a copy for
+/// a kept route.
+#[inline]
+fn name_and_route(method: KnownMethod, route: Option<&str>) -> (Cow<'static, str>, Option<StringValue>) {
+    let Some(route) = route else { return (Cow::Borrowed(method_name(method)), None) };
+    match route_names(route) {
+        Some(kept) => {
+            let name = kept.names[method.index()]
+                .get_or_init(|| Box::leak(SpanName { method, route: Some(route) }.to_string().into()));
+            (Cow::Borrowed(*name), Some(StringValue::from(kept.route)))
+        }
+        None => (
+            Cow::Owned(SpanName { method, route: Some(route) }.to_string()),
+            Some(StringValue::from(route.to_owned())),
+        ),
+    }
+}
 
 fn protocol_version(version: Version) -> &'static str {
     match version {
@@ -308,13 +382,27 @@ fn protocol_version(version: Version) -> &'static str {
     }
 }
 
-/// The request's span: the OTel server span, or, for a parent that is not
-/// sampled, a `tracing` span only, with the non-recording OTel context that
-/// the handler runs in.
+// Attribute keys, OTel HTTP semconv v1.26.
+const HTTP_REQUEST_METHOD: Key = Key::from_static_str("http.request.method");
+const HTTP_REQUEST_METHOD_ORIGINAL: Key = Key::from_static_str("http.request.method_original");
+const HTTP_ROUTE: Key = Key::from_static_str("http.route");
+const URL_PATH: Key = Key::from_static_str("url.path");
+const URL_SCHEME: Key = Key::from_static_str("url.scheme");
+const NETWORK_PROTOCOL_VERSION: Key = Key::from_static_str("network.protocol.version");
+const USER_AGENT_ORIGINAL: Key = Key::from_static_str("user_agent.original");
+const HTTP_RESPONSE_STATUS_CODE: Key = Key::from_static_str("http.response.status_code");
+const ERROR_TYPE: Key = Key::from_static_str("error.type");
+/// Not a semconv name: the request id of [`RequestIdLayer`](crate::request_id::RequestIdLayer).
+const REQUEST_ID: Key = Key::from_static_str("request_id");
+
+/// The request's span: the OTel context it runs in (holding the server
+/// span, or for a parent that is not sampled, a non-recording span that
+/// stands for this server) and a `tracing` span carrying its
+/// [`Correlation`](super::Correlation), for log lines.
 pub(crate) struct RequestSpan {
     span: Span,
-    /// `Some` for an unsampled parent: attached while the inner service runs.
-    unsampled: Option<opentelemetry::Context>,
+    /// `None`: the request is not traced by this layer.
+    cx: Option<opentelemetry::Context>,
 }
 
 /// Opens the span of `req`, its parent set from the request headers.
@@ -324,13 +412,13 @@ pub(crate) struct RequestSpan {
 fn make_span<B>(
     req: &Request<B>,
     propagator: Option<&(dyn TextMapPropagator + Send + Sync)>,
-    names: &SpanNames,
+    source: &SpanSource,
     options: Options,
 ) -> RequestSpan {
     if let Some(propagator) = propagator {
         let parent =
-            || has_context(req.headers()).then(|| propagator.extract(&CheckedExtractor::new(req.headers())));
-        return RequestSpan { span: server_span(req, names, parent), unsampled: None };
+            has_context(req.headers()).then(|| propagator.extract(&CheckedExtractor::new(req.headers())));
+        return server_span(req, source, parent);
     }
     let parent = w3c_parent(req.headers());
     if options.follow_parent_sampling
@@ -338,8 +426,7 @@ fn make_span<B>(
     {
         return unsampled_span(req, parent);
     }
-    let span = server_span(req, names, || w3c_context(req.headers(), parent));
-    RequestSpan { span, unsampled: None }
+    server_span(req, source, w3c_context(req.headers(), parent))
 }
 
 /// The span context of a valid, single W3C `traceparent`, with its
@@ -379,7 +466,8 @@ fn w3c_context(headers: &http::HeaderMap, span: Option<SpanContext>) -> Option<o
     })
 }
 
-/// The `tracing`-only span of a request whose parent is not sampled.
+/// The request span of a request whose parent is not sampled: no OTel span
+/// is built, no attribute either.
 fn unsampled_span<B>(req: &Request<B>, parent: &SpanContext) -> RequestSpan {
     // The non-recording span that stands for this server: the caller's
     // trace, a span id of its own, not sampled (what the SDK makes when a
@@ -391,79 +479,47 @@ fn unsampled_span<B>(req: &Request<B>, parent: &SpanContext) -> RequestSpan {
         false,
         parent.trace_state().clone(),
     );
-    let cx = w3c_context(req.headers(), Some(own.clone())).expect("a span context was given");
-    let method = KnownMethod::of(req.method());
-    let request_id = req.extensions().get::<RequestId>();
-    // Made in the unsampled context: an OTel layer that does not leave the
-    // target out parents it there, and its sampler drops it.
-    let span = {
-        let _cx = cx.clone().attach();
-        tracing::info_span!(
-            target: "tower_observability::request",
-            "HTTP request",
-            http.request.method = method.as_str(),
-            http.route = route_of(req.extensions()),
-            request_id = request_id.map(RequestId::as_str),
-        )
-    };
-    correlation::attach_ids(&span, request_id, own.trace_id(), own.span_id(), Some(cx.clone()));
-    RequestSpan { span, unsampled: Some(cx) }
+    let cx = w3c_context(req.headers(), Some(own)).expect("a span context was given");
+    RequestSpan::new(req, KnownMethod::of(req.method()), cx)
 }
 
-/// Opens the server span of `req`, its parent set from the request headers.
-/// `parent` gives the parent context, asked only when the span is enabled.
+/// Starts the OTel server span of `req` under `parent` (the current OTel
+/// context when the request carries none), with every attribute known
+/// before the response, so that samplers see them.
 fn server_span<B>(
     req: &Request<B>,
-    names: &SpanNames,
-    parent: impl FnOnce() -> Option<opentelemetry::Context>,
-) -> Span {
+    source: &SpanSource,
+    parent: Option<opentelemetry::Context>,
+) -> RequestSpan {
     let method = KnownMethod::of(req.method());
-    let route = route_of(req.extensions());
-    let request_id = req.extensions().get::<RequestId>();
-    let span = names.with(method, route, |name| new_server_span(req, name, method, route, request_id));
-    if span.is_disabled() {
-        return span;
+    let (name, route) = name_and_route(method, route_of(req.extensions()));
+    let mut attributes = Vec::with_capacity(8);
+    attributes.push(KeyValue::new(HTTP_REQUEST_METHOD, method.as_str()));
+    if method.is_other() {
+        attributes.push(KeyValue::new(HTTP_REQUEST_METHOD_ORIGINAL, req.method().as_str().to_owned()));
     }
-    if let Some(parent) = parent()
-        && (parent.span().span_context().is_valid() || parent.has_active_span())
-    {
-        // Fails only when no OTel layer is installed: then there is no OTel
-        // span to parent either.
-        let _ = span.set_parent(parent);
+    if let Some(route) = route {
+        attributes.push(KeyValue::new(HTTP_ROUTE, route));
     }
-    correlation::attach(&span, request_id);
-    span
-}
-
-/// The `tracing` span that becomes the OTel server span.
-#[inline]
-fn new_server_span<B>(
-    req: &Request<B>,
-    name: &str,
-    method: KnownMethod,
-    route: Option<&str>,
-    request_id: Option<&RequestId>,
-) -> Span {
-    // Every value known now is given now: a later `record` costs a call
-    // through the subscriber stack each.
-    tracing::info_span!(
-        target: "tower_observability::trace",
-        "HTTP request",
-        otel.name = name,
-        otel.kind = "server",
-        otel.status_code = Empty,
-        http.request.method = method.as_str(),
-        http.request.method_original = method.is_other().then(|| req.method().as_str()),
-        http.route = route,
-        http.response.status_code = Empty,
-        url.path = req.uri().path(),
-        url.scheme = scheme_of(req.uri()),
-        network.protocol.version = protocol_version(req.version()),
-        user_agent.original = req.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()),
-        request_id = request_id.map(RequestId::as_str),
-        error.type = Empty,
-        cache.result = Empty,
-    )
+    attributes.push(KeyValue::new(URL_PATH, req.uri().path().to_owned()));
+    attributes.push(KeyValue::new(URL_SCHEME, scheme_of(req.uri())));
+    attributes.push(KeyValue::new(NETWORK_PROTOCOL_VERSION, protocol_version(req.version())));
+    if let Some(agent) = req.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()) {
+        attributes.push(KeyValue::new(USER_AGENT_ORIGINAL, agent.to_owned()));
+    }
+    if let Some(id) = req.extensions().get::<RequestId>() {
+        attributes.push(KeyValue::new(REQUEST_ID, id.as_str().to_owned()));
+    }
+    let builder = SpanBuilder {
+        span_kind: Some(SpanKind::Server),
+        attributes: Some(attributes),
+        ..SpanBuilder::from_name(name)
+    };
+    let cx = match parent {
+        Some(parent) => source.start(builder, &parent),
+        None => opentelemetry::Context::map_current(|current| source.start(builder, current)),
+    };
+    RequestSpan::new(req, method, cx)
 }
 
 /// What the access log needs of a request.
@@ -504,49 +560,65 @@ impl Access {
 }
 
 impl RequestSpan {
+    /// The request span running in `cx`, with the `tracing` span (target
+    /// `tower_observability::request`) that carries its correlation.
+    fn new<B>(req: &Request<B>, method: KnownMethod, cx: opentelemetry::Context) -> Self {
+        let request_id = req.extensions().get::<RequestId>();
+        // Made with OTel telemetry suppressed: a `tracing-opentelemetry`
+        // layer that does not leave the target out builds no span of it
+        // (the SDK drops spans whose parent context is suppressed), so the
+        // server span is never doubled.
+        let span = {
+            let _suppressed = opentelemetry::Context::enter_telemetry_suppressed_scope();
+            tracing::info_span!(
+                target: "tower_observability::request",
+                "HTTP request",
+                http.request.method = method.as_str(),
+                http.route = route_of(req.extensions()),
+                request_id = request_id.map(RequestId::as_str),
+            )
+        };
+        correlation::attach(&span, request_id, &cx);
+        Self { span, cx: Some(cx) }
+    }
+
     /// No span: the request is not traced by this layer.
     fn none() -> Self {
-        Self { span: Span::none(), unsampled: None }
+        Self { span: Span::none(), cx: None }
     }
 
-    /// The OTel context of the request's span.
+    /// The OTel context of the request.
     fn otel_context(&self) -> opentelemetry::Context {
-        match &self.unsampled {
-            Some(cx) => cx.clone(),
-            None => self.span.context(),
-        }
+        self.cx.clone().unwrap_or_default()
     }
 
-    /// Records how the request ended on the OTel span, if there is one.
-    fn record_end(&self, status: Option<StatusCode>, error: Option<ErrorType>) {
-        if self.unsampled.is_some() {
-            return;
-        }
+    /// Records how the request ended on the OTel span (a no-op on a span
+    /// that is not recording) and ends it now.
+    fn end(&self, status: Option<StatusCode>, error: Option<ErrorType>) {
+        let Some(cx) = &self.cx else { return };
+        let span = cx.span();
         if let Some(status) = status {
-            self.span.record("http.response.status_code", status.as_u16());
+            span.set_attribute(KeyValue::new(HTTP_RESPONSE_STATUS_CODE, i64::from(status.as_u16())));
         }
         if let Some(error) = error {
-            self.span.record("error.type", error.as_str());
-            self.span.record("otel.status_code", "ERROR");
+            span.set_attribute(KeyValue::new(ERROR_TYPE, error.as_str().to_owned()));
+            span.set_status(Status::error(""));
         }
+        span.end();
     }
 
-    /// Runs `f` inside the span (and for an unsampled parent, with its OTel
-    /// context attached).
+    /// Runs `f` inside the `tracing` span, with the OTel context attached.
     #[inline]
     fn in_scope<T>(&self, f: impl FnOnce() -> T) -> T {
         let _entered = self.span.enter();
-        let _cx = self.unsampled.as_ref().map(|cx| cx.clone().attach());
+        let _cx = self.cx.as_ref().map(|cx| cx.clone().attach());
         f()
     }
 }
 
 impl fmt::Debug for RequestSpan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RequestSpan")
-            .field("span", &self.span)
-            .field("sampled", &self.unsampled.is_none())
-            .finish()
+        f.debug_struct("RequestSpan").field("span", &self.span).field("traced", &self.cx.is_some()).finish()
     }
 }
 
@@ -604,7 +676,7 @@ where
                 route: OwnedRoute::of(req.extensions()),
                 level,
             });
-            (make_span(&req, self.propagator.as_deref(), &self.names, self.options), access)
+            (make_span(&req, self.propagator.as_deref(), &self.source, self.options), access)
         };
         let is_head = req.method() == http::Method::HEAD;
         // Not entered here: `call` of the inner stack only builds futures;
@@ -630,10 +702,10 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(span) = this.span.take() {
-                span.record_end(None, Some(ErrorType::ClientAbort));
                 if let Some(access) = this.access.take() {
                     span.in_scope(|| access.log(None, Some(ErrorType::ClientAbort)));
                 }
+                span.end(None, Some(ErrorType::ClientAbort));
             }
         }
     }
@@ -654,7 +726,6 @@ where
         Poll::Ready(match result {
             Ok(mut res) => {
                 let status = res.status();
-                span.record_end(Some(status), None);
                 write_trace_headers(res.headers_mut(), &span, *this.options);
                 let marked = res.extensions().get::<ErrorType>().copied();
                 let observer = TraceObserver {
@@ -668,10 +739,10 @@ where
             }
             Err(err) => {
                 let error = Some(ErrorType::service::<E>());
-                span.record_end(None, error);
                 if let Some(access) = this.access.take() {
                     span.in_scope(|| access.log(None, error));
                 }
+                span.end(None, error);
                 Err(err)
             }
         })
@@ -697,16 +768,12 @@ pub struct TraceObserver {
 impl BodyObserver for TraceObserver {
     fn on_end(self, end: BodyEnd) {
         let error = response_error(self.classifier, self.status, self.marked, end);
-        self.span.record_end(None, error);
-        // tracing-opentelemetry (0.34) takes a span's end time from its last
-        // exit, not from its close: enter and leave it now, at the body's
-        // end, once (the access log is written inside that one entry).
-        self.span.in_scope(|| {
-            if let Some(access) = &self.access {
-                access.log(Some(self.status), error);
-            }
-        });
-        // Dropping the span here closes it and hands it to the exporter.
+        if let Some(access) = &self.access {
+            self.span.in_scope(|| access.log(Some(self.status), error));
+        }
+        // Ends the OTel span now, at the body's end; the SDK hands it to
+        // the span processors.
+        self.span.end(Some(self.status), error);
     }
 }
 
@@ -778,21 +845,26 @@ mod tests {
 
     #[test]
     fn span_names_are_formatted_once_per_route_and_method() {
-        let names = SpanNames::new();
         let get = KnownMethod::of(&http::Method::GET);
         let post = KnownMethod::of(&http::Method::POST);
-        let first = names.with(get, Some("/a/{id}"), |n| n.as_ptr());
-        assert_eq!(names.with(get, Some("/a/{id}"), str::to_owned), "GET /a/{id}");
-        assert_eq!(names.with(get, Some("/a/{id}"), |n| n.as_ptr()), first, "reused");
-        assert_eq!(names.with(post, Some("/a/{id}"), str::to_owned), "POST /a/{id}");
-        assert_eq!(names.with(get, None, str::to_owned), "GET");
-        for i in 0..MAX_SPAN_NAME_ROUTES + 5 {
-            let route = format!("/r{i}");
-            assert_eq!(
-                names.with(get, Some(&route), str::to_owned),
-                format!("GET {route}"),
-                "past the cap too"
-            );
+        fn name(method: KnownMethod, route: Option<&str>) -> Cow<'static, str> {
+            name_and_route(method, route).0
         }
+        let first = name(get, Some("/names/{id}"));
+        assert!(matches!(first, Cow::Borrowed("GET /names/{id}")), "{first:?}");
+        let again = name(get, Some("/names/{id}"));
+        assert_eq!(again.as_ptr(), first.as_ptr(), "formatted once, then reused");
+        assert_eq!(name(post, Some("/names/{id}")), "POST /names/{id}");
+        assert_eq!(name(get, None), "GET");
+        let route = name_and_route(get, Some("/names/{id}")).1.expect("a route");
+        assert_eq!(route.as_str(), "/names/{id}");
+        // Past the cap (other tests share the table), names are still right,
+        // formatted per request.
+        for i in 0..MAX_SPAN_NAME_ROUTES + 5 {
+            let route = format!("/cap/{i}");
+            assert_eq!(name(get, Some(&route)), format!("GET {route}"), "past the cap too");
+        }
+        assert!(SPAN_NAMES.read().unwrap().len() <= MAX_SPAN_NAME_ROUTES, "bounded");
+        assert!(matches!(name(get, Some("/cap/unseen-past-the-cap")), Cow::Owned(_)));
     }
 }

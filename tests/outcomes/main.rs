@@ -51,7 +51,11 @@ fn harness() -> &'static Harness {
         let subscriber = tracing_subscriber::registry()
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("outcomes")));
         tracing::subscriber::set_global_default(subscriber).unwrap();
-        Box::leak(Box::new(provider));
+        // `ObservabilityLayer::new()` makes its server spans with the global
+        // tracer provider's tracer. The OTel layer above takes every target,
+        // `tower_observability::request` too: the span counts below also
+        // prove that it does not double the server span.
+        opentelemetry::global::set_tracer_provider(provider);
         Harness { prometheus, spans }
     })
 }
@@ -154,7 +158,22 @@ fn app() -> Router {
         .route("/chunked", get(|| async { chunks(7, 1000, Duration::from_millis(1)) }))
         .route("/upload", post(|body: Bytes| async move { body.len().to_string() }))
         .route("/throttled", get(|| async { (StatusCode::TOO_MANY_REQUESTS, "slow down").into_response() }))
+        .route("/nested", get(nested))
         .layer(ObservabilityLayer::new())
+}
+
+/// A handler that opens spans of its own, both ways, and adds an attribute
+/// and a cache outcome to the server span.
+async fn nested() -> impl IntoResponse {
+    use opentelemetry::{KeyValue, trace::TraceContextExt as _};
+    use tracing::Instrument as _;
+    async { tokio::time::sleep(Duration::from_millis(5)).await }
+        .instrument(tracing::info_span!("load user"))
+        .await;
+    opentelemetry::Context::current().span().set_attribute(KeyValue::new("app.user", "ada"));
+    let tracer = opentelemetry::global::tracer("app");
+    opentelemetry::trace::Tracer::in_span(&tracer, "render", |_| ());
+    (tower_observability::cache::CacheStatus::Hit, "done")
 }
 
 async fn serve(router: Router) -> SocketAddr {
@@ -163,6 +182,39 @@ async fn serve(router: Router) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     addr
+}
+
+/// The server span is the parent of the spans a handler opens, through
+/// `tracing` or the OTel API, takes attributes added through the OTel
+/// context and the cache outcome; the request's `tracing` span exports
+/// nothing, though this harness's OTel layer takes every target.
+#[tokio::test]
+async fn handler_spans_are_children_of_the_server_span() {
+    let addr = serve(app()).await;
+    let res = reqwest::get(format!("http://{addr}/nested")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.bytes().await.unwrap();
+    eventually("server span", || !finished_span("/nested").is_empty()).await;
+    let server = finished_span("/nested").remove(0);
+    assert_eq!(server.name, "GET /nested");
+    assert_eq!(server.span_kind, opentelemetry::trace::SpanKind::Server);
+    assert_eq!(span_attr(&server, "app.user").as_deref(), Some("ada"));
+    assert_eq!(span_attr(&server, "cache.result").as_deref(), Some("hit"));
+    assert_eq!(span_attr(&server, "http.response.status_code").as_deref(), Some("200"));
+    let trace = server.span_context.trace_id();
+    let in_trace: Vec<SpanData> = harness()
+        .spans
+        .get_finished_spans()
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.span_context.trace_id() == trace)
+        .collect();
+    let mut names: Vec<&str> = in_trace.iter().map(|s| s.name.as_ref()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["GET /nested", "load user", "render"], "no span of the request's tracing span");
+    for child in in_trace.iter().filter(|s| s.name != "GET /nested") {
+        assert_eq!(child.parent_span_id, server.span_context.span_id(), "{} is a child", child.name);
+    }
 }
 
 #[tokio::test]
