@@ -201,12 +201,13 @@ impl MakeRequestId for MakeRequestUuid {
 
 #[inline]
 pub(crate) fn uuid_id() -> RequestId {
-    let mut buf = uuid::Uuid::encode_buffer();
-    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
-    RequestId {
-        value: HeaderValue::from_str(text).expect("a UUID is a valid header value"),
-        source: RequestIdSource::Generated,
-    }
+    let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+    // One allocation, shared by every clone of the id (the request header,
+    // the extension, the response header): bytes kept in a `Vec` would be
+    // copied into a shared buffer again on the first clone.
+    let value = HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text));
+    RequestId { value: value.expect("a UUID is a valid header value"), source: RequestIdSource::Generated }
 }
 
 #[cfg(test)]
