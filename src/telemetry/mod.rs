@@ -56,8 +56,11 @@ pub const OTEL_LAYER_EXCLUDED_TARGETS: [&str; 8] = [
     "reqwest",
     "opentelemetry",
     "tower_observability::access",
-    "tower_observability::request",
+    REQUEST_SPAN_TARGET,
 ];
+
+/// The target of the request's `tracing` span (see the [trace module](crate::trace)).
+const REQUEST_SPAN_TARGET: &str = "tower_observability::request";
 
 /// How often the Prometheus recorder's upkeep runs (drains histogram samples).
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -507,11 +510,12 @@ impl Observability {
         &self.info.name
     }
 
-    /// The `tracing-opentelemetry` layer feeding this provider, for a
+    /// The `tracing-opentelemetry` layer feeding this provider, followed by
+    /// a [`ServerSpanLayer`](crate::trace::ServerSpanLayer), for a
     /// subscriber you build yourself (see
-    /// [`ObservabilityBuilder::install_subscriber`]). It takes spans at
-    /// `INFO` and above, except those of the exporter's own HTTP stack, and
-    /// leaves out the access log events (target
+    /// [`ObservabilityBuilder::install_subscriber`]). It takes spans and
+    /// events at `INFO` and above, except those of the exporter's own HTTP
+    /// stack, and leaves out the access log events (target
     /// `tower_observability::access`), which the span already covers.
     pub fn otel_layer<S>(&self) -> Option<impl tracing_subscriber::Layer<S> + use<S>>
     where
@@ -521,14 +525,23 @@ impl Observability {
         let internals = Targets::new().with_default(tracing::Level::INFO).with_targets(
             OTEL_LAYER_EXCLUDED_TARGETS.map(|t| (t, tracing_subscriber::filter::LevelFilter::OFF)),
         );
-        Some(
-            tracing_opentelemetry::layer()
-                .with_tracer(tracer)
-                .with_location(false)
-                .with_threads(false)
-                .with_tracked_inactivity(false)
-                .with_filter(internals),
-        )
+        // The same filter, but taking the request's span, which the OTel
+        // layer leaves out.
+        let bridged = Targets::new().with_default(tracing::Level::INFO).with_targets(
+            OTEL_LAYER_EXCLUDED_TARGETS
+                .into_iter()
+                .filter(|t| *t != REQUEST_SPAN_TARGET)
+                .map(|t| (t, tracing_subscriber::filter::LevelFilter::OFF)),
+        );
+        let otel = tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_filter(internals);
+        // After the OTel layer: on entering a span, the server span's
+        // context is attached last, so it is the current one.
+        Some(otel.and_then(crate::trace::ServerSpanLayer::new().with_filter(bridged)))
     }
 
     /// Flushes pending spans and shuts the exporter down, waiting at most

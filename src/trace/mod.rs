@@ -28,9 +28,12 @@
 //! time and carries the request's [`Correlation`], which the log lines of
 //! [`Observability`](crate::Observability) print. That span is not an OTel
 //! span: `tracing-opentelemetry`'s `Span::current().context()` or
-//! `set_attribute` do not reach the server span (use the OTel context), log
-//! events are not copied into it as span events, and a task you spawn
-//! carries the trace with `opentelemetry::context::FutureExt::with_current_context`.
+//! `set_attribute` do not reach the server span (use the OTel context).
+//! [`ServerSpanLayer`] (part of `Observability`'s subscriber) does for it
+//! what `tracing-opentelemetry` does for its spans: entering it makes the
+//! server span's context current (a task spawned with `.in_current_span()`
+//! stays in the trace) and log events inside it become events of the
+//! server span.
 //! An OTel layer that does not leave the target out (see
 //! [`OTEL_LAYER_EXCLUDED_TARGETS`](crate::OTEL_LAYER_EXCLUDED_TARGETS)) still
 //! exports nothing for it: it is made with telemetry suppressed.
@@ -53,12 +56,14 @@
 //!     .layer(ServiceBuilder::new().layer(RequestIdLayer::new()).layer(HttpTraceLayer::new()));
 //! ```
 
+mod bridge;
 mod client;
 mod correlation;
 mod propagation;
 mod service;
 
 pub use self::{
+    bridge::ServerSpanLayer,
     client::{HeaderInjector, PropagateContext, PropagateContextLayer},
     correlation::Correlation,
     propagation::{HeaderExtractor, is_valid_traceparent},

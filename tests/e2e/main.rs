@@ -179,6 +179,11 @@ async fn spans_reach_an_otlp_grpc_receiver_with_semconv_parent_and_request_id() 
     assert_eq!(attr(&span, "http.response.status_code"), "200");
     assert_eq!(attr(&span, "request_id"), "e2e-req-1");
     assert!(!span.attributes.contains_key("error.type"));
+    // The handler's log line is an event of the server span; the access log
+    // is not.
+    let events: Vec<&str> = span.events.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(events, ["loaded user"], "{span:#?}");
+    assert_eq!(span.events[0].1.get("user.id").map(String::as_str), Some("42"));
 
     // A 5xx is an error span; a request without traceparent starts a trace;
     // the generated request id is on the span and the response alike.

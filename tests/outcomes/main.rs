@@ -33,7 +33,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use opentelemetry::trace::{Status, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use prom::Exposition;
-use tower_observability::{ObservabilityLayer, StatusClassifier, metrics::DURATION_BUCKETS};
+use tower_observability::{
+    ObservabilityLayer, StatusClassifier, metrics::DURATION_BUCKETS, trace::ServerSpanLayer,
+};
 use tracing_subscriber::layer::SubscriberExt;
 
 struct Harness {
@@ -49,7 +51,8 @@ fn harness() -> &'static Harness {
         let spans = InMemorySpanExporter::default();
         let provider = SdkTracerProvider::builder().with_simple_exporter(spans.clone()).build();
         let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("outcomes")));
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("outcomes")))
+            .with(ServerSpanLayer::new());
         tracing::subscriber::set_global_default(subscriber).unwrap();
         // `ObservabilityLayer::new()` makes its server spans with the global
         // tracer provider's tracer. The OTel layer above takes every target,
@@ -162,8 +165,8 @@ fn app() -> Router {
         .layer(ObservabilityLayer::new())
 }
 
-/// A handler that opens spans of its own, both ways, and adds an attribute
-/// and a cache outcome to the server span.
+/// A handler that opens spans of its own, both ways and in a spawned task,
+/// logs, and adds an attribute and a cache outcome to the server span.
 async fn nested() -> impl IntoResponse {
     use opentelemetry::{KeyValue, trace::TraceContextExt as _};
     use tracing::Instrument as _;
@@ -171,6 +174,11 @@ async fn nested() -> impl IntoResponse {
         .instrument(tracing::info_span!("load user"))
         .await;
     opentelemetry::Context::current().span().set_attribute(KeyValue::new("app.user", "ada"));
+    tracing::info!(user = "ada", attempts = 2, "loaded user");
+    // A spawned task in the request's span stays in the trace.
+    tokio::spawn(async { tracing::info_span!("background").in_scope(|| ()) }.in_current_span())
+        .await
+        .unwrap();
     let tracer = opentelemetry::global::tracer("app");
     opentelemetry::trace::Tracer::in_span(&tracer, "render", |_| ());
     (tower_observability::cache::CacheStatus::Hit, "done")
@@ -185,9 +193,10 @@ async fn serve(router: Router) -> SocketAddr {
 }
 
 /// The server span is the parent of the spans a handler opens, through
-/// `tracing` or the OTel API, takes attributes added through the OTel
-/// context and the cache outcome; the request's `tracing` span exports
-/// nothing, though this harness's OTel layer takes every target.
+/// `tracing` or the OTel API, in a spawned task too (`ServerSpanLayer`),
+/// takes attributes added through the OTel context, the cache outcome and
+/// the handler's log event; the request's `tracing` span exports nothing,
+/// though this harness's OTel layer takes every target.
 #[tokio::test]
 async fn handler_spans_are_children_of_the_server_span() {
     let addr = serve(app()).await;
@@ -211,7 +220,20 @@ async fn handler_spans_are_children_of_the_server_span() {
         .collect();
     let mut names: Vec<&str> = in_trace.iter().map(|s| s.name.as_ref()).collect();
     names.sort_unstable();
-    assert_eq!(names, ["GET /nested", "load user", "render"], "no span of the request's tracing span");
+    assert_eq!(
+        names,
+        ["GET /nested", "background", "load user", "render"],
+        "no span of the request's tracing span"
+    );
+    let events: Vec<_> = server.events.iter().map(|e| (e.name.to_string(), e.attributes.clone())).collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let (name, attributes) = &events[0];
+    assert_eq!(name, "loaded user");
+    let attribute =
+        |key: &str| attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| kv.value.to_string());
+    assert_eq!(attribute("user").as_deref(), Some("ada"));
+    assert_eq!(attribute("attempts").as_deref(), Some("2"));
+    assert_eq!(attribute("level").as_deref(), Some("INFO"));
     for child in in_trace.iter().filter(|s| s.name != "GET /nested") {
         assert_eq!(child.parent_span_id, server.span_context.span_id(), "{} is a child", child.name);
     }

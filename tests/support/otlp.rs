@@ -44,6 +44,8 @@ pub struct ReceivedSpan {
     pub service_name: String,
     pub start_unix_nanos: u64,
     pub end_unix_nanos: u64,
+    /// The span's events: name and attributes (values rendered as strings).
+    pub events: Vec<(String, HashMap<String, String>)>,
 }
 
 #[allow(dead_code)]
@@ -277,6 +279,11 @@ fn convert_request(request: &ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
                     service_name: service_name.clone(),
                     start_unix_nanos: span.start_time_unix_nano,
                     end_unix_nanos: span.end_time_unix_nano,
+                    events: span
+                        .events
+                        .iter()
+                        .map(|e| (e.name.clone(), render_attributes(&e.attributes)))
+                        .collect(),
                 });
             }
         }
