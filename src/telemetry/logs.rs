@@ -20,7 +20,7 @@ use tracing_subscriber::{
     registry::LookupSpan,
 };
 
-use crate::trace::{Correlation, RequestScope};
+use crate::trace::Correlation;
 
 /// The correlation of the request an event belongs to, if any.
 fn correlation<S, N>(ctx: &FmtContext<'_, S, N>) -> Option<Correlation>
@@ -28,7 +28,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    ctx.event_scope()?.find_map(|span| span.extensions().get::<RequestScope>().map(|r| r.correlation.clone()))
+    ctx.event_scope()?.find_map(|span| span.extensions().get::<Correlation>().cloned())
 }
 
 fn timestamp() -> String {

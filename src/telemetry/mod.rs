@@ -47,7 +47,9 @@ use crate::{
 /// (`tower_observability::request`; the OTel server span is made by
 /// [`HttpTraceLayer`](crate::trace::HttpTraceLayer) itself, see the
 /// [trace module](crate::trace)). Use it when you build the OTel layer
-/// yourself.
+/// yourself, and add a [`ServerSpanLayer`](crate::trace::ServerSpanLayer)
+/// after that layer, so that log events inside a request reach its server
+/// span.
 pub const OTEL_LAYER_EXCLUDED_TARGETS: [&str; 8] = [
     "h2",
     "hyper",

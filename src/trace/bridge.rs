@@ -3,7 +3,10 @@
 
 use std::{borrow::Cow, cell::RefCell, fmt};
 
-use opentelemetry::{ContextGuard, Key, KeyValue, trace::TraceContextExt};
+use opentelemetry::{
+    ContextGuard, Key, KeyValue,
+    trace::{Status, TraceContextExt},
+};
 use tracing::{Event, Subscriber, field::Field, span};
 use tracing_subscriber::{Layer, layer::Context, registry::LookupSpan};
 
@@ -20,8 +23,8 @@ use super::correlation::RequestScope;
 ///   span, and calls it makes carry the trace on;
 /// - an event whose innermost span is the request's becomes an event of
 ///   the server span (name: the message; attributes: `level`, `target`
-///   and the event's fields), as `tracing-opentelemetry` records events of
-///   its spans. Events inside a span of the handler's own belong to that
+///   and the event's fields), and one at `ERROR` sets the span's status to
+///   error, as `tracing-opentelemetry` does for its spans. Events inside a span of the handler's own belong to that
 ///   span, and `tracing-opentelemetry` records them there. The access log
 ///   (target `tower_observability::access`) is left out: the span holds
 ///   all it says.
@@ -102,6 +105,11 @@ where
             ],
         };
         event.record(&mut fields);
+        // As tracing-opentelemetry: an error logged in the request marks
+        // its span as failed.
+        if *meta.level() == tracing::Level::ERROR {
+            otel.set_status(Status::error(""));
+        }
         otel.add_event(fields.name.unwrap_or(Cow::Borrowed(meta.name())), fields.attributes);
     }
 }

@@ -21,9 +21,11 @@ use crate::request_id::RequestId;
 pub struct Correlation {
     /// The request's validated id; `None` without a `RequestIdLayer`.
     pub request_id: Option<RequestId>,
-    /// The W3C trace id; invalid (all zero) without an OTel layer.
+    /// The W3C trace id; invalid (all zero) when no tracer provider is
+    /// installed and the caller sent no trace context.
     pub trace_id: TraceId,
-    /// The id of the request's server span.
+    /// The id of the request's server span (with no tracer provider, the
+    /// caller's span id, or invalid).
     pub span_id: SpanId,
 }
 
@@ -47,12 +49,13 @@ impl Correlation {
             .with_subscriber(|(id, dispatch)| {
                 let registry = dispatch.downcast_ref::<Registry>()?;
                 let span = registry.span(id)?;
-                span.scope().find_map(|s| s.extensions().get::<RequestScope>().map(|r| r.correlation.clone()))
+                span.scope().find_map(|s| s.extensions().get::<Self>().cloned())
             })
             .flatten()
     }
 
-    /// Whether the trace id is valid (an OTel layer made the span).
+    /// Whether the trace id is valid (a tracer made the server span, or the
+    /// caller sent a trace).
     pub fn has_trace(&self) -> bool {
         self.trace_id != TraceId::INVALID
     }
@@ -68,17 +71,16 @@ impl fmt::Debug for Correlation {
     }
 }
 
-/// What the trace layer keeps in its request span's registry extensions:
-/// the ids that log lines carry and the OTel context the request runs in.
+/// The OTel context a request runs in, kept beside its [`Correlation`] in
+/// the request span's registry extensions: the server span's context (or,
+/// for a parent that is not sampled, the non-recording context standing
+/// for this server).
 pub(crate) struct RequestScope {
-    pub(crate) correlation: Correlation,
-    /// The server span's context (or, for a parent that is not sampled, the
-    /// non-recording context standing for this server).
     pub(crate) cx: opentelemetry::Context,
 }
 
 /// Stores the correlation and OTel context of the request served under
-/// `span` in its registry extensions (one entry).
+/// `span` in its registry extensions.
 pub(crate) fn attach(span: &Span, request_id: Option<&RequestId>, cx: &opentelemetry::Context) {
     let otel = cx.span();
     let sc = otel.span_context();
@@ -86,7 +88,9 @@ pub(crate) fn attach(span: &Span, request_id: Option<&RequestId>, cx: &opentelem
         Correlation { request_id: request_id.cloned(), trace_id: sc.trace_id(), span_id: sc.span_id() };
     span.with_subscriber(|(id, dispatch)| {
         if let Some(span) = dispatch.downcast_ref::<Registry>().and_then(|r| r.span(id)) {
-            span.extensions_mut().insert(RequestScope { correlation, cx: cx.clone() });
+            let mut extensions = span.extensions_mut();
+            extensions.insert(correlation);
+            extensions.insert(RequestScope { cx: cx.clone() });
         }
     });
 }

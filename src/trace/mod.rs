@@ -35,8 +35,9 @@
 //! stays in the trace) and log events inside it become events of the
 //! server span.
 //! An OTel layer that does not leave the target out (see
-//! [`OTEL_LAYER_EXCLUDED_TARGETS`](crate::OTEL_LAYER_EXCLUDED_TARGETS)) still
-//! exports nothing for it: it is made with telemetry suppressed.
+//! [`OTEL_LAYER_EXCLUDED_TARGETS`](crate::OTEL_LAYER_EXCLUDED_TARGETS))
+//! exports that span too, as an internal child of the server span: noise,
+//! but nothing leaves the trace.
 //!
 //! Sampling is decided first: a request whose W3C parent is not sampled
 //! (`traceparent` flag `00`) gets no OTel span and no attribute is built;
@@ -62,6 +63,8 @@ mod correlation;
 mod propagation;
 mod service;
 
+#[cfg(feature = "telemetry")]
+pub(crate) use self::service::instrumentation_scope;
 pub use self::{
     bridge::ServerSpanLayer,
     client::{HeaderInjector, PropagateContext, PropagateContextLayer},
@@ -69,5 +72,3 @@ pub use self::{
     propagation::{HeaderExtractor, is_valid_traceparent},
     service::{HttpTrace, HttpTraceLayer, ResponseFuture, TraceObserver},
 };
-#[cfg(feature = "telemetry")]
-pub(crate) use self::{correlation::RequestScope, service::instrumentation_scope};

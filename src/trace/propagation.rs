@@ -126,13 +126,6 @@ pub(crate) const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("
 pub(crate) const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
 pub(crate) const BAGGAGE: http::HeaderName = http::HeaderName::from_static("baggage");
 
-/// Whether `headers` carry anything a W3C propagator would read; most
-/// requests from outside carry none, and skip extraction entirely.
-#[inline]
-pub(crate) fn has_context(headers: &HeaderMap) -> bool {
-    headers.contains_key(&TRACEPARENT) || headers.contains_key(&BAGGAGE)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,7 +27,7 @@ use tracing::{Level, Span};
 
 use super::{
     HeaderExtractor, correlation,
-    propagation::{BAGGAGE, CheckedExtractor, TRACEPARENT, TRACESTATE, has_context, parse_traceparent},
+    propagation::{BAGGAGE, CheckedExtractor, TRACEPARENT, TRACESTATE, parse_traceparent},
 };
 use crate::{
     body::{self, BodyEnd, BodyObserver, ResponseBody},
@@ -328,6 +328,11 @@ struct RouteNames {
 /// per request.
 const MAX_SPAN_NAME_ROUTES: usize = 1024;
 
+/// The longest route template kept: with at most
+/// [`MAX_SPAN_NAME_ROUTES`] of them, the table stays under 3 MiB whatever
+/// a misconfigured `HttpRoute` holds.
+const MAX_SPAN_NAME_ROUTE_LEN: usize = 256;
+
 type Interned = RwLock<HashMap<&'static str, &'static RouteNames, foldhash::fast::RandomState>>;
 
 /// Route templates and their span names, shared by every layer: a route
@@ -335,7 +340,7 @@ type Interned = RwLock<HashMap<&'static str, &'static RouteNames, foldhash::fast
 /// `HttpRoute` a misconfigured layer inserts.
 static SPAN_NAMES: LazyLock<Interned> = LazyLock::new(RwLock::default);
 
-/// The kept names of `route`; `None` past the cap.
+/// The kept names of `route`; `None` past the caps.
 #[inline]
 fn route_names(route: &str) -> Option<&'static RouteNames> {
     if let Some(names) = SPAN_NAMES.read().unwrap_or_else(PoisonError::into_inner).get(route) {
@@ -345,7 +350,7 @@ fn route_names(route: &str) -> Option<&'static RouteNames> {
     if let Some(names) = all.get(route) {
         return Some(names);
     }
-    if all.len() >= MAX_SPAN_NAME_ROUTES {
+    if all.len() >= MAX_SPAN_NAME_ROUTES || route.len() > MAX_SPAN_NAME_ROUTE_LEN {
         return None;
     }
     let route: &'static str = Box::leak(route.into());
@@ -416,9 +421,9 @@ fn make_span<B>(
     options: Options,
 ) -> RequestSpan {
     if let Some(propagator) = propagator {
-        let parent =
-            has_context(req.headers()).then(|| propagator.extract(&CheckedExtractor::new(req.headers())));
-        return server_span(req, source, parent);
+        // Asked every time: the headers it reads are its own (B3, Jaeger...).
+        let parent = propagator.extract(&CheckedExtractor::new(req.headers()));
+        return server_span(req, source, Some(parent));
     }
     let parent = w3c_parent(req.headers());
     if options.follow_parent_sampling
@@ -456,7 +461,8 @@ fn w3c_context(headers: &http::HeaderMap, span: Option<SpanContext>) -> Option<o
     if span.is_none() && !baggage {
         return None;
     }
-    let mut cx = opentelemetry::Context::new();
+    // On the current context, as the SDK's propagators extract.
+    let mut cx = opentelemetry::Context::current();
     if baggage {
         cx = BaggagePropagator::new().extract_with_context(&cx, &HeaderExtractor(headers));
     }
@@ -517,7 +523,9 @@ fn server_span<B>(
     };
     let cx = match parent {
         Some(parent) => source.start(builder, &parent),
-        None => opentelemetry::Context::map_current(|current| source.start(builder, current)),
+        // A clone, not `map_current`: the sampler and span processors may
+        // attach contexts of their own while the span starts.
+        None => source.start(builder, &opentelemetry::Context::current()),
     };
     RequestSpan::new(req, method, cx)
 }
@@ -564,12 +572,12 @@ impl RequestSpan {
     /// `tower_observability::request`) that carries its correlation.
     fn new<B>(req: &Request<B>, method: KnownMethod, cx: opentelemetry::Context) -> Self {
         let request_id = req.extensions().get::<RequestId>();
-        // Made with OTel telemetry suppressed: a `tracing-opentelemetry`
-        // layer that does not leave the target out builds no span of it
-        // (the SDK drops spans whose parent context is suppressed), so the
-        // server span is never doubled.
+        // Made inside `cx`: a `tracing-opentelemetry` layer that does not
+        // leave the target out makes it a child of the server span (or
+        // drops it, unsampled), never a trace of its own, and nothing a
+        // handler records under it leaves the trace.
         let span = {
-            let _suppressed = opentelemetry::Context::enter_telemetry_suppressed_scope();
+            let _cx = cx.clone().attach();
             tracing::info_span!(
                 target: "tower_observability::request",
                 "HTTP request",
@@ -822,11 +830,7 @@ mod tests {
                 map.append(http::HeaderName::from_static(k), v.parse().unwrap());
             }
             let ours = w3c_context(&map, w3c_parent(&map)).unwrap_or_default();
-            let theirs = if has_context(&map) {
-                sdk.extract(&CheckedExtractor::new(&map))
-            } else {
-                opentelemetry::Context::new()
-            };
+            let theirs = sdk.extract(&CheckedExtractor::new(&map));
             let (a, b) = (ours.span().span_context().clone(), theirs.span().span_context().clone());
             assert_eq!(
                 (a.trace_id(), a.span_id(), a.trace_flags(), a.is_remote(), a.trace_state().header()),
@@ -841,6 +845,61 @@ mod tests {
             };
             assert_eq!(baggage(&ours), baggage(&theirs), "{headers:?}");
         }
+    }
+
+    /// A propagator of headers other than W3C's is asked on every request
+    /// (not only when W3C headers are present), and its parent is used.
+    #[tokio::test]
+    async fn a_custom_propagator_parents_the_server_span() {
+        use opentelemetry::{
+            propagation::{Extractor, Injector},
+            trace::{SpanId, TraceId, TracerProvider as _},
+        };
+        use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+        use tower::ServiceExt as _;
+
+        /// Reads `x-test-parent: {trace id}-{span id}`, sampled.
+        #[derive(Debug)]
+        struct TestPropagator;
+        impl TextMapPropagator for TestPropagator {
+            fn inject_context(&self, _: &opentelemetry::Context, _: &mut dyn Injector) {}
+            fn extract_with_context(
+                &self,
+                cx: &opentelemetry::Context,
+                extractor: &dyn Extractor,
+            ) -> opentelemetry::Context {
+                let Some((trace, span)) = extractor.get("x-test-parent").and_then(|v| v.split_once('-'))
+                else {
+                    return cx.clone();
+                };
+                let (Ok(trace), Ok(span)) = (TraceId::from_hex(trace), SpanId::from_hex(span)) else {
+                    return cx.clone();
+                };
+                let sc = SpanContext::new(trace, span, TraceFlags::SAMPLED, true, TraceState::default());
+                cx.with_remote_span_context(sc)
+            }
+            fn fields(&self) -> opentelemetry::propagation::text_map_propagator::FieldIter<'_> {
+                opentelemetry::propagation::text_map_propagator::FieldIter::new(&[])
+            }
+        }
+
+        let spans = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder().with_simple_exporter(spans.clone()).build();
+        let layer = HttpTraceLayer::new().tracer(provider.tracer("test")).propagator(TestPropagator);
+        let svc = layer.layer(tower::service_fn(|_: Request<()>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(String::from("ok")))
+        }));
+        let req = Request::builder()
+            .header("x-test-parent", "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7")
+            .body(())
+            .unwrap();
+        let res = svc.oneshot(req).await.unwrap();
+        http_body_util::BodyExt::collect(res.into_body()).await.unwrap();
+        let finished = spans.get_finished_spans().unwrap();
+        assert_eq!(finished.len(), 1);
+        assert_eq!(finished[0].span_context.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(finished[0].parent_span_id.to_string(), "00f067aa0ba902b7");
+        assert!(finished[0].parent_span_is_remote);
     }
 
     #[test]
@@ -858,6 +917,12 @@ mod tests {
         assert_eq!(name(get, None), "GET");
         let route = name_and_route(get, Some("/names/{id}")).1.expect("a route");
         assert_eq!(route.as_str(), "/names/{id}");
+        // A template too long to keep is formatted per request (the table
+        // is far from full here: only this test fills it).
+        let long = format!("/{}", "x".repeat(MAX_SPAN_NAME_ROUTE_LEN));
+        assert_eq!(name(get, Some(&long)), format!("GET {long}"));
+        assert!(route_names(&long).is_none());
+        assert!(route_names(&long[..MAX_SPAN_NAME_ROUTE_LEN]).is_some(), "the longest kept");
         // Past the cap (other tests share the table), names are still right,
         // formatted per request.
         for i in 0..MAX_SPAN_NAME_ROUTES + 5 {
