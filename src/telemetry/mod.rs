@@ -347,12 +347,14 @@ impl ObservabilityBuilder {
 
 /// The layer of [`Observability::layer`]: the monitoring routes excluded;
 /// `follow_parent_sampling` when the sampler is parent-based; server spans
-/// made by `provider`'s tracer (else by the global provider's).
+/// made by `provider`'s tracer, none without a provider.
 fn default_layer(follow_parent_sampling: bool, provider: Option<&SdkTracerProvider>) -> ObservabilityLayer {
     let mut trace = crate::trace::HttpTraceLayer::new().follow_parent_sampling(follow_parent_sampling);
-    if let Some(provider) = provider {
-        trace = trace.tracer(provider.tracer_with_scope(crate::trace::instrumentation_scope()));
-    }
+    trace = match provider {
+        Some(provider) => trace.tracer(provider.tracer_with_scope(crate::trace::instrumentation_scope())),
+        // `OTEL_SDK_DISABLED=true`: no span is built at all.
+        None => trace.without_spans(),
+    };
     let layer = ObservabilityLayer::new().trace(trace);
     #[cfg(feature = "monitoring")]
     let layer = layer.exclude_routes(crate::monitoring::ROUTES);

@@ -137,6 +137,15 @@ impl HttpTraceLayer {
         self
     }
 
+    /// Builds no OTel span (crate use: `Observability` with
+    /// `OTEL_SDK_DISABLED=true`); requests keep their correlation and pass
+    /// their caller's trace context on.
+    #[cfg_attr(not(feature = "telemetry"), expect(dead_code, reason = "used by Observability only"))]
+    pub(crate) fn without_spans(mut self) -> Self {
+        self.source = SpanSource::Disabled;
+        self
+    }
+
     /// Makes the layer part of one `ObservabilityLayer` application.
     pub(crate) fn in_stack(mut self, stack: StackId) -> Self {
         self.stack = Some(stack);
@@ -275,6 +284,9 @@ enum SpanSource {
     Global(Arc<OnceLock<BoxedTracer>>),
     /// A tracer of the SDK: its spans are not boxed twice.
     Sdk(SdkTracer),
+    /// No tracer (`OTEL_SDK_DISABLED=true`): no span is built; the request
+    /// runs in its caller's context, which propagation passes on.
+    Disabled,
 }
 
 impl SpanSource {
@@ -292,6 +304,7 @@ impl SpanSource {
                     tracer.get_or_init(|| opentelemetry::global::tracer_with_scope(instrumentation_scope()));
                 parent.with_span(tracer.build_with_context(builder, parent))
             }
+            Self::Disabled => parent.clone(),
         }
     }
 }
@@ -498,6 +511,11 @@ fn server_span<B>(
     parent: Option<opentelemetry::Context>,
 ) -> RequestSpan {
     let method = KnownMethod::of(req.method());
+    if matches!(source, SpanSource::Disabled) {
+        // No span to describe: no attribute is built.
+        let cx = parent.unwrap_or_else(opentelemetry::Context::current);
+        return RequestSpan::new(req, method, cx);
+    }
     let (name, route) = name_and_route(method, route_of(req.extensions()));
     let mut attributes = Vec::with_capacity(8);
     attributes.push(KeyValue::new(HTTP_REQUEST_METHOD, method.as_str()));
@@ -900,6 +918,27 @@ mod tests {
         assert_eq!(finished[0].span_context.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(finished[0].parent_span_id.to_string(), "00f067aa0ba902b7");
         assert!(finished[0].parent_span_is_remote);
+    }
+
+    /// Without spans (`OTEL_SDK_DISABLED=true`), the handler runs in its
+    /// caller's context, passed on as it came, and nothing records.
+    #[tokio::test]
+    async fn without_spans_the_callers_context_is_current() {
+        use tower::ServiceExt as _;
+
+        let svc = HttpTraceLayer::new().without_spans().layer(tower::service_fn(|_: Request<()>| async {
+            let cx = opentelemetry::Context::current();
+            let seen = (cx.span().span_context().clone(), cx.span().is_recording());
+            Ok::<_, std::convert::Infallible>(Response::new(format!("{seen:?}")))
+        }));
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let req = Request::builder().header("traceparent", tp).body(()).unwrap();
+        let res = svc.oneshot(req).await.unwrap();
+        let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert!(body.contains("4bf92f3577b34da6a3ce929d0e0e4736"), "{body}");
+        assert!(body.contains("00f067aa0ba902b7"), "the caller's span, passed on: {body}");
+        assert!(body.ends_with("false)"), "nothing records: {body}");
     }
 
     #[test]
