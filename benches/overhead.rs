@@ -87,7 +87,7 @@ mod imp {
         request_id::RequestIdLayer,
         trace::HttpTraceLayer,
     };
-    use tracing_subscriber::{Layer as _, filter::Targets, layer::SubscriberExt, util::SubscriberInitExt};
+    use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
 
     /// A W3C parent that is sampled, and one that is not.
     const PARENT_SAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -136,18 +136,8 @@ mod imp {
             .with_batch_exporter(exporter)
             .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
             .build();
-        // As `Observability::otel_layer`.
-        let internals = Targets::new().with_default(tracing::Level::INFO).with_targets(
-            tower_observability::OTEL_LAYER_EXCLUDED_TARGETS
-                .map(|t| (t, tracing_subscriber::filter::LevelFilter::OFF)),
-        );
-        let otel = tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("tower-observability"))
-            .with_location(false)
-            .with_threads(false)
-            .with_tracked_inactivity(false)
-            .with_filter(internals);
-        tracing_subscriber::registry().with(otel).init();
+        // As `Observability` installs them.
+        tracing_subscriber::registry().with(tower_observability::otel_layer(&provider)).init();
         // As `Observability::layer`: server spans made by the SDK's tracer.
         TRACER.set(provider.tracer("tower-observability")).expect("one pipeline");
         opentelemetry::global::set_tracer_provider(provider.clone());

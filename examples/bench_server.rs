@@ -52,9 +52,7 @@ use tower_observability::{
     },
     trace::HttpTraceLayer,
 };
-use tracing_subscriber::{
-    EnvFilter, Layer as _, filter::Targets, layer::SubscriberExt, util::SubscriberInitExt,
-};
+use tracing_subscriber::{EnvFilter, Layer as _, layer::SubscriberExt, util::SubscriberInitExt};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -114,18 +112,8 @@ fn install_recorder() {
 fn install_subscriber(provider: Option<&SdkTracerProvider>) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter);
-    let otel = provider.map(|provider| {
-        let internals = Targets::new().with_default(tracing::Level::INFO).with_targets(
-            tower_observability::OTEL_LAYER_EXCLUDED_TARGETS
-                .map(|t| (t, tracing_subscriber::filter::LevelFilter::OFF)),
-        );
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("tower-observability"))
-            .with_location(false)
-            .with_threads(false)
-            .with_tracked_inactivity(false)
-            .with_filter(internals)
-    });
+    // As `Observability` installs them.
+    let otel = provider.map(tower_observability::otel_layer);
     tracing_subscriber::registry().with(logs).with(otel).init();
 }
 

@@ -76,6 +76,7 @@ pub mod window;
 #[cfg(feature = "telemetry")]
 pub use self::telemetry::{
     InitError, LogFormat, OTEL_LAYER_EXCLUDED_TARGETS, Observability, ObservabilityBuilder, OtlpProtocol,
+    otel_layer,
 };
 pub use self::{
     classify::{ErrorType, HttpRoute, StatusClassifier, UNMATCHED_ROUTE},

@@ -64,6 +64,50 @@ pub const OTEL_LAYER_EXCLUDED_TARGETS: [&str; 8] = [
 /// The target of the request's `tracing` span (see the [trace module](crate::trace)).
 const REQUEST_SPAN_TARGET: &str = "tower_observability::request";
 
+/// The `tracing` layers that feed `provider`, as [`Observability`] installs
+/// them: a `tracing-opentelemetry` layer for the spans an application opens
+/// (without source locations, thread ids or busy/idle times), followed by a
+/// [`ServerSpanLayer`](crate::trace::ServerSpanLayer). Both take spans and
+/// events at `INFO` and above, except [`OTEL_LAYER_EXCLUDED_TARGETS`]: the
+/// exporter's own HTTP stack and the access log (the server span already
+/// says what it says); the request's `tracing` span reaches only the
+/// `ServerSpanLayer`.
+///
+/// ```
+/// use opentelemetry_sdk::trace::SdkTracerProvider;
+/// use tracing_subscriber::layer::SubscriberExt;
+///
+/// let provider = SdkTracerProvider::builder().build();
+/// let subscriber = tracing_subscriber::registry().with(tower_observability::otel_layer(&provider));
+/// # drop(subscriber);
+/// ```
+pub fn otel_layer<S>(provider: &SdkTracerProvider) -> impl tracing_subscriber::Layer<S> + use<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let tracer = provider.tracer_with_scope(crate::trace::instrumentation_scope());
+    let internals = Targets::new()
+        .with_default(tracing::Level::INFO)
+        .with_targets(OTEL_LAYER_EXCLUDED_TARGETS.map(|t| (t, tracing_subscriber::filter::LevelFilter::OFF)));
+    // The same filter, but taking the request's span, which the OTel layer
+    // leaves out.
+    let bridged = Targets::new().with_default(tracing::Level::INFO).with_targets(
+        OTEL_LAYER_EXCLUDED_TARGETS
+            .into_iter()
+            .filter(|t| *t != REQUEST_SPAN_TARGET)
+            .map(|t| (t, tracing_subscriber::filter::LevelFilter::OFF)),
+    );
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_filter(internals);
+    // After the OTel layer: on entering a span, the server span's context is
+    // attached last, so it is the current one.
+    otel.and_then(crate::trace::ServerSpanLayer::new().with_filter(bridged))
+}
+
 /// How often the Prometheus recorder's upkeep runs (drains histogram samples).
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// How long [`Observability`] waits for pending spans at shutdown.
@@ -514,38 +558,14 @@ impl Observability {
         &self.info.name
     }
 
-    /// The `tracing-opentelemetry` layer feeding this provider, followed by
-    /// a [`ServerSpanLayer`](crate::trace::ServerSpanLayer), for a
-    /// subscriber you build yourself (see
-    /// [`ObservabilityBuilder::install_subscriber`]). It takes spans and
-    /// events at `INFO` and above, except those of the exporter's own HTTP
-    /// stack, and leaves out the access log events (target
-    /// `tower_observability::access`), which the span already covers.
+    /// The layers of [`otel_layer`] for this provider, for a subscriber
+    /// you build yourself (see [`ObservabilityBuilder::install_subscriber`]);
+    /// `None` when `OTEL_SDK_DISABLED=true`.
     pub fn otel_layer<S>(&self) -> Option<impl tracing_subscriber::Layer<S> + use<S>>
     where
         S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     {
-        let tracer = self.provider.as_ref()?.tracer_with_scope(crate::trace::instrumentation_scope());
-        let internals = Targets::new().with_default(tracing::Level::INFO).with_targets(
-            OTEL_LAYER_EXCLUDED_TARGETS.map(|t| (t, tracing_subscriber::filter::LevelFilter::OFF)),
-        );
-        // The same filter, but taking the request's span, which the OTel
-        // layer leaves out.
-        let bridged = Targets::new().with_default(tracing::Level::INFO).with_targets(
-            OTEL_LAYER_EXCLUDED_TARGETS
-                .into_iter()
-                .filter(|t| *t != REQUEST_SPAN_TARGET)
-                .map(|t| (t, tracing_subscriber::filter::LevelFilter::OFF)),
-        );
-        let otel = tracing_opentelemetry::layer()
-            .with_tracer(tracer)
-            .with_location(false)
-            .with_threads(false)
-            .with_tracked_inactivity(false)
-            .with_filter(internals);
-        // After the OTel layer: on entering a span, the server span's
-        // context is attached last, so it is the current one.
-        Some(otel.and_then(crate::trace::ServerSpanLayer::new().with_filter(bridged)))
+        self.provider.as_ref().map(otel_layer)
     }
 
     /// Flushes pending spans and shuts the exporter down, waiting at most

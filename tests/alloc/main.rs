@@ -52,7 +52,7 @@ use opentelemetry_sdk::{
 };
 use tower::{ServiceBuilder, ServiceExt, layer::util::Identity};
 use tower_observability::{ObservabilityLayer, metrics::HttpMetricsLayer, trace::HttpTraceLayer};
-use tracing_subscriber::{Layer as _, filter::Targets, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
 
 /// Set in the child: `<case>:<measured requests>`.
 const CHILD_ENV: &str = "TOWER_OBS_ALLOC_CHILD";
@@ -126,18 +126,8 @@ fn install_tracing() -> SdkTracerProvider {
         .with_batch_exporter(CountingExporter::default())
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
         .build();
-    // As `Observability::otel_layer`.
-    let internals = Targets::new().with_default(tracing::Level::INFO).with_targets(
-        tower_observability::OTEL_LAYER_EXCLUDED_TARGETS
-            .map(|t| (t, tracing_subscriber::filter::LevelFilter::OFF)),
-    );
-    let otel = tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer("tower-observability"))
-        .with_location(false)
-        .with_threads(false)
-        .with_tracked_inactivity(false)
-        .with_filter(internals);
-    tracing_subscriber::registry().with(otel).init();
+    // As `Observability` installs them.
+    tracing_subscriber::registry().with(tower_observability::otel_layer(&provider)).init();
     provider
 }
 
