@@ -28,7 +28,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    ctx.event_scope()?.find_map(|span| span.extensions().get::<Correlation>().cloned())
+    ctx.event_scope()?.find_map(|span| Correlation::from_extensions(&span.extensions()))
 }
 
 fn timestamp() -> String {

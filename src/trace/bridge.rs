@@ -1,7 +1,11 @@
 //! What `tracing-opentelemetry` does for its own spans, done for the
 //! request's `tracing` span, whose OTel span the trace layer makes itself.
 
-use std::{borrow::Cow, cell::RefCell, fmt};
+use std::{
+    borrow::Cow,
+    cell::{Cell, RefCell},
+    fmt,
+};
 
 use opentelemetry::{
     ContextGuard, Key, KeyValue,
@@ -57,6 +61,19 @@ impl ServerSpanLayer {
 thread_local! {
     /// The contexts attached on entering request spans, innermost last.
     static ENTERED: RefCell<Vec<(span::Id, ContextGuard)>> = const { RefCell::new(Vec::new()) };
+    /// Set while the trace layer enters a request span whose context it
+    /// attaches itself: the layer has nothing to do, and skips the lookup.
+    static ATTACHED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Enters `span`, the request span of a context the caller attaches
+/// itself (the trace layer, while it polls the inner service).
+#[inline]
+pub(crate) fn enter_attached(span: &tracing::Span) -> tracing::span::Entered<'_> {
+    ATTACHED.set(true);
+    let entered = span.enter();
+    ATTACHED.set(false);
+    entered
 }
 
 impl<S> Layer<S> for ServerSpanLayer
@@ -64,6 +81,9 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_enter(&self, id: &span::Id, ctx: Context<'_, S>) {
+        if ATTACHED.get() {
+            return;
+        }
         let Some(span) = ctx.span(id) else { return };
         // Cloned first: no registry lock is held while attaching.
         let cx = span.extensions().get::<RequestScope>().map(|scope| scope.cx.clone());

@@ -16,7 +16,8 @@ use crate::request_id::RequestId;
 /// formatters of [`Observability`](crate::Observability) write it on every
 /// line emitted inside the request, and
 /// [`PropagateContextLayer`](super::PropagateContextLayer) reads the request
-/// id from it. Read it yourself with [`Correlation::current`].
+/// id from it. Read it yourself with [`Correlation::current`], or in a
+/// formatter of your own with [`Correlation::from_extensions`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct Correlation {
     /// The request's validated id; `None` without a `RequestIdLayer`.
@@ -49,9 +50,29 @@ impl Correlation {
             .with_subscriber(|(id, dispatch)| {
                 let registry = dispatch.downcast_ref::<Registry>()?;
                 let span = registry.span(id)?;
-                span.scope().find_map(|s| s.extensions().get::<Self>().cloned())
+                span.scope().find_map(|s| Self::from_extensions(&s.extensions()))
             })
             .flatten()
+    }
+
+    /// The correlation stored in a span's registry extensions: that of the
+    /// request span, `None` for other spans. For event formatters that walk
+    /// an event's scope:
+    ///
+    /// ```
+    /// use tower_observability::trace::Correlation;
+    /// use tracing_subscriber::{fmt::FmtContext, registry::LookupSpan};
+    ///
+    /// fn correlation<S, N>(ctx: &FmtContext<'_, S, N>) -> Option<Correlation>
+    /// where
+    ///     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    ///     N: for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static,
+    /// {
+    ///     ctx.event_scope()?.find_map(|span| Correlation::from_extensions(&span.extensions()))
+    /// }
+    /// ```
+    pub fn from_extensions(extensions: &tracing_subscriber::registry::Extensions<'_>) -> Option<Self> {
+        extensions.get::<RequestScope>().map(|scope| scope.correlation.clone())
     }
 
     /// Whether the trace id is valid (a tracer made the server span, or the
@@ -71,11 +92,12 @@ impl fmt::Debug for Correlation {
     }
 }
 
-/// The OTel context a request runs in, kept beside its [`Correlation`] in
-/// the request span's registry extensions: the server span's context (or,
-/// for a parent that is not sampled, the non-recording context standing
-/// for this server).
+/// What the trace layer keeps in its request span's registry extensions
+/// (one entry): the request's [`Correlation`] and the OTel context it runs
+/// in, the server span's (or, for a parent that is not sampled, the
+/// non-recording context standing for this server).
 pub(crate) struct RequestScope {
+    pub(crate) correlation: Correlation,
     pub(crate) cx: opentelemetry::Context,
 }
 
@@ -88,9 +110,7 @@ pub(crate) fn attach(span: &Span, request_id: Option<&RequestId>, cx: &opentelem
         Correlation { request_id: request_id.cloned(), trace_id: sc.trace_id(), span_id: sc.span_id() };
     span.with_subscriber(|(id, dispatch)| {
         if let Some(span) = dispatch.downcast_ref::<Registry>().and_then(|r| r.span(id)) {
-            let mut extensions = span.extensions_mut();
-            extensions.insert(correlation);
-            extensions.insert(RequestScope { cx: cx.clone() });
+            span.extensions_mut().insert(RequestScope { correlation, cx: cx.clone() });
         }
     });
 }

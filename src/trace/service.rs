@@ -558,23 +558,25 @@ struct Access {
 }
 
 macro_rules! access_event {
-    ($level:expr, $($field:tt)*) => {
+    ($level:expr, $parent:expr, $($field:tt)*) => {
         match $level {
-            Level::ERROR => tracing::event!(target: "tower_observability::access", Level::ERROR, $($field)*),
-            Level::WARN => tracing::event!(target: "tower_observability::access", Level::WARN, $($field)*),
-            Level::INFO => tracing::event!(target: "tower_observability::access", Level::INFO, $($field)*),
-            Level::DEBUG => tracing::event!(target: "tower_observability::access", Level::DEBUG, $($field)*),
-            Level::TRACE => tracing::event!(target: "tower_observability::access", Level::TRACE, $($field)*),
+            Level::ERROR => tracing::event!(target: "tower_observability::access", parent: $parent, Level::ERROR, $($field)*),
+            Level::WARN => tracing::event!(target: "tower_observability::access", parent: $parent, Level::WARN, $($field)*),
+            Level::INFO => tracing::event!(target: "tower_observability::access", parent: $parent, Level::INFO, $($field)*),
+            Level::DEBUG => tracing::event!(target: "tower_observability::access", parent: $parent, Level::DEBUG, $($field)*),
+            Level::TRACE => tracing::event!(target: "tower_observability::access", parent: $parent, Level::TRACE, $($field)*),
         }
     };
 }
 
 impl Access {
-    /// Emits the access log event; the caller has entered the request's span.
-    fn log(&self, status: Option<StatusCode>, error: Option<ErrorType>) {
+    /// Emits the access log event inside the request's span: given as its
+    /// parent, not entered (an entry costs a registry lookup per layer).
+    fn log(&self, span: &RequestSpan, status: Option<StatusCode>, error: Option<ErrorType>) {
         let route = self.route.as_ref().map_or(crate::UNMATCHED_ROUTE, OwnedRoute::as_str);
         access_event!(
             self.level,
+            &span.span,
             http.request.method = self.method.as_str(),
             http.route = route,
             http.response.status_code = status.map(|s| s.as_u16()),
@@ -636,7 +638,7 @@ impl RequestSpan {
     /// Runs `f` inside the `tracing` span, with the OTel context attached.
     #[inline]
     fn in_scope<T>(&self, f: impl FnOnce() -> T) -> T {
-        let _entered = self.span.enter();
+        let _entered = super::bridge::enter_attached(&self.span);
         let _cx = self.cx.as_ref().map(|cx| cx.clone().attach());
         f()
     }
@@ -729,7 +731,7 @@ pin_project! {
             let this = this.project();
             if let Some(span) = this.span.take() {
                 if let Some(access) = this.access.take() {
-                    span.in_scope(|| access.log(None, Some(ErrorType::ClientAbort)));
+                    access.log(&span, None, Some(ErrorType::ClientAbort));
                 }
                 span.end(None, Some(ErrorType::ClientAbort));
             }
@@ -766,7 +768,7 @@ where
             Err(err) => {
                 let error = Some(ErrorType::service::<E>());
                 if let Some(access) = this.access.take() {
-                    span.in_scope(|| access.log(None, error));
+                    access.log(&span, None, error);
                 }
                 span.end(None, error);
                 Err(err)
@@ -795,7 +797,7 @@ impl BodyObserver for TraceObserver {
     fn on_end(self, end: BodyEnd) {
         let error = response_error(self.classifier, self.status, self.marked, end);
         if let Some(access) = &self.access {
-            self.span.in_scope(|| access.log(Some(self.status), error));
+            access.log(&self.span, Some(self.status), error);
         }
         // Ends the OTel span now, at the body's end; the SDK hands it to
         // the span processors.
