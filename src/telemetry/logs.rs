@@ -87,7 +87,8 @@ where
         let mut fields = Map::new();
         event.record(&mut JsonVisitor(&mut fields));
         line.insert("fields".to_owned(), Value::Object(fields));
-        if let Some(span) = ctx.lookup_current() {
+        // The event's parent: an explicit one (the access log's) or the current span.
+        if let Some(span) = ctx.parent_span() {
             let mut object = Map::new();
             object.insert("name".to_owned(), Value::from(span.name()));
             // With `JsonFields`, a span's formatted fields are a JSON object.
