@@ -456,7 +456,7 @@ fn w3c_parent(headers: &http::HeaderMap) -> Option<SpanContext> {
     let mut values = headers.get_all(&TRACEPARENT).iter();
     // Absent, or several: ignore them all.
     let (Some(value), None) = (values.next(), values.next()) else { return None };
-    let (trace_id, span_id, flags) = parse_traceparent(value.to_str().ok()?)?;
+    let (trace_id, span_id, flags) = parse_traceparent(value.as_bytes())?;
     let state = headers
         .get(&TRACESTATE)
         .and_then(|v| v.to_str().ok())
