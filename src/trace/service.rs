@@ -429,23 +429,43 @@ pub(crate) struct RequestSpan {
 /// the same reading decides sampling and parents the span.
 fn make_span<B>(
     req: &Request<B>,
+    method: KnownMethod,
+    route: Option<&str>,
     propagator: Option<&(dyn TextMapPropagator + Send + Sync)>,
     source: &SpanSource,
     options: Options,
 ) -> RequestSpan {
+    let req = RequestInfo { req, method, route };
     if let Some(propagator) = propagator {
         // Asked every time: the headers it reads are its own (B3, Jaeger...).
-        let parent = propagator.extract(&CheckedExtractor::new(req.headers()));
+        let parent = propagator.extract(&CheckedExtractor::new(req.req.headers()));
         return server_span(req, source, Some(parent));
     }
-    let parent = w3c_parent(req.headers());
+    let parent = w3c_parent(req.req.headers());
     if options.follow_parent_sampling
         && let Some(parent) = parent.as_ref().filter(|p| !p.is_sampled())
     {
         return unsampled_span(req, parent);
     }
-    server_span(req, source, w3c_context(req.headers(), parent))
+    server_span(req, source, w3c_context(req.req.headers(), parent))
 }
+
+/// What the span functions read of a request: its method and route looked
+/// up once, in `call`.
+struct RequestInfo<'a, B> {
+    req: &'a Request<B>,
+    method: KnownMethod,
+    route: Option<&'a str>,
+}
+
+// By hand: derived impls would ask `B: Copy`.
+impl<B> Clone for RequestInfo<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B> Copy for RequestInfo<'_, B> {}
 
 /// The span context of a valid, single W3C `traceparent`, with its
 /// `tracestate` (an invalid one is dropped, as W3C Trace Context says); a
@@ -487,7 +507,7 @@ fn w3c_context(headers: &http::HeaderMap, span: Option<SpanContext>) -> Option<o
 
 /// The request span of a request whose parent is not sampled: no OTel span
 /// is built, no attribute either.
-fn unsampled_span<B>(req: &Request<B>, parent: &SpanContext) -> RequestSpan {
+fn unsampled_span<B>(req: RequestInfo<'_, B>, parent: &SpanContext) -> RequestSpan {
     // The non-recording span that stands for this server: the caller's
     // trace, a span id of its own, not sampled (what the SDK makes when a
     // sampler drops a span).
@@ -498,25 +518,25 @@ fn unsampled_span<B>(req: &Request<B>, parent: &SpanContext) -> RequestSpan {
         false,
         parent.trace_state().clone(),
     );
-    let cx = w3c_context(req.headers(), Some(own)).expect("a span context was given");
-    RequestSpan::new(req, KnownMethod::of(req.method()), cx)
+    let cx = w3c_context(req.req.headers(), Some(own)).expect("a span context was given");
+    RequestSpan::new(req, cx)
 }
 
 /// Starts the OTel server span of `req` under `parent` (the current OTel
 /// context when the request carries none), with every attribute known
 /// before the response, so that samplers see them.
 fn server_span<B>(
-    req: &Request<B>,
+    info: RequestInfo<'_, B>,
     source: &SpanSource,
     parent: Option<opentelemetry::Context>,
 ) -> RequestSpan {
-    let method = KnownMethod::of(req.method());
     if matches!(source, SpanSource::Disabled) {
         // No span to describe: no attribute is built.
         let cx = parent.unwrap_or_else(opentelemetry::Context::current);
-        return RequestSpan::new(req, method, cx);
+        return RequestSpan::new(info, cx);
     }
-    let (name, route) = name_and_route(method, route_of(req.extensions()));
+    let RequestInfo { req, method, .. } = info;
+    let (name, route) = name_and_route(method, info.route);
     let mut attributes = Vec::with_capacity(8);
     attributes.push(KeyValue::new(HTTP_REQUEST_METHOD, method.as_str()));
     if method.is_other() {
@@ -545,7 +565,7 @@ fn server_span<B>(
         // attach contexts of their own while the span starts.
         None => source.start(builder, &opentelemetry::Context::current()),
     };
-    RequestSpan::new(req, method, cx)
+    RequestSpan::new(info, cx)
 }
 
 /// What the access log needs of a request.
@@ -590,8 +610,8 @@ impl Access {
 impl RequestSpan {
     /// The request span running in `cx`, with the `tracing` span (target
     /// `tower_observability::request`) that carries its correlation.
-    fn new<B>(req: &Request<B>, method: KnownMethod, cx: opentelemetry::Context) -> Self {
-        let request_id = req.extensions().get::<RequestId>();
+    fn new<B>(info: RequestInfo<'_, B>, cx: opentelemetry::Context) -> Self {
+        let request_id = info.req.extensions().get::<RequestId>();
         // Made inside `cx`: a `tracing-opentelemetry` layer that does not
         // leave the target out makes it a child of the server span (or
         // drops it, unsampled), never a trace of its own, and nothing a
@@ -601,8 +621,8 @@ impl RequestSpan {
             tracing::info_span!(
                 target: "tower_observability::request",
                 "HTTP request",
-                http.request.method = method.as_str(),
-                http.route = route_of(req.extensions()),
+                http.request.method = info.method.as_str(),
+                http.route = info.route,
                 request_id = request_id.map(RequestId::as_str),
             )
         };
@@ -692,19 +712,20 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let (span, access) = if self.exclude.excludes(route_of(req.extensions()))
-            || stack::foreign(req.extensions(), self.stack)
-        {
+        let route = route_of(req.extensions());
+        let (span, access) = if self.exclude.excludes(route) || stack::foreign(req.extensions(), self.stack) {
             (RequestSpan::none(), None)
         } else {
+            let method = KnownMethod::of(req.method());
             // The clock is read only when the access log needs it.
             let access = self.options.access_log.map(|level| Access {
                 start: Instant::now(),
-                method: KnownMethod::of(req.method()),
+                method,
                 route: OwnedRoute::of(req.extensions()),
                 level,
             });
-            (make_span(&req, self.propagator.as_deref(), &self.source, self.options), access)
+            let span = make_span(&req, method, route, self.propagator.as_deref(), &self.source, self.options);
+            (span, access)
         };
         let is_head = req.method() == http::Method::HEAD;
         // Not entered here: `call` of the inner stack only builds futures;
