@@ -66,7 +66,7 @@ mod imp {
     };
     use criterion::Criterion;
     use http_body_util::BodyExt;
-    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+    use metrics_exporter_prometheus::PrometheusHandle;
     use opentelemetry::trace::TracerProvider as _;
     use opentelemetry_sdk::{
         error::OTelSdkResult,
@@ -78,13 +78,7 @@ mod imp {
         trace::{DefaultMakeSpan, TraceLayer},
     };
     use tower_observability::{
-        ObservabilityLayer,
-        cache::CacheStatusLayer,
-        metrics::{
-            DURATION_BUCKETS, HTTP_SERVER_REQUEST_BODY_SIZE, HTTP_SERVER_RESPONSE_BODY_SIZE,
-            HttpMetricsLayer, SIZE_BUCKETS,
-        },
-        request_id::RequestIdLayer,
+        ObservabilityLayer, cache::CacheStatusLayer, metrics::HttpMetricsLayer, request_id::RequestIdLayer,
         trace::HttpTraceLayer,
     };
     use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
@@ -114,12 +108,8 @@ mod imp {
     }
 
     fn install_pipeline() -> Pipeline {
-        let sizes = |name: &str| Matcher::Full(name.to_owned());
-        let prometheus = PrometheusBuilder::new()
-            .set_buckets(&DURATION_BUCKETS)
-            .and_then(|b| b.set_buckets_for_metric(sizes(HTTP_SERVER_REQUEST_BODY_SIZE), &SIZE_BUCKETS))
-            .and_then(|b| b.set_buckets_for_metric(sizes(HTTP_SERVER_RESPONSE_BODY_SIZE), &SIZE_BUCKETS))
-            .expect("buckets")
+        // As `Observability` installs it.
+        let prometheus = tower_observability::prometheus_builder()
             .install_recorder()
             .expect("the bench installs the only recorder");
         let upkeep = prometheus.clone();

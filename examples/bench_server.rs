@@ -33,7 +33,6 @@ use std::{
 };
 
 use axum::{Router, extract::Path, http::header::CONTENT_TYPE, response::IntoResponse, routing::get};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::{
     error::OTelSdkResult,
@@ -44,14 +43,7 @@ use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     trace::{DefaultMakeSpan, TraceLayer},
 };
-use tower_observability::{
-    ObservabilityLayer,
-    metrics::{
-        DURATION_BUCKETS, HTTP_SERVER_REQUEST_BODY_SIZE, HTTP_SERVER_RESPONSE_BODY_SIZE, HttpMetricsLayer,
-        SIZE_BUCKETS,
-    },
-    trace::HttpTraceLayer,
-};
+use tower_observability::{ObservabilityLayer, metrics::HttpMetricsLayer, trace::HttpTraceLayer};
 use tracing_subscriber::{EnvFilter, Layer as _, layer::SubscriberExt, util::SubscriberInitExt};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,12 +83,8 @@ async fn get_user(Path(id): Path<u32>) -> impl IntoResponse {
 }
 
 fn install_recorder() {
-    let sizes = |name: &str| Matcher::Full(name.to_owned());
-    let handle = PrometheusBuilder::new()
-        .set_buckets(&DURATION_BUCKETS)
-        .and_then(|b| b.set_buckets_for_metric(sizes(HTTP_SERVER_REQUEST_BODY_SIZE), &SIZE_BUCKETS))
-        .and_then(|b| b.set_buckets_for_metric(sizes(HTTP_SERVER_RESPONSE_BODY_SIZE), &SIZE_BUCKETS))
-        .expect("bucket lists are not empty")
+    // As `Observability` installs it.
+    let handle = tower_observability::prometheus_builder()
         .install_recorder()
         .expect("no other recorder in this process");
     std::thread::spawn(move || {

@@ -76,7 +76,7 @@ pub mod window;
 #[cfg(feature = "telemetry")]
 pub use self::telemetry::{
     InitError, LogFormat, OTEL_LAYER_EXCLUDED_TARGETS, Observability, ObservabilityBuilder, OtlpProtocol,
-    otel_layer,
+    otel_layer, prometheus_builder,
 };
 pub use self::{
     classify::{ErrorType, HttpRoute, StatusClassifier, UNMATCHED_ROUTE},

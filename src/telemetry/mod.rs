@@ -259,7 +259,8 @@ impl ObservabilityBuilder {
 
     /// Whether to install the global Prometheus `metrics` recorder. Defaults
     /// to `true`; with `false`, `/metrics` answers 503 and metrics go to
-    /// whatever recorder you installed.
+    /// whatever recorder you installed (build it from
+    /// [`prometheus_builder`] to keep the crate's histogram buckets).
     pub fn install_metrics_recorder(mut self, install: bool) -> Self {
         self.install_recorder = install;
         self
@@ -405,23 +406,37 @@ fn default_layer(follow_parent_sampling: bool, provider: Option<&SdkTracerProvid
     layer
 }
 
-fn install_recorder() -> Result<PrometheusHandle, InitError> {
-    let sizes = |name: &str| Matcher::Full(name.to_owned());
-    // Every other histogram gets the semconv duration buckets: none renders
-    // as a summary, which Prometheus cannot aggregate across instances.
-    let handle = PrometheusBuilder::new()
+/// A Prometheus recorder builder with the crate's histogram buckets, as
+/// [`Observability`] installs it: body sizes in bytes ([`SIZE_BUCKETS`]),
+/// cache lookups in seconds, every other histogram in the OTel HTTP semconv
+/// duration buckets ([`DURATION_BUCKETS`], seconds). Start from it when you
+/// install the recorder yourself
+/// ([`ObservabilityBuilder::install_metrics_recorder`]`(false)`): without buckets,
+/// metrics-exporter-prometheus renders histograms as summaries, which
+/// Prometheus cannot aggregate across instances.
+///
+/// ```
+/// let builder = tower_observability::prometheus_builder();
+/// // builder.install_recorder()?, or .install() for its own HTTP listener.
+/// # drop(builder);
+/// ```
+pub fn prometheus_builder() -> PrometheusBuilder {
+    let exact = |name: &str| Matcher::Full(name.to_owned());
+    PrometheusBuilder::new()
         .set_buckets(&DURATION_BUCKETS)
-        .and_then(|b| b.set_buckets_for_metric(sizes(HTTP_SERVER_REQUEST_BODY_SIZE), &SIZE_BUCKETS))
-        .and_then(|b| b.set_buckets_for_metric(sizes(HTTP_SERVER_RESPONSE_BODY_SIZE), &SIZE_BUCKETS))
+        .and_then(|b| b.set_buckets_for_metric(exact(HTTP_SERVER_REQUEST_BODY_SIZE), &SIZE_BUCKETS))
+        .and_then(|b| b.set_buckets_for_metric(exact(HTTP_SERVER_RESPONSE_BODY_SIZE), &SIZE_BUCKETS))
         .and_then(|b| {
             b.set_buckets_for_metric(
-                Matcher::Full(crate::cache::CACHE_LOOKUP_DURATION.to_owned()),
+                exact(crate::cache::CACHE_LOOKUP_DURATION),
                 &crate::cache::LOOKUP_DURATION_BUCKETS,
             )
         })
         .expect("bucket lists are not empty")
-        .install_recorder()
-        .map_err(|_| InitError::RecorderAlreadyInstalled)?;
+}
+
+fn install_recorder() -> Result<PrometheusHandle, InitError> {
+    let handle = prometheus_builder().install_recorder().map_err(|_| InitError::RecorderAlreadyInstalled)?;
     crate::metrics::describe();
     Ok(handle)
 }

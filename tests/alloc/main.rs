@@ -114,11 +114,8 @@ async fn get_user(extract::Path(id): extract::Path<u32>) -> impl IntoResponse {
 }
 
 fn install_recorder() {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .set_buckets(&tower_observability::metrics::DURATION_BUCKETS)
-        .expect("buckets")
-        .install_recorder()
-        .expect("one recorder per child");
+    // As `Observability` installs it.
+    tower_observability::prometheus_builder().install_recorder().expect("one recorder per child");
 }
 
 fn install_tracing() -> SdkTracerProvider {
