@@ -70,6 +70,8 @@ mod routes;
 mod stack;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
+#[cfg(feature = "health")]
+mod time;
 pub mod trace;
 pub mod window;
 

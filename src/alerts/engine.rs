@@ -13,11 +13,10 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use super::{
-    ALERTS, AlertInputs, AlertMetric, AlertNotifier, AlertRule, Comparison, Severity,
-    clock::{WallClock, rfc3339},
+    ALERTS, AlertInputs, AlertMetric, AlertNotifier, AlertRule, Comparison, Severity, clock::WallClock,
     notify::Notification,
 };
-use crate::window::Window;
+use crate::{time::rfc3339, window::Window};
 
 /// How long a resolved alert stays listed by default: 15 minutes.
 pub const DEFAULT_RESOLVED_RETENTION: Duration = Duration::from_secs(15 * 60);

@@ -15,10 +15,8 @@ use std::{
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use super::{
-    ALERT_NOTIFICATIONS_DROPPED, ALERT_NOTIFICATIONS_FAILED, ALERT_NOTIFICATIONS_SENT, AlertState,
-    clock::rfc3339,
-};
+use super::{ALERT_NOTIFICATIONS_DROPPED, ALERT_NOTIFICATIONS_FAILED, ALERT_NOTIFICATIONS_SENT, AlertState};
+use crate::time::rfc3339;
 
 /// The default capacity of each target's queue: 1024 alerts.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;

@@ -3,13 +3,14 @@
 
 use std::{
     sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime},
 };
 
 use serde::{Serialize, Serializer, ser::SerializeStruct};
 use serde_json::{Map, Value};
 
 use super::{HealthCheckResult, HealthStatus};
+use crate::time::rfc3339;
 
 /// What one check reported in its latest run, as served.
 ///
@@ -143,11 +144,4 @@ impl Serialize for HealthReport {
 
 fn seconds<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_f64(duration.as_secs_f64())
-}
-
-/// `t` as an RFC 3339 UTC timestamp with milliseconds,
-/// `1970-01-01T00:00:00.000Z` (humantime); times before the epoch give the
-/// epoch.
-pub(crate) fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t.max(UNIX_EPOCH)).to_string()
 }
