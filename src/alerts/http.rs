@@ -59,20 +59,6 @@ where
     }
 }
 
-/// The engine's active alerts, for the overview's `alerts` section.
-impl crate::monitoring::AlertsSource for AlertEngine {
-    fn alerts_summary(&self) -> crate::monitoring::AlertsSummary {
-        let report = self.report();
-        let active = report.active.iter().filter_map(|a| serde_json::to_value(a).ok()).collect();
-        let counts = [
-            ("critical".to_owned(), report.counts.critical as u64),
-            ("warning".to_owned(), report.counts.warning as u64),
-            ("info".to_owned(), report.counts.info as u64),
-        ];
-        crate::monitoring::AlertsSummary::new(active, counts.into())
-    }
-}
-
 async fn alerts(State(engine): State<AlertEngine>) -> Response {
     let mut res = Json(engine.report()).into_response();
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

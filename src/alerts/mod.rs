@@ -113,6 +113,9 @@
 //! [`router`] serves [`AlertEngine::report`] with `Cache-Control: no-store`;
 //! see [`AlertsReport`] for the JSON.
 //!
+//! The engine is also an [`AlertsSource`]: the monitoring overview lists
+//! its active alerts as an [`AlertsSummary`].
+//!
 //! # Notifications
 //!
 //! See [`AlertNotifier`]: bounded per-target queues that drop their oldest
@@ -125,6 +128,7 @@ mod http;
 mod inputs;
 mod notify;
 mod rule;
+mod summary;
 
 pub use self::{
     engine::{
@@ -142,6 +146,7 @@ pub use self::{
         AlertMetric, AlertRule, Comparison, DEFAULT_CACHE_HIT_RATIO, DEFAULT_ERROR_RATIO, DEFAULT_HYSTERESIS,
         DEFAULT_LATENCY_P95_SECONDS, DEFAULT_MIN_SAMPLES, Severity,
     },
+    summary::{AlertsSource, AlertsSummary},
 };
 
 /// `tower_observability_alerts{alertname, severity, alertstate[, cache]}`:

@@ -115,9 +115,10 @@ use serde::Serialize;
 
 use self::overview::SharedAlerts;
 pub use self::overview::{
-    AlertsSource, AlertsSummary, CacheOverview, GroupHealth, HealthOverview, HttpOverview,
-    OVERVIEW_TOP_ROUTES, Overview, PerWindow, ProcessOverview, RouteOverview, ServiceOverview,
+    CacheOverview, GroupHealth, HealthOverview, HttpOverview, OVERVIEW_TOP_ROUTES, Overview, PerWindow,
+    ProcessOverview, RouteOverview, ServiceOverview,
 };
+pub use crate::alerts::{AlertsSource, AlertsSummary};
 use crate::{
     ObservabilityLayer,
     alerts::{AlertEngine, AlertInputs},
