@@ -64,6 +64,8 @@ mod layer;
 pub mod metrics;
 #[cfg(feature = "monitoring")]
 pub mod monitoring;
+#[cfg(feature = "telemetry")]
+mod observability;
 pub mod panic;
 pub mod request_id;
 mod routes;
@@ -75,12 +77,14 @@ mod time;
 pub mod trace;
 pub mod window;
 
-#[cfg(feature = "telemetry")]
-pub use self::telemetry::{
-    InitError, LogFormat, OTEL_LAYER_EXCLUDED_TARGETS, Observability, ObservabilityBuilder, OtlpProtocol,
-    otel_layer, prometheus_builder,
-};
 pub use self::{
     classify::{ErrorType, HttpRoute, StatusClassifier, UNMATCHED_ROUTE},
     layer::{ObservabilityLayer, ObservabilityService},
+};
+#[cfg(feature = "telemetry")]
+pub use self::{
+    observability::{Observability, ObservabilityBuilder},
+    telemetry::{
+        InitError, LogFormat, OTEL_LAYER_EXCLUDED_TARGETS, OtlpProtocol, otel_layer, prometheus_builder,
+    },
 };

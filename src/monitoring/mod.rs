@@ -125,7 +125,6 @@ use crate::{
     cache::CacheHitRatios,
     health::{HealthGroup, HealthRegistry, HealthReport, HealthStatus, ShowDetails},
     metrics::HttpStats,
-    telemetry::ServiceInfo,
 };
 
 /// The route templates this fragment serves; [`Observability::layer`]
@@ -159,6 +158,14 @@ pub struct MonitoringRouter {
 
 /// How often the alert rules are evaluated by default.
 pub const ALERT_EVALUATION_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Name, version and start time of the service, for the monitoring routes.
+#[derive(Debug)]
+pub(crate) struct ServiceInfo {
+    pub(crate) name: String,
+    pub(crate) version: String,
+    pub(crate) started: Instant,
+}
 
 #[derive(Clone)]
 struct MonitoringState {
