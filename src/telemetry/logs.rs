@@ -1,4 +1,5 @@
-//! Log line formats that carry the request's correlation on every line.
+//! The log subscriber's part: the filter, and the line formats that carry
+//! the request's correlation on every line.
 //!
 //! Both formats look up the [`Correlation`] that the trace layer attached to
 //! the request's span, walking from the event's span to the root, so events
@@ -12,15 +13,57 @@ use tracing::{
     field::{Field, Visit},
 };
 use tracing_subscriber::{
+    EnvFilter, Layer,
     fmt::{
         FmtContext, FormatEvent, FormatFields, FormattedFields,
-        format::Writer,
+        format::{JsonFields, Writer},
         time::{FormatTime, SystemTime},
     },
     registry::LookupSpan,
 };
 
+use super::{InitError, config};
 use crate::trace::Correlation;
+
+/// Format of log lines written to standard output.
+///
+/// Both carry `request_id`, `trace_id` and `span_id` (of the request's
+/// server span) on every line emitted inside a request, nested spans
+/// included, so a line can be matched to its trace in Jaeger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields`
+    /// (with `message`), `span` (name and fields of the current span),
+    /// `request_id`, `trace_id`, `span_id`. The default: logs go to machines.
+    #[default]
+    Json,
+    /// Human-readable lines, control characters escaped:
+    /// `TIMESTAMP LEVEL target: message k=v request_id=.. trace_id=.. span_id=..`.
+    Text,
+}
+
+/// The log filter: `RUST_LOG`, else `fallback`, else `info`.
+pub(crate) fn log_filter(fallback: Option<&str>) -> Result<EnvFilter, InitError> {
+    let directives =
+        config::env("RUST_LOG").or_else(|| fallback.map(str::to_owned)).unwrap_or_else(|| "info".to_owned());
+    EnvFilter::builder()
+        .parse(&directives)
+        .map_err(|e| InitError::InvalidLogFilter(format!("{directives:?}: {e}")))
+}
+
+/// The layer writing log lines to standard output in `format`.
+pub(crate) fn fmt_layer<S>(format: LogFormat) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    match format {
+        LogFormat::Json => {
+            tracing_subscriber::fmt::layer().event_format(JsonFormat).fmt_fields(JsonFields::new()).boxed()
+        }
+        LogFormat::Text => tracing_subscriber::fmt::layer().event_format(TextFormat).boxed(),
+    }
+}
 
 /// The correlation of the request an event belongs to, if any.
 fn correlation<S, N>(ctx: &FmtContext<'_, S, N>) -> Option<Correlation>

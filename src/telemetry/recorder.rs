@@ -1,0 +1,70 @@
+//! The Prometheus recorder: its builder with the crate's buckets, its
+//! installation, and the thread that runs its upkeep.
+
+use std::{sync::mpsc, thread, time::Duration};
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use super::InitError;
+use crate::{
+    cache::{CACHE_LOOKUP_DURATION, LOOKUP_DURATION_BUCKETS},
+    metrics::{
+        DURATION_BUCKETS, HTTP_SERVER_REQUEST_BODY_SIZE, HTTP_SERVER_RESPONSE_BODY_SIZE, SIZE_BUCKETS,
+    },
+};
+
+/// How often the Prometheus recorder's upkeep runs (drains histogram samples).
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A Prometheus recorder builder with the crate's histogram buckets, as
+/// [`Observability`] installs it: body sizes in bytes ([`SIZE_BUCKETS`]),
+/// cache lookups in seconds, every other histogram in the OTel HTTP semconv
+/// duration buckets ([`DURATION_BUCKETS`], seconds). Start from it when you
+/// install the recorder yourself
+/// ([`ObservabilityBuilder::install_metrics_recorder`]`(false)`): without buckets,
+/// metrics-exporter-prometheus renders histograms as summaries, which
+/// Prometheus cannot aggregate across instances.
+///
+/// ```
+/// let builder = tower_observability::prometheus_builder();
+/// // builder.install_recorder()?, or .install() for its own HTTP listener.
+/// # drop(builder);
+/// ```
+///
+/// [`Observability`]: crate::Observability
+/// [`ObservabilityBuilder::install_metrics_recorder`]: crate::ObservabilityBuilder::install_metrics_recorder
+pub fn prometheus_builder() -> PrometheusBuilder {
+    let exact = |name: &str| Matcher::Full(name.to_owned());
+    PrometheusBuilder::new()
+        .set_buckets(&DURATION_BUCKETS)
+        .and_then(|b| b.set_buckets_for_metric(exact(HTTP_SERVER_REQUEST_BODY_SIZE), &SIZE_BUCKETS))
+        .and_then(|b| b.set_buckets_for_metric(exact(HTTP_SERVER_RESPONSE_BODY_SIZE), &SIZE_BUCKETS))
+        .and_then(|b| b.set_buckets_for_metric(exact(CACHE_LOOKUP_DURATION), &LOOKUP_DURATION_BUCKETS))
+        .expect("bucket lists are not empty")
+}
+
+/// Installs the global recorder of [`prometheus_builder`] and describes the
+/// HTTP metrics to it.
+pub(crate) fn install_recorder() -> Result<PrometheusHandle, InitError> {
+    let handle = prometheus_builder().install_recorder().map_err(|_| InitError::RecorderAlreadyInstalled)?;
+    crate::metrics::describe();
+    Ok(handle)
+}
+
+/// Runs the Prometheus recorder's upkeep on a thread until dropped.
+#[derive(Debug)]
+pub(crate) struct Upkeep {
+    _stop: mpsc::Sender<()>,
+}
+
+impl Upkeep {
+    pub(crate) fn start(handle: PrometheusHandle) -> Result<Self, InitError> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        thread::Builder::new().name("prometheus-upkeep".to_owned()).spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(UPKEEP_INTERVAL) {
+                handle.run_upkeep();
+            }
+        })?;
+        Ok(Self { _stop: stop })
+    }
+}
