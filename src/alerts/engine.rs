@@ -10,7 +10,6 @@ use std::{
 
 use ::metrics::Label;
 use serde::Serialize;
-use tokio::task::JoinHandle;
 
 use super::{
     ALERTS, AlertInputs, AlertMetric, AlertNotifier, AlertRule, Comparison, Severity, clock::WallClock,
@@ -349,47 +348,6 @@ impl AlertEngine {
             counts,
             resolved: self.resolved().iter().map(entry).collect(),
         }
-    }
-
-    /// Spawns a task on the current tokio runtime that evaluates the rules
-    /// every `interval` on `source()`, at `Instant::now()`. The first
-    /// evaluation happens at once; a late tick is delayed, not bunched.
-    ///
-    /// The task runs until aborted (through the handle) or until its
-    /// runtime shuts down; `source` runs on the runtime, so it should be
-    /// quick (read in-process windows, not call out).
-    ///
-    /// # Panics
-    ///
-    /// Outside a tokio runtime.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use tower_observability::alerts::{AlertEngine, AlertInputs};
-    ///
-    /// # #[tokio::main]
-    /// # async fn main() {
-    /// let engine = AlertEngine::with_default_rules();
-    /// let task = engine.clone().spawn_evaluator(Duration::from_secs(15), AlertInputs::default);
-    /// # task.abort();
-    /// # }
-    /// ```
-    pub fn spawn_evaluator<F>(self, interval: Duration, source: F) -> JoinHandle<()>
-    where
-        F: Fn() -> AlertInputs + Send + Sync + 'static,
-    {
-        let period = interval.max(Duration::from_millis(1));
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(period);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                let inputs = source();
-                self.evaluate(&inputs, Instant::now());
-            }
-        })
     }
 }
 

@@ -124,6 +124,7 @@
 
 mod clock;
 mod engine;
+mod evaluator;
 mod http;
 mod inputs;
 mod notify;

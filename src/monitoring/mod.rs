@@ -186,6 +186,19 @@ struct MonitoringState {
     process_described: Arc<Once>,
 }
 
+impl MonitoringState {
+    /// The alert engine's inputs at `now`: the windowed HTTP figures, the
+    /// cache hit ratios and, when a health registry is set, readiness.
+    async fn alert_inputs(&self, now: Instant) -> AlertInputs {
+        let mut inputs = AlertInputs::from_http_stats(&self.http, now);
+        inputs.add_hit_ratios(&self.cache.snapshot());
+        if self.health_set {
+            inputs.readiness = Some(self.health.report(HealthGroup::Ready).await.status());
+        }
+        inputs
+    }
+}
+
 impl MonitoringRouter {
     pub(crate) fn new(
         prometheus: Option<PrometheusHandle>,
@@ -485,7 +498,11 @@ where
     fn from(router: MonitoringRouter) -> Self {
         let alerts = match router.alert_engine {
             Some((engine, every)) => {
-                spawn_alert_evaluator(engine.clone(), router.state.clone(), every);
+                let state = Arc::clone(&router.state);
+                engine.clone().spawn_evaluator_on_current_runtime(every, move |now| {
+                    let state = Arc::clone(&state);
+                    async move { state.alert_inputs(now).await }
+                });
                 crate::alerts::router(engine)
             }
             None => Router::new(),
@@ -510,29 +527,6 @@ where
             // this copy observes the fallback only, whatever the prefix.
             .layer(router.layer.fallback_only())
     }
-}
-
-/// Evaluates `engine` every `every` on the current runtime, over the
-/// figures of `state`.
-fn spawn_alert_evaluator(engine: AlertEngine, state: Arc<MonitoringState>, every: Duration) {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        tracing::warn!("no tokio runtime: the alert rules will not be evaluated");
-        return;
-    };
-    runtime.spawn(async move {
-        let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            ticker.tick().await;
-            let now = std::time::Instant::now();
-            let mut inputs = AlertInputs::from_http_stats(&state.http, now);
-            inputs.add_hit_ratios(&state.cache.snapshot());
-            if state.health_set {
-                inputs.readiness = Some(state.health.report(HealthGroup::Ready).await.status());
-            }
-            engine.evaluate(&inputs, now);
-        }
-    });
 }
 
 fn no_store(mut res: Response) -> Response {
