@@ -122,20 +122,23 @@
 //! alert when full, retries with capped exponential backoff, a timeout per
 //! request, re-sends of firing alerts every minute.
 
+mod builder;
 mod clock;
 mod engine;
+mod error;
 mod evaluator;
 mod http;
 mod inputs;
 mod notify;
+mod report;
 mod rule;
+mod state;
 mod summary;
 
 pub use self::{
-    engine::{
-        Alert, AlertCounts, AlertEngine, AlertEngineBuilder, AlertEntry, AlertState, AlertsReport,
-        DEFAULT_MAX_RESOLVED, DEFAULT_RESOLVED_RETENTION, MAX_CACHE_ALERTS, RuleError,
-    },
+    builder::{AlertEngineBuilder, DEFAULT_MAX_RESOLVED, DEFAULT_RESOLVED_RETENTION},
+    engine::{AlertEngine, MAX_CACHE_ALERTS},
+    error::RuleError,
     http::{ROUTE, alerts_json, router},
     inputs::{AlertInputs, CacheFigures, WindowFigures},
     notify::{
@@ -143,10 +146,12 @@ pub use self::{
         DEFAULT_MAX_BACKOFF, DEFAULT_QUEUE_CAPACITY, DEFAULT_RESEND_INTERVAL, DEFAULT_TIMEOUT, MAX_BATCH,
         NotifierError, NotifierStats,
     },
+    report::{Alert, AlertCounts, AlertEntry, AlertsReport},
     rule::{
         AlertMetric, AlertRule, Comparison, DEFAULT_CACHE_HIT_RATIO, DEFAULT_ERROR_RATIO, DEFAULT_HYSTERESIS,
         DEFAULT_LATENCY_P95_SECONDS, DEFAULT_MIN_SAMPLES, Severity,
     },
+    state::AlertState,
     summary::{AlertsSource, AlertsSummary},
 };
 
@@ -190,4 +195,23 @@ pub fn describe() {
         "Alerts not delivered after the last retry, or refused by the receiver."
     );
     describe_counter!(ALERT_NOTIFICATIONS_DROPPED, "Alerts dropped because the notification queue was full.");
+}
+
+/// Inputs and engines the unit tests of the engine's files share.
+#[cfg(test)]
+mod fixtures {
+    use std::time::Duration;
+
+    use super::{AlertEngine, AlertInputs, AlertRule, WindowFigures};
+    use crate::window::Window;
+
+    pub(super) const S: Duration = Duration::from_secs(1);
+
+    pub(super) fn errors(requests: u64, errors: u64) -> AlertInputs {
+        AlertInputs::default().with_window(WindowFigures::from_counts(Window::FiveMinutes, requests, errors))
+    }
+
+    pub(super) fn engine(rules: impl IntoIterator<Item = AlertRule>) -> AlertEngine {
+        AlertEngine::builder().rules(rules).build().unwrap()
+    }
 }
