@@ -1,0 +1,141 @@
+//! The queue of each target: bounded, dropping its oldest alert when full,
+//! never waiting; and the alerts it holds.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::{
+        Mutex, PoisonError,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::SystemTime,
+};
+
+use tokio::sync::Notify;
+
+use crate::alerts::{ALERT_NOTIFICATIONS_DROPPED, AlertState};
+
+/// The most alerts sent in one request.
+pub const MAX_BATCH: usize = 64;
+
+/// Where a target sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TargetKind {
+    Alertmanager,
+    Webhook,
+}
+
+impl TargetKind {
+    pub(super) const fn as_str(self) -> &'static str {
+        match self {
+            Self::Alertmanager => "alertmanager",
+            Self::Webhook => "webhook",
+        }
+    }
+}
+
+/// One alert to send: built by the engine on a transition or a re-send.
+#[derive(Debug, Clone)]
+pub(crate) struct Notification {
+    /// [`AlertState::Firing`] or [`AlertState::Resolved`].
+    pub(crate) status: AlertState,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) annotations: BTreeMap<&'static str, String>,
+    pub(crate) starts_at: SystemTime,
+    /// When it resolved; `None` while firing.
+    pub(crate) ends_at: Option<SystemTime>,
+    pub(crate) value: Option<f64>,
+    pub(crate) threshold: f64,
+}
+
+/// One target: its queue, the wake-up of its sender, and its figures.
+pub(super) struct Target {
+    pub(super) kind: TargetKind,
+    pub(super) url: String,
+    capacity: usize,
+    queue: Mutex<VecDeque<Notification>>,
+    pub(super) wake: Notify,
+    pub(super) closed: AtomicBool,
+    pub(super) in_flight: AtomicU64,
+    pub(super) sent: AtomicU64,
+    pub(super) failed: AtomicU64,
+    pub(super) dropped: AtomicU64,
+}
+
+impl Target {
+    /// An idle target whose queue holds at most `capacity` notifications.
+    pub(super) fn new(kind: TargetKind, url: String, capacity: usize) -> Self {
+        Self {
+            kind,
+            url,
+            capacity,
+            queue: Mutex::new(VecDeque::new()),
+            wake: Notify::new(),
+            closed: AtomicBool::new(false),
+            in_flight: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Target {
+    /// Queues `n`, dropping the oldest alert when full. Never waits.
+    pub(super) fn push(&self, n: Notification) {
+        let dropped = {
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            let dropped = if queue.len() >= self.capacity { queue.pop_front().is_some() } else { false };
+            queue.push_back(n);
+            dropped
+        };
+        if dropped {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            ::metrics::counter!(ALERT_NOTIFICATIONS_DROPPED, "target" => self.kind.as_str()).increment(1);
+        }
+        self.wake.notify_one();
+    }
+
+    pub(super) fn take_batch(&self) -> Vec<Notification> {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = queue.len().min(MAX_BATCH);
+        let batch: Vec<_> = queue.drain(..n).collect();
+        self.in_flight.store(batch.len() as u64, Ordering::Relaxed);
+        batch
+    }
+
+    pub(super) fn queued(&self) -> usize {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::notify::fixtures::notification;
+
+    fn target(capacity: usize) -> Target {
+        Target::new(TargetKind::Webhook, String::new(), capacity)
+    }
+
+    #[test]
+    fn a_full_queue_drops_its_oldest_alert_and_counts_it() {
+        let t = target(2);
+        for name in ["a", "b", "c", "d"] {
+            t.push(notification(name));
+        }
+        assert_eq!(t.dropped.load(Ordering::Relaxed), 2);
+        let names: Vec<_> = t.take_batch().into_iter().map(|n| n.labels["alertname"].clone()).collect();
+        assert_eq!(names, ["c", "d"]);
+        assert_eq!(t.in_flight.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn batches_are_bounded() {
+        let t = target(1000);
+        for _ in 0..100 {
+            t.push(notification("a"));
+        }
+        assert_eq!(t.take_batch().len(), MAX_BATCH);
+        assert_eq!(t.queued(), 100 - MAX_BATCH);
+    }
+}

@@ -1,0 +1,169 @@
+//! The sender task of each target: takes batches from its queue, posts
+//! them with retries and backoff, counts and logs the outcome.
+
+use std::{
+    hash::{BuildHasher, RandomState},
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant, SystemTime},
+};
+
+use super::{
+    queue::{Notification, Target, TargetKind},
+    wire::WebhookBody,
+};
+use crate::alerts::{ALERT_NOTIFICATIONS_FAILED, ALERT_NOTIFICATIONS_SENT};
+
+/// How often a target that keeps failing logs a summary warning.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// What a sender task needs besides its target.
+#[derive(Clone)]
+pub(super) struct Sender {
+    pub(super) client: reqwest::Client,
+    pub(super) service: Arc<str>,
+    pub(super) generator_url: Arc<str>,
+    /// How far ahead a firing alert's `endsAt` is set.
+    pub(super) validity: Duration,
+    pub(super) max_attempts: u32,
+    pub(super) initial_backoff: Duration,
+    pub(super) max_backoff: Duration,
+}
+
+/// The outcome of one attempt.
+enum Attempt {
+    Sent,
+    Retry(String),
+    GiveUp(String),
+}
+
+impl Sender {
+    pub(super) async fn run(self, target: Arc<Target>) {
+        let mut warned: Option<Instant> = None;
+        let mut reported = (0u64, 0u64); // failed, dropped at the last warning
+        loop {
+            let batch = target.take_batch();
+            if batch.is_empty() {
+                if target.closed.load(Ordering::Acquire) {
+                    return;
+                }
+                target.wake.notified().await;
+                continue;
+            }
+            let n = batch.len() as u64;
+            let result = self.deliver(&target, &batch).await;
+            let counter = match result {
+                Ok(()) => {
+                    target.sent.fetch_add(n, Ordering::Relaxed);
+                    ALERT_NOTIFICATIONS_SENT
+                }
+                Err(reason) => {
+                    target.failed.fetch_add(n, Ordering::Relaxed);
+                    let failed = target.failed.load(Ordering::Relaxed);
+                    let dropped = target.dropped.load(Ordering::Relaxed);
+                    if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                        if warned.is_none() {
+                            tracing::warn!(
+                                target_kind = target.kind.as_str(),
+                                url = %target.url,
+                                %reason,
+                                alerts = n,
+                                "cannot deliver alerts; dropping them (further failures are summarized once a minute)"
+                            );
+                        } else {
+                            tracing::warn!(
+                                target_kind = target.kind.as_str(),
+                                url = %target.url,
+                                %reason,
+                                failed = failed - reported.0,
+                                dropped = dropped - reported.1,
+                                "alert deliveries still failing"
+                            );
+                        }
+                        warned = Some(Instant::now());
+                        reported = (failed, dropped);
+                    }
+                    ALERT_NOTIFICATIONS_FAILED
+                }
+            };
+            // After the count, so that the stats never miss a batch.
+            target.in_flight.store(0, Ordering::Relaxed);
+            ::metrics::counter!(counter, "target" => target.kind.as_str()).increment(n);
+        }
+    }
+
+    /// Sends `batch` with retries; `Err` with the last reason on giving up.
+    async fn deliver(&self, target: &Target, batch: &[Notification]) -> Result<(), String> {
+        let mut delay = self.initial_backoff;
+        let mut attempt = 1;
+        loop {
+            let reason = match self.attempt(target, batch).await {
+                Attempt::Sent => return Ok(()),
+                Attempt::GiveUp(reason) => return Err(reason),
+                Attempt::Retry(reason) => reason,
+            };
+            if attempt >= self.max_attempts {
+                return Err(format!("{reason} (after {attempt} attempts)"));
+            }
+            attempt += 1;
+            tokio::time::sleep(jitter(delay)).await;
+            delay = (delay * 2).min(self.max_backoff);
+        }
+    }
+
+    async fn attempt(&self, target: &Target, batch: &[Notification]) -> Attempt {
+        let now = SystemTime::now();
+        let alerts: Vec<_> = batch.iter().map(|n| self.wire(n, now, target.kind)).collect();
+        let request = self.client.post(&target.url);
+        let request = match target.kind {
+            TargetKind::Alertmanager => request.json(&alerts),
+            TargetKind::Webhook => request.json(&WebhookBody { service: &self.service, alerts }),
+        };
+        match request.send().await {
+            Ok(res) if res.status().is_success() => Attempt::Sent,
+            Ok(res) => {
+                let status = res.status();
+                let reason = format!("answered {status}");
+                if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
+                    Attempt::Retry(reason)
+                } else {
+                    Attempt::GiveUp(reason)
+                }
+            }
+            Err(err) => Attempt::Retry(error_chain(&err)),
+        }
+    }
+}
+
+/// `err` and its sources, `: `-separated (reqwest's `Display` alone says
+/// only "error sending request").
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
+}
+
+/// `delay` scaled by a random factor in [0.5, 1) ("equal jitter"), so that
+/// a fleet of instances does not retry in step.
+fn jitter(delay: Duration) -> Duration {
+    let random = RandomState::new().hash_one(Instant::now());
+    let fraction = 0.5 + (random % 1024) as f64 / 2048.0;
+    delay.mul_f64(fraction)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_in_half_to_full_delay() {
+        for _ in 0..100 {
+            let d = jitter(Duration::from_secs(10));
+            assert!(d >= Duration::from_secs(5) && d < Duration::from_secs(10), "{d:?}");
+        }
+    }
+}
