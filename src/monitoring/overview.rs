@@ -3,15 +3,15 @@
 //! Built by [`MonitoringRouter::overview`](super::MonitoringRouter::overview)
 //! from the in-process windows ([`HttpStats`], [`CacheHitRatios`]), the
 //! health registry, the process's figures and, when one is plugged in, an
-//! [`AlertsSource`].
+//! [`AlertsSource`](crate::alerts::AlertsSource).
 
-use std::{fmt, sync::Arc, time::Instant};
+use std::time::Instant;
 
 use serde::{Serialize, Serializer, ser::SerializeStruct};
 
-use super::MonitoringState;
+use super::state::MonitoringState;
 use crate::{
-    alerts::{AlertsSource, AlertsSummary},
+    alerts::AlertsSummary,
     cache::{HitRatioSnapshot, HitRatioWarning, WindowStats as CacheWindowStats},
     health::{HealthGroup, HealthReport, HealthStatus, ShowDetails},
     metrics::{HttpStats, HttpWindowStats},
@@ -59,7 +59,7 @@ pub struct Overview {
     pub health: Option<HealthOverview>,
     /// Memory, CPU and file descriptors of the process.
     pub process: ProcessOverview,
-    /// Active alerts, from the [`AlertsSource`] given to
+    /// Active alerts, from the [`AlertsSource`](crate::alerts::AlertsSource) given to
     /// [`MonitoringRouter::alerts`](super::MonitoringRouter::alerts); empty
     /// without one.
     pub alerts: AlertsSummary,
@@ -301,16 +301,6 @@ impl ProcessOverview {
             threads: m.threads,
             start_time_seconds: m.start_time_seconds,
         }
-    }
-}
-
-/// A shared [`AlertsSource`], as the router state keeps it.
-#[derive(Clone)]
-pub(super) struct SharedAlerts(pub(super) Arc<dyn AlertsSource>);
-
-impl fmt::Debug for SharedAlerts {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AlertsSource")
     }
 }
 

@@ -1,0 +1,368 @@
+//! [`MonitoringRouter`]: the builder of the fragment, and its conversion to
+//! an axum [`Router`].
+
+use std::{
+    fmt,
+    sync::{Arc, Once},
+    time::{Duration, Instant},
+};
+
+use axum::{Router, routing::get};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use super::{
+    Overview, ROUTES, auth, dashboard, handlers, overview,
+    state::{MonitoringState, ServiceInfo, SharedAlerts},
+};
+use crate::{
+    alerts::{self, AlertEngine, AlertsSource},
+    cache::CacheHitRatios,
+    health::HealthRegistry,
+    layer::ObservabilityLayer,
+    metrics::HttpStats,
+};
+
+/// The monitoring routes; turn it into a [`Router`] with `.merge(..)` or
+/// `Router::from`.
+///
+/// Built by [`Observability::monitoring_router`](crate::Observability::monitoring_router),
+/// or by [`MonitoringRouter::standalone`] without the global pipeline.
+#[derive(Clone)]
+#[must_use]
+pub struct MonitoringRouter {
+    state: Arc<MonitoringState>,
+    layer: ObservabilityLayer,
+    alert_engine: Option<(AlertEngine, Duration)>,
+}
+
+impl MonitoringRouter {
+    pub(crate) fn new(
+        prometheus: Option<PrometheusHandle>,
+        info: Arc<ServiceInfo>,
+        layer: ObservabilityLayer,
+    ) -> Self {
+        let state = MonitoringState {
+            prometheus,
+            info,
+            health: HealthRegistry::new(),
+            health_set: false,
+            http: layer.http_stats(),
+            cache: CacheHitRatios::global(),
+            alerts: None,
+            token: None,
+            process: metrics_process::Collector::default(),
+            process_described: Arc::new(Once::new()),
+        };
+        Self { state: Arc::new(state), layer, alert_engine: None }
+    }
+
+    /// The routes without [`Observability`](crate::Observability): for an
+    /// application that installs its own recorder and subscriber, or for a
+    /// test.
+    ///
+    /// The service name is `unknown_service` (the OTel default) and its
+    /// version empty; `/metrics` answers `503` until given a handle with
+    /// [`prometheus`](Self::prometheus); the health endpoints answer healthy
+    /// until given a registry with [`health`](Self::health). 404s of the
+    /// merged router are observed by an [`ObservabilityLayer`] excluding
+    /// [`ROUTES`], as with `Observability`; give it the application's layer
+    /// with [`observability_layer`](Self::observability_layer) so that the
+    /// overview shows the application's requests.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use axum::Router;
+    /// use tower_observability::{health::HealthRegistry, monitoring::MonitoringRouter};
+    ///
+    /// let registry = HealthRegistry::builder()
+    ///     .check("db", || async { Ok::<(), std::io::Error>(()) })
+    ///     .build();
+    /// let app: Router = Router::new().merge(MonitoringRouter::standalone().health(registry));
+    /// ```
+    pub fn standalone() -> Self {
+        let info = ServiceInfo {
+            name: "unknown_service".to_owned(),
+            version: String::new(),
+            started: Instant::now(),
+        };
+        Self::new(None, Arc::new(info), ObservabilityLayer::new().exclude_routes(ROUTES))
+    }
+
+    /// Serves `registry` at `/health/live` (its
+    /// [`HealthGroup::Live`](crate::health::HealthGroup::Live) checks) and
+    /// `/health/ready` (its [`HealthGroup::Ready`](crate::health::HealthGroup::Ready) checks),
+    /// replacing the empty default registry; see [`crate::health`].
+    ///
+    /// Also describes the health metrics to the installed recorder.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use axum::Router;
+    /// use tower_observability::{Observability, health::HealthRegistry};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let obs = Observability::builder().service_name("users-api").init()?;
+    /// let registry = HealthRegistry::builder()
+    ///     .check("db", || async { Ok::<(), std::io::Error>(()) })
+    ///     .build();
+    /// let app: Router = Router::new().merge(obs.monitoring_router().health(registry));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn health(mut self, registry: HealthRegistry) -> Self {
+        crate::health::describe();
+        let state = Arc::make_mut(&mut self.state);
+        state.health = registry;
+        state.health_set = true;
+        self
+    }
+
+    /// Observes with (a clone of) `layer`, the one the application's router
+    /// uses: `/monitoring/overview` and [`http_stats`](Self::http_stats)
+    /// then read the figures of the application's requests, and the
+    /// fragment's 404s are counted with them. The fragment's own routes
+    /// ([`ROUTES`]) stay unobserved.
+    ///
+    /// [`Observability::monitoring_router`](crate::Observability::monitoring_router)
+    /// does this already; it is for [`standalone`](Self::standalone).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use tower_observability::{ObservabilityLayer, monitoring::MonitoringRouter};
+    ///
+    /// let layer = ObservabilityLayer::new();
+    /// let app: Router = Router::new()
+    ///     .route("/users/{id}", get(|| async { "user" }))
+    ///     .layer(layer.clone())
+    ///     .merge(MonitoringRouter::standalone().observability_layer(layer));
+    /// ```
+    pub fn observability_layer(mut self, layer: ObservabilityLayer) -> Self {
+        let layer = layer.exclude_routes(ROUTES);
+        Arc::make_mut(&mut self.state).http = layer.http_stats();
+        self.layer = layer;
+        self
+    }
+
+    /// Reads the cache hit ratios of the overview from `ratios` instead of
+    /// [`CacheHitRatios::global`], for caches and layers given their own
+    /// registry.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_observability::{cache::CacheHitRatios, monitoring::MonitoringRouter};
+    ///
+    /// let ratios = CacheHitRatios::new();
+    /// let router = MonitoringRouter::standalone().cache_hit_ratios(ratios.clone());
+    /// # let _ = router;
+    /// ```
+    pub fn cache_hit_ratios(mut self, ratios: CacheHitRatios) -> Self {
+        Arc::make_mut(&mut self.state).cache = ratios;
+        self
+    }
+
+    /// Fills the overview's `"alerts"` section from `source`, the alert
+    /// engine's hook (see [`AlertsSource`]); without one it is empty.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_observability::monitoring::{AlertsSummary, MonitoringRouter};
+    ///
+    /// let router = MonitoringRouter::standalone()
+    ///     .alerts(|| AlertsSummary::new(Vec::new(), [("firing".to_owned(), 0)].into()));
+    /// # let _ = router;
+    /// ```
+    pub fn alerts(mut self, source: impl AlertsSource) -> Self {
+        Arc::make_mut(&mut self.state).alerts = Some(SharedAlerts(Arc::new(source)));
+        self
+    }
+
+    /// Guards the routes with a bearer token (RFC 6750): `/metrics`,
+    /// `/monitoring`, `/monitoring/overview` and `/monitoring/alerts` answer
+    /// `401` with `WWW-Authenticate: Bearer` and nothing else unless the
+    /// request carries `Authorization: Bearer <token>`; `/health/live` and
+    /// `/health/ready` stay open for probes but show only their status
+    /// (`{"status": ".."}`, and the code) without the token, never check
+    /// names, messages or details.
+    ///
+    /// The comparison takes the same time whatever the token sent. An empty
+    /// token can never match: everything guarded is refused.
+    ///
+    /// The monitoring routes are for operators: prefer serving them on an
+    /// internal listener (see [`serve`](Self::serve)); the token is a second
+    /// line of defence, or the first where only one port is exposed.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_observability::monitoring::MonitoringRouter;
+    ///
+    /// let token = std::env::var("MONITORING_TOKEN").unwrap_or_default();
+    /// let router = MonitoringRouter::standalone().bearer_token(token);
+    /// # let _ = router;
+    /// ```
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.state).token = Some(Arc::from(token.into()));
+        self
+    }
+
+    /// Serves the monitoring routes alone on `listener`, e.g. an internal
+    /// port that the public load balancer does not reach. Runs until the
+    /// server fails; spawn it beside the application's server.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error that stopped the server.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use tower_observability::Observability;
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let obs = Observability::builder().service_name("users-api").init()?;
+    /// let internal = tokio::net::TcpListener::bind("127.0.0.1:9100").await?;
+    /// tokio::spawn(obs.monitoring_router().serve(internal));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        axum::serve(listener, Router::<()>::from(self)).await
+    }
+
+    /// Evaluates `engine`'s rules every
+    /// [`ALERT_EVALUATION_INTERVAL`](super::ALERT_EVALUATION_INTERVAL) over
+    /// the router's windowed HTTP figures, cache hit ratios and readiness
+    /// (when a health registry is set), serves its report at
+    /// `GET /monitoring/alerts`, and shows its active alerts in the overview.
+    ///
+    /// [`Observability::monitoring_router`](crate::Observability::monitoring_router)
+    /// sets an engine with [`AlertRule::defaults`](crate::alerts::AlertRule::defaults).
+    /// The evaluation task is spawned on the current tokio runtime when the
+    /// router is built (`Router::from` / `.merge(..)`); without a runtime no
+    /// task runs and a warning is logged.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_observability::{alerts::AlertEngine, monitoring::MonitoringRouter};
+    ///
+    /// let router = MonitoringRouter::standalone()
+    ///     .alert_engine(AlertEngine::with_default_rules(), Duration::from_secs(5));
+    /// # let _ = router;
+    /// ```
+    pub fn alert_engine(mut self, engine: AlertEngine, every: Duration) -> Self {
+        self = self.alerts(engine.clone());
+        self.alert_engine = Some((engine, every));
+        self
+    }
+
+    /// The in-process windowed HTTP statistics the overview shows: those of
+    /// the router's [`ObservabilityLayer`] (see
+    /// [`observability_layer`](Self::observability_layer)).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_observability::{monitoring::MonitoringRouter, window::Window};
+    ///
+    /// let stats = MonitoringRouter::standalone().http_stats();
+    /// assert_eq!(stats.window(Window::OneMinute).requests, 0);
+    /// ```
+    pub fn http_stats(&self) -> HttpStats {
+        self.state.http.clone()
+    }
+
+    /// The overview `GET /monitoring/overview` serves, built now: it runs
+    /// (or reads from the registry's cache) the health checks.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_observability::monitoring::MonitoringRouter;
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() {
+    /// let overview = MonitoringRouter::standalone().overview().await;
+    /// assert!(overview.health.is_none(), "no registry was given");
+    /// assert_eq!(overview.http.active_requests, 0);
+    /// # }
+    /// ```
+    pub async fn overview(&self) -> Overview {
+        overview::build(&self.state).await
+    }
+
+    /// Serves `handle`'s rendering at `/metrics`, for a recorder installed
+    /// without [`Observability`](crate::Observability).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use metrics_exporter_prometheus::PrometheusBuilder;
+    /// use tower_observability::monitoring::MonitoringRouter;
+    ///
+    /// let recorder = PrometheusBuilder::new().build_recorder();
+    /// let router = MonitoringRouter::standalone().prometheus(recorder.handle());
+    /// # let _ = router;
+    /// ```
+    pub fn prometheus(mut self, handle: PrometheusHandle) -> Self {
+        Arc::make_mut(&mut self.state).prometheus = Some(handle);
+        self
+    }
+}
+
+impl fmt::Debug for MonitoringRouter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MonitoringRouter")
+            .field("service_name", &self.state.info.name)
+            .field("prometheus", &self.state.prometheus.is_some())
+            .field("health", &self.state.health)
+            .field("alerts", &self.state.alerts.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> From<MonitoringRouter> for Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    fn from(router: MonitoringRouter) -> Self {
+        let alerts = match router.alert_engine {
+            Some((engine, every)) => {
+                let state = Arc::clone(&router.state);
+                engine.clone().spawn_evaluator_on_current_runtime(every, move |now| {
+                    let state = Arc::clone(&state);
+                    async move { state.alert_inputs(now).await }
+                });
+                alerts::router(engine)
+            }
+            None => Router::new(),
+        };
+        let guarded = Router::new()
+            .route("/metrics", get(handlers::metrics))
+            .route("/monitoring", get(dashboard::page))
+            .route("/monitoring/overview", get(handlers::overview))
+            .with_state(router.state.clone())
+            .merge(alerts)
+            .route_layer(axum::middleware::from_fn_with_state(router.state.clone(), auth::guard));
+        Router::new()
+            .route("/health/live", get(handlers::live))
+            .route("/health/ready", get(handlers::ready))
+            .with_state(router.state)
+            .merge(guarded)
+            // axum's `merge` keeps the merged-in router's default fallback:
+            // layering it here keeps 404s observed when this fragment is
+            // merged after the application's `.layer(..)`. The layer excludes
+            // the routes above, and passes requests an outer copy observed.
+            // Nested under a prefix, its routes' templates carry the prefix:
+            // this copy observes the fallback only, whatever the prefix.
+            .layer(router.layer.fallback_only())
+    }
+}

@@ -1,0 +1,70 @@
+//! The state the handlers share: the service's identity, the Prometheus
+//! handle, the health registry, the in-process windows, the alerts source
+//! and the bearer token.
+
+use std::{
+    fmt,
+    sync::{Arc, Once},
+    time::Instant,
+};
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::{
+    alerts::{AlertInputs, AlertsSource},
+    cache::CacheHitRatios,
+    health::{HealthGroup, HealthRegistry},
+    metrics::HttpStats,
+};
+
+/// Name, version and start time of the service, for the monitoring routes.
+#[derive(Debug)]
+pub(crate) struct ServiceInfo {
+    pub(crate) name: String,
+    pub(crate) version: String,
+    pub(crate) started: Instant,
+}
+
+/// What every handler of the fragment reads; shared, and copied on write
+/// by the router's setters.
+#[derive(Clone)]
+pub(super) struct MonitoringState {
+    pub(super) prometheus: Option<PrometheusHandle>,
+    pub(super) info: Arc<ServiceInfo>,
+    pub(super) health: HealthRegistry,
+    /// Whether `health` was given (else it is the empty default).
+    pub(super) health_set: bool,
+    /// The windows of `layer`'s metrics.
+    pub(super) http: HttpStats,
+    pub(super) cache: CacheHitRatios,
+    pub(super) alerts: Option<SharedAlerts>,
+    /// With a token, everything but the health status needs it.
+    pub(super) token: Option<Arc<str>>,
+    pub(super) process: metrics_process::Collector,
+    /// Describes the process metrics at the first `/metrics`, once the
+    /// recorder is surely installed.
+    pub(super) process_described: Arc<Once>,
+}
+
+impl MonitoringState {
+    /// The alert engine's inputs at `now`: the windowed HTTP figures, the
+    /// cache hit ratios and, when a health registry is set, readiness.
+    pub(super) async fn alert_inputs(&self, now: Instant) -> AlertInputs {
+        let mut inputs = AlertInputs::from_http_stats(&self.http, now);
+        inputs.add_hit_ratios(&self.cache.snapshot());
+        if self.health_set {
+            inputs.readiness = Some(self.health.report(HealthGroup::Ready).await.status());
+        }
+        inputs
+    }
+}
+
+/// A shared [`AlertsSource`], as the router state keeps it.
+#[derive(Clone)]
+pub(super) struct SharedAlerts(pub(super) Arc<dyn AlertsSource>);
+
+impl fmt::Debug for SharedAlerts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AlertsSource")
+    }
+}
