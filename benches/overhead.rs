@@ -74,12 +74,12 @@ mod imp {
     };
     use tower::{ServiceBuilder, ServiceExt, layer::util::Identity};
     use tower_http::{
-        request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+        request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer as TowerSetRequestIdLayer},
         trace::{DefaultMakeSpan, TraceLayer},
     };
     use tower_observability::{
-        ObservabilityLayer, cache::CacheStatusLayer, metrics::HttpMetricsLayer, request_id::RequestIdLayer,
-        trace::HttpTraceLayer,
+        ObservabilityLayer, cache::RecordCacheStatusLayer, metrics::HttpMetricsLayer,
+        request_id::SetRequestIdLayer, trace::HttpTraceLayer,
     };
     use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
 
@@ -261,8 +261,8 @@ mod imp {
             ("overhead", "bare_parent", "bare_parent", "bare, request with a traceparent (flag 00)", || {
                 (users(1), Workload::fixed(Some(PARENT_UNSAMPLED)))
             }),
-            ("overhead", "request_id", "bare", "RequestIdLayer", || {
-                (users(1).layer(RequestIdLayer::new()), Workload::fixed(None))
+            ("overhead", "request_id", "bare", "SetRequestIdLayer", || {
+                (users(1).layer(SetRequestIdLayer::new()), Workload::fixed(None))
             }),
             ("overhead", "trace_sampled", "bare", "HttpTraceLayer, sampled root span", || {
                 (users(1).layer(trace()), Workload::fixed(None))
@@ -280,8 +280,8 @@ mod imp {
             ("overhead", "metrics", "bare", "HttpMetricsLayer", || {
                 (users(1).layer(HttpMetricsLayer::new()), Workload::fixed(None))
             }),
-            ("overhead", "cache", "bare", "CacheStatusLayer (no cache header)", || {
-                (users(1).layer(CacheStatusLayer::new()), Workload::fixed(None))
+            ("overhead", "cache", "bare", "RecordCacheStatusLayer (no cache header)", || {
+                (users(1).layer(RecordCacheStatusLayer::new()), Workload::fixed(None))
             }),
             ("overhead", "full_sampled", "bare", "ObservabilityLayer, no traceparent (sampled root)", || {
                 (users(1).layer(full()), Workload::fixed(None))
@@ -358,7 +358,7 @@ mod imp {
     + Sync
     + 'static {
         ServiceBuilder::new()
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(TowerSetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(
                 TraceLayer::new_for_http().make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO)),
             )

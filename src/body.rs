@@ -140,11 +140,6 @@ where
         Self { inner, observer: None }
     }
 
-    /// Wraps a body that nobody observes.
-    pub(crate) fn unobserved(inner: B) -> Self {
-        Self { inner, observer: None }
-    }
-
     /// Returns a reference to the inner body.
     pub fn get_ref(&self) -> &B {
         &self.inner

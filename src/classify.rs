@@ -1,205 +1,23 @@
-//! What a request was, and how it went: the shared vocabulary of every layer.
-//!
-//! Method and route normalisation and the error taxonomy live here, once, so
-//! that the `error_type` metric label, the span's `error.type` attribute and
-//! status all say the same thing about a request (OTel HTTP semantic
-//! conventions v1.26+, `error.type`).
+//! The error taxonomy: why a request counts as failed, decided once per
+//! request and read by every signal, so that the `error_type` metric label,
+//! the span's `error.type` attribute and status, and the access log all say
+//! the same thing (OTel HTTP semconv v1.38, `error.type`).
 
-use std::fmt;
-
-use http::{Extensions, Method};
-
-/// The route label given to requests that matched no route (404 fallbacks).
-///
-/// A fixed value keeps metric cardinality bounded whatever paths clients send.
-pub const UNMATCHED_ROUTE: &str = "_unmatched";
-
-/// A route template set by hand, for services that are not axum routers.
-///
-/// Axum's `MatchedPath` is read first (with the `axum` feature); otherwise a
-/// service can insert `HttpRoute` into request extensions, before the
-/// observability layers run, to label its metrics and spans.
-///
-/// The value must be a low-cardinality template (`/users/{id}`), never a raw
-/// path.
-///
-/// # Example
-///
-/// ```
-/// use tower_observability::HttpRoute;
-///
-/// let mut req = http::Request::new(());
-/// req.extensions_mut().insert(HttpRoute::new("/users/{id}"));
-/// assert_eq!(req.extensions().get::<HttpRoute>().unwrap().as_str(), "/users/{id}");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct HttpRoute(std::sync::Arc<str>);
-
-impl HttpRoute {
-    /// A route template such as `/users/{id}`.
-    pub fn new(template: impl Into<std::sync::Arc<str>>) -> Self {
-        Self(template.into())
-    }
-
-    /// The template.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Reads the route template of a request: axum's `MatchedPath`, then
-/// [`HttpRoute`]; `None` when the request matched no route.
-#[inline]
-pub(crate) fn route_of(extensions: &Extensions) -> Option<&str> {
-    #[cfg(feature = "axum")]
-    if let Some(path) = extensions.get::<axum::extract::MatchedPath>() {
-        return Some(path.as_str());
-    }
-    extensions.get::<HttpRoute>().map(HttpRoute::as_str)
-}
-
-/// The route template of a request, held without copying it.
-#[derive(Debug, Clone)]
-pub(crate) enum OwnedRoute {
-    #[cfg(feature = "axum")]
-    Axum(axum::extract::MatchedPath),
-    Manual(crate::HttpRoute),
-}
-
-impl OwnedRoute {
-    #[inline]
-    pub(crate) fn of(extensions: &http::Extensions) -> Option<Self> {
-        #[cfg(feature = "axum")]
-        if let Some(path) = extensions.get::<axum::extract::MatchedPath>() {
-            return Some(Self::Axum(path.clone()));
-        }
-        extensions.get::<crate::HttpRoute>().cloned().map(Self::Manual)
-    }
-
-    #[inline]
-    pub(crate) fn as_str(&self) -> &str {
-        match self {
-            #[cfg(feature = "axum")]
-            Self::Axum(path) => path.as_str(),
-            Self::Manual(route) => route.as_str(),
-        }
-    }
-}
-
-/// Route templates a layer leaves alone (the monitoring endpoints, by
-/// default, when the layer comes from [`Observability`](crate::Observability)).
-#[derive(Debug, Clone)]
-pub(crate) enum RouteFilter {
-    /// These templates are excluded.
-    Routes(Option<std::sync::Arc<[Box<str>]>>),
-    /// Every request that matched a route is excluded: only the fallback is
-    /// observed (the monitoring fragment's own copy of the layer).
-    #[cfg_attr(not(feature = "monitoring"), allow(dead_code))]
-    AllMatched,
-}
-
-impl Default for RouteFilter {
-    fn default() -> Self {
-        Self::Routes(None)
-    }
-}
-
-impl RouteFilter {
-    pub(crate) fn new<I, T>(routes: I) -> Self
-    where
-        I: IntoIterator<Item = T>,
-        T: Into<Box<str>>,
-    {
-        let routes: std::sync::Arc<[Box<str>]> = routes.into_iter().map(Into::into).collect();
-        Self::Routes((!routes.is_empty()).then_some(routes))
-    }
-
-    /// Whether `route` is excluded; requests that matched no route never are.
-    #[inline]
-    pub(crate) fn excludes(&self, route: Option<&str>) -> bool {
-        match (self, route) {
-            (_, None) => false,
-            (Self::AllMatched, Some(_)) => true,
-            (Self::Routes(Some(excluded)), Some(route)) => excluded.iter().any(|r| &**r == route),
-            (Self::Routes(None), Some(_)) => false,
-        }
-    }
-}
-
-/// The request method, normalised per OTel HTTP semconv: the nine methods of
-/// RFC 9110 and PATCH keep their name, any other becomes `_OTHER`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct KnownMethod(u8);
-
-const METHOD_NAMES: [&str; 10] =
-    ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "_OTHER"];
-
-impl KnownMethod {
-    pub(crate) const COUNT: usize = METHOD_NAMES.len();
-
-    #[inline]
-    pub(crate) fn of(method: &Method) -> Self {
-        let index = match *method {
-            Method::GET => 0,
-            Method::HEAD => 1,
-            Method::POST => 2,
-            Method::PUT => 3,
-            Method::DELETE => 4,
-            Method::CONNECT => 5,
-            Method::OPTIONS => 6,
-            Method::TRACE => 7,
-            Method::PATCH => 8,
-            _ => 9,
-        };
-        Self(index)
-    }
-
-    #[inline]
-    pub(crate) fn as_str(self) -> &'static str {
-        METHOD_NAMES[self.0 as usize]
-    }
-
-    #[inline]
-    pub(crate) fn index(self) -> usize {
-        self.0 as usize
-    }
-
-    #[inline]
-    pub(crate) fn is_other(self) -> bool {
-        self.0 as usize == METHOD_NAMES.len() - 1
-    }
-}
-
-/// `url.scheme` of a server request: the URI's scheme when it has one
-/// (absolute-form), else `http`. The value is one of two static strings.
-#[inline]
-pub(crate) fn scheme_of(uri: &http::Uri) -> &'static str {
-    scheme_name(is_https(uri))
-}
-
-/// Whether the request URI says `https` (see [`scheme_of`]).
-#[inline]
-pub(crate) fn is_https(uri: &http::Uri) -> bool {
-    uri.scheme() == Some(&http::uri::Scheme::HTTPS)
-}
-
-/// The `url.scheme` value: `https` or `http`.
-#[inline]
-pub(crate) fn scheme_name(https: bool) -> &'static str {
-    if https { "https" } else { "http" }
-}
+use std::{any::Any, error::Error as StdError, fmt};
 
 /// Why a request counts as failed; the value of `error_type` / `error.type`.
 ///
 /// One taxonomy feeds the metric label, the span's `error.type` and status,
-/// and the access log. By default (OTel HTTP semconv v1.26, "Status") a
-/// response is an error when its status is 5xx; see [`StatusClassifier`] to
-/// change that. Precedence, first match wins:
+/// and the access log. By default (OTel HTTP semconv, "Status") a response
+/// is an error when its status is 5xx; see [`StatusClassifier`] to change
+/// that. Precedence, first match wins:
 ///
 /// 1. an `ErrorType` the handler or an inner layer put in the *response*
 ///    extensions (the crate's panic catcher puts [`ErrorType::Panic`]);
 /// 2. an error status (`"500"`);
 /// 3. how the body ended: [`ErrorType::Body`] or [`ErrorType::ClientAbort`].
+///
+/// An inner service that returns `Err` gives [`ErrorType::of_service_error`].
 ///
 /// # Example
 ///
@@ -220,19 +38,23 @@ pub enum ErrorType {
     /// The response status counts as an error (5xx by default); the label is
     /// the code, e.g. `"503"`.
     Status(http::StatusCode),
-    /// The inner service returned `Err`; the label is the error's Rust type
-    /// name (OTel: "the fully-qualified class name").
+    /// The inner service returned `Err`; the label is a bounded name of the
+    /// error (see [`ErrorType::of_service_error`]).
     Service(&'static str),
     /// The handler panicked and the panic was turned into a 500: `panic`.
     Panic,
-    /// The request timed out in the server (tower's `Elapsed`, or marked by
-    /// the application): `timeout`.
+    /// The request timed out in the server (tower's `Elapsed`, an I/O
+    /// timeout, or marked by the application): `timeout`.
     Timeout,
     /// The response body yielded an error mid-stream: `body_error`.
     Body,
     /// The client went away before the response ended: `client_abort`.
     ClientAbort,
 }
+
+/// The `error.type` of an error the crate cannot name (OTel semconv's
+/// fallback value).
+pub const OTHER_ERROR: &str = "_OTHER";
 
 impl ErrorType {
     /// Classifies a response status with the OTel default: 5xx is an error.
@@ -241,15 +63,64 @@ impl ErrorType {
         StatusClassifier::default().classify(status)
     }
 
-    /// The error type of a service error `E`: [`ErrorType::Timeout`] for
-    /// tower's `Elapsed`, else its Rust type name.
-    #[inline]
-    pub fn service<E>() -> Self {
+    /// The error type of an error an inner service returned.
+    ///
+    /// A boxed error (`tower::BoxError`, as tower's timeout, load-shed and
+    /// buffer middlewares return) is opened and its `source()` chain walked:
+    /// tower's `Elapsed` and an I/O error of kind `TimedOut` give
+    /// [`ErrorType::Timeout`]; tower's `Overloaded` and an I/O error give
+    /// their type name (`tower::load_shed::error::Overloaded`,
+    /// `std::io::Error`). Another error's label is its Rust type name when
+    /// that names a type without generic parameters (OTel: "the
+    /// fully-qualified class name"), else [`OTHER_ERROR`]: the label set
+    /// stays bounded and never holds a message or a parameter list.
+    ///
+    /// ```
+    /// use tower_observability::ErrorType;
+    ///
+    /// let elapsed: tower::BoxError = Box::new(tower::timeout::error::Elapsed::new());
+    /// assert_eq!(ErrorType::of_service_error(&elapsed), ErrorType::Timeout);
+    /// let io = std::io::Error::other("boom");
+    /// assert_eq!(ErrorType::of_service_error(&io).as_str(), "std::io::Error");
+    /// let opaque: tower::BoxError = "some text".into();
+    /// assert_eq!(ErrorType::of_service_error(&opaque).as_str(), "_OTHER");
+    /// ```
+    pub fn of_service_error<E: 'static>(error: &E) -> Self {
+        let any = error as &dyn Any;
+        if let Some(boxed) = any.downcast_ref::<Box<dyn StdError + Send + Sync>>() {
+            return Self::of_dyn(&**boxed);
+        }
+        if let Some(boxed) = any.downcast_ref::<Box<dyn StdError + Send>>() {
+            return Self::of_dyn(&**boxed);
+        }
+        if let Some(known) = known(any) {
+            return known;
+        }
         let name = std::any::type_name::<E>();
-        if name.ends_with("::Elapsed") { Self::Timeout } else { Self::Service(name) }
+        Self::Service(if name.contains(['<', '(', '[', '&', ' ']) { OTHER_ERROR } else { name })
     }
 
-    /// The label value: the status code (`"500"`), the error's type name,
+    /// The error type of a dynamic error: the first error of its `source()`
+    /// chain the crate knows, else [`OTHER_ERROR`].
+    fn of_dyn(error: &(dyn StdError + 'static)) -> Self {
+        let mut next = Some(error);
+        while let Some(error) = next {
+            let any: &dyn Any = if let Some(e) = error.downcast_ref::<tower::timeout::error::Elapsed>() {
+                e
+            } else if let Some(e) = error.downcast_ref::<tower::load_shed::error::Overloaded>() {
+                e
+            } else if let Some(e) = error.downcast_ref::<std::io::Error>() {
+                e
+            } else {
+                next = error.source();
+                continue;
+            };
+            return known(any).unwrap_or(Self::Service(OTHER_ERROR));
+        }
+        Self::Service(OTHER_ERROR)
+    }
+
+    /// The label value: the status code (`"500"`), the error's name,
     /// `panic`, `timeout`, `body_error` or `client_abort`.
     pub fn as_str(&self) -> &str {
         match self {
@@ -260,6 +131,30 @@ impl ErrorType {
             Self::Body => "body_error",
             Self::ClientAbort => "client_abort",
         }
+    }
+}
+
+/// The error type of an error of a type the crate knows.
+fn known(error: &dyn Any) -> Option<ErrorType> {
+    if error.is::<tower::timeout::error::Elapsed>() {
+        return Some(ErrorType::Timeout);
+    }
+    if error.is::<tower::load_shed::error::Overloaded>() {
+        return Some(ErrorType::Service("tower::load_shed::error::Overloaded"));
+    }
+    if let Some(io) = error.downcast_ref::<std::io::Error>() {
+        return Some(if io.kind() == std::io::ErrorKind::TimedOut {
+            ErrorType::Timeout
+        } else {
+            ErrorType::Service("std::io::Error")
+        });
+    }
+    None
+}
+
+impl fmt::Display for ErrorType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -305,43 +200,49 @@ impl Default for StatusClassifier {
     }
 }
 
-/// The error of a response that began with `status` (and `marked` in its
-/// extensions) and whose body ended with `end`; see [`ErrorType`] for the
-/// precedence.
-#[inline]
-pub(crate) fn response_error(
-    classifier: StatusClassifier,
-    status: http::StatusCode,
-    marked: Option<ErrorType>,
-    end: crate::body::BodyEnd,
-) -> Option<ErrorType> {
-    use crate::body::BodyEnd;
-    marked.or_else(|| classifier.classify(status)).or(match end {
-        BodyEnd::Complete => None,
-        BodyEnd::Error => Some(ErrorType::Body),
-        BodyEnd::Aborted => Some(ErrorType::ClientAbort),
-    })
+/// How a request ended, as the crate's layers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum End {
+    /// The response body yielded its last frame (end of stream or
+    /// trailers), or the response has no body on the wire.
+    Complete,
+    /// The response body yielded an error: the response is cut short.
+    BodyError,
+    /// The response body was dropped before its end: the client went away
+    /// (or the connection failed) while the response streamed.
+    BodyAborted,
+    /// The response future was dropped before the response was ready: the
+    /// client went away while the handler ran.
+    Cancelled,
+    /// The inner service returned `Err`, classified as given.
+    ServiceError(ErrorType),
 }
 
-impl fmt::Display for ErrorType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+impl End {
+    /// The error of a request that ended this way with `status` (when a
+    /// response was given) and `marked` (an [`ErrorType`] in its
+    /// extensions), under `classifier`; see [`ErrorType`] for the precedence.
+    #[inline]
+    pub(crate) fn error(
+        self,
+        classifier: StatusClassifier,
+        status: Option<http::StatusCode>,
+        marked: Option<ErrorType>,
+    ) -> Option<ErrorType> {
+        if let Self::ServiceError(error) = self {
+            return Some(error);
+        }
+        marked.or_else(|| status.and_then(|s| classifier.classify(s))).or(match self {
+            Self::Complete | Self::ServiceError(_) => None,
+            Self::BodyError => Some(ErrorType::Body),
+            Self::BodyAborted | Self::Cancelled => Some(ErrorType::ClientAbort),
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn methods_are_normalised() {
-        assert_eq!(KnownMethod::of(&Method::GET).as_str(), "GET");
-        assert_eq!(KnownMethod::of(&Method::PATCH).as_str(), "PATCH");
-        let custom = Method::from_bytes(b"PURGE").unwrap();
-        assert_eq!(KnownMethod::of(&custom).as_str(), "_OTHER");
-        assert!(KnownMethod::of(&custom).is_other());
-        assert!(!KnownMethod::of(&Method::GET).is_other());
-    }
 
     #[test]
     fn only_5xx_is_an_error_by_default() {
@@ -351,47 +252,62 @@ mod tests {
         assert_eq!(e.as_str(), "502");
         assert_eq!(ErrorType::Body.to_string(), "body_error");
         assert_eq!(ErrorType::ClientAbort.to_string(), "client_abort");
-        assert!(ErrorType::service::<std::io::Error>().as_str().contains("io::error::Error"));
         assert_eq!(ErrorType::Panic.as_str(), "panic");
         assert_eq!(ErrorType::Timeout.as_str(), "timeout");
     }
 
     #[test]
-    fn precedence_is_mark_then_status_then_body() {
-        use crate::body::BodyEnd;
+    fn service_errors_get_bounded_names() {
+        use tower::{BoxError, load_shed::error::Overloaded, timeout::error::Elapsed};
+
+        #[derive(Debug)]
+        struct Wrapper(BoxError);
+        impl fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("wrapped")
+            }
+        }
+        impl StdError for Wrapper {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&*self.0)
+            }
+        }
+        #[derive(Debug)]
+        struct Generic<T>(T);
+
+        let cases: Vec<(BoxError, &str)> = vec![
+            (Box::new(Elapsed::new()), "timeout"),
+            (Box::new(Overloaded::new()), "tower::load_shed::error::Overloaded"),
+            (Box::new(std::io::Error::from(std::io::ErrorKind::TimedOut)), "timeout"),
+            (Box::new(std::io::Error::other("x")), "std::io::Error"),
+            (Box::new(Wrapper(Box::new(Elapsed::new()))), "timeout"),
+            ("a message, never a label".into(), OTHER_ERROR),
+        ];
+        for (error, label) in cases {
+            assert_eq!(ErrorType::of_service_error(&error).as_str(), label, "{error:?}");
+        }
+        assert_eq!(ErrorType::of_service_error(&Elapsed::new()), ErrorType::Timeout);
+        assert_eq!(ErrorType::of_service_error(&std::fmt::Error).as_str(), "core::fmt::Error");
+        assert_eq!(ErrorType::of_service_error(&Generic(1u8)).as_str(), OTHER_ERROR);
+    }
+
+    #[test]
+    fn precedence_is_service_error_then_mark_then_status_then_body() {
         let c = StatusClassifier::default();
-        let s500 = http::StatusCode::INTERNAL_SERVER_ERROR;
-        let s200 = http::StatusCode::OK;
+        let s500 = Some(http::StatusCode::INTERNAL_SERVER_ERROR);
+        let s200 = Some(http::StatusCode::OK);
+        assert_eq!(End::Complete.error(c, s500, Some(ErrorType::Panic)), Some(ErrorType::Panic));
         assert_eq!(
-            response_error(c, s500, Some(ErrorType::Panic), BodyEnd::Complete),
-            Some(ErrorType::Panic)
+            End::BodyAborted.error(c, s500, None),
+            Some(ErrorType::Status(http::StatusCode::INTERNAL_SERVER_ERROR))
         );
-        assert_eq!(response_error(c, s500, None, BodyEnd::Aborted), Some(ErrorType::Status(s500)));
-        assert_eq!(response_error(c, s200, None, BodyEnd::Aborted), Some(ErrorType::ClientAbort));
-        assert_eq!(response_error(c, s200, None, BodyEnd::Error), Some(ErrorType::Body));
-        assert_eq!(response_error(c, s200, None, BodyEnd::Complete), None);
+        assert_eq!(End::BodyAborted.error(c, s200, None), Some(ErrorType::ClientAbort));
+        assert_eq!(End::Cancelled.error(c, None, None), Some(ErrorType::ClientAbort));
+        assert_eq!(End::BodyError.error(c, s200, None), Some(ErrorType::Body));
+        assert_eq!(End::Complete.error(c, s200, None), None);
+        assert_eq!(End::ServiceError(ErrorType::Timeout).error(c, None, None), Some(ErrorType::Timeout));
         let strict = StatusClassifier::new(|s| s.as_u16() >= 429);
-        let s429 = http::StatusCode::TOO_MANY_REQUESTS;
-        assert_eq!(response_error(strict, s429, None, BodyEnd::Complete).unwrap().as_str(), "429");
-    }
-
-    #[test]
-    fn route_filter_excludes_only_listed_templates() {
-        let filter = RouteFilter::new(["/metrics", "/health/live"]);
-        assert!(filter.excludes(Some("/metrics")));
-        assert!(!filter.excludes(Some("/metrics/x")));
-        assert!(!filter.excludes(None), "unmatched requests are always observed");
-        assert!(!RouteFilter::default().excludes(Some("/metrics")));
-        assert!(!RouteFilter::new(Vec::<String>::new()).excludes(Some("/metrics")));
-        assert!(RouteFilter::AllMatched.excludes(Some("/ops/monitoring/overview")));
-        assert!(!RouteFilter::AllMatched.excludes(None));
-    }
-
-    #[test]
-    fn route_prefers_matched_path_then_http_route() {
-        let mut ext = Extensions::new();
-        assert_eq!(route_of(&ext), None);
-        ext.insert(HttpRoute::new("/manual"));
-        assert_eq!(route_of(&ext), Some("/manual"));
+        let s429 = Some(http::StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(End::Complete.error(strict, s429, None).unwrap().as_str(), "429");
     }
 }

@@ -29,7 +29,7 @@
 //! around any `Service<http::Request<B>>` whose response body is an
 //! [`http_body::Body`], axum or not:
 //!
-//! - [`request_id::RequestIdLayer`] accepts a valid `x-request-id`, generate
+//! - [`request_id::SetRequestIdLayer`] accepts a valid `x-request-id`, generate
 //!   one otherwise, echoes it on the response;
 //! - [`trace::HttpTraceLayer`] opens one OTel HTTP server span per request,
 //!   parent from W3C `traceparent`, closed when the response body ends;
@@ -53,11 +53,15 @@
 //! | `full` | no | all of the above |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[macro_use]
+mod macros;
+
 #[cfg(feature = "monitoring")]
 pub mod alerts;
 pub mod body;
 pub mod cache;
 mod classify;
+mod context;
 #[cfg(feature = "health")]
 pub mod health;
 mod layer;
@@ -66,10 +70,11 @@ pub mod metrics;
 pub mod monitoring;
 #[cfg(feature = "telemetry")]
 mod observability;
+pub mod observe;
 pub mod panic;
 pub mod request_id;
-mod routes;
-mod stack;
+pub mod route;
+mod semconv;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 #[cfg(feature = "health")]
@@ -78,8 +83,10 @@ pub mod trace;
 pub mod window;
 
 pub use self::{
-    classify::{ErrorType, HttpRoute, StatusClassifier, UNMATCHED_ROUTE},
+    classify::{ErrorType, OTHER_ERROR, StatusClassifier},
+    context::RequestContext,
     layer::{ObservabilityLayer, ObservabilityService},
+    route::{HttpRoute, OVERFLOW_ROUTE, UNMATCHED_ROUTE},
 };
 #[cfg(feature = "telemetry")]
 pub use self::{

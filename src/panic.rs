@@ -46,7 +46,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::ErrorType;
+use crate::classify::ErrorType;
 
 const PANIC_BODY: &[u8] = b"Internal Server Error";
 
@@ -89,20 +89,7 @@ impl<S> CatchPanic<S> {
         CatchPanicLayer::new()
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CatchPanic<S>

@@ -5,15 +5,17 @@ use std::{
 };
 
 use ::metrics::{Counter, SharedString};
-use opentelemetry::{KeyValue, trace::TraceContextExt as _};
+use http::{Request, Response};
 use tower_layer::Layer;
 
 use super::{
-    CACHE_RESULT, CacheHitRatios, CacheStatus, CacheStatusService, DEFAULT_CACHE_NAME,
-    HTTP_SERVER_CACHE_REQUESTS, HitRatio, ratio::CacheRatios,
+    CacheHitRatios, CacheStatus, DEFAULT_CACHE_NAME, HTTP_SERVER_CACHE_REQUESTS, HitRatio, ratio::CacheRatios,
 };
-
-use crate::routes::RouteTable;
+use crate::{
+    classify::StatusClassifier,
+    context::{Parts, RequestContext},
+    observe::{Finished, Observe, Routed, Routes, Stage, route_in},
+};
 
 /// The number of distinct route labels a layer keeps by default.
 const DEFAULT_MAX_ROUTES: usize = 1024;
@@ -26,34 +28,41 @@ const DEFAULT_MAX_ROUTES: usize = 1024;
 /// `CF-Cache-Status` header (see [`CacheStatus::from_headers`]). A response
 /// with none of them is not counted. The outcome also goes to the
 /// in-process hit ratio of the cache and of the route (see
-/// [`CacheHitRatios`]), and to the attribute `cache.result` of the current
-/// OTel span (`opentelemetry::Context::current()`: the server span of
-/// [`HttpTraceLayer`](crate::trace::HttpTraceLayer) when this layer runs
-/// inside it).
+/// [`CacheHitRatios`]), and into the response extensions as a
+/// [`CacheStatus`], where the trace layer around it reads it for the span's
+/// `cache.result` attribute.
 ///
 /// The response and its body pass untouched. Route labels are the route
 /// templates, as for the HTTP metrics. Clones share their label caches, so
 /// build one layer and clone it.
 ///
+/// The cache part of [`ObservabilityLayer`](crate::ObservabilityLayer); used
+/// alone, it makes a [`RecordCacheStatus`] service. Under another layer of
+/// the crate that recorded the request's outcome already, it does nothing.
+///
 /// # Example
 ///
 /// ```
 /// use axum::{Router, routing::get};
-/// use tower_observability::cache::{CacheHitRatios, CacheStatusLayer};
+/// use tower_observability::cache::{CacheHitRatios, RecordCacheStatusLayer};
 ///
 /// let ratios = CacheHitRatios::new();
 /// let app: Router = Router::new()
 ///     .route("/assets/{name}", get(|| async { ([("cache-status", "ExampleCache; hit")], "body") }))
-///     .layer(CacheStatusLayer::new().cache_name("cdn").cache_status_member("ExampleCache").hit_ratios(ratios));
+///     .layer(RecordCacheStatusLayer::new().cache_name("cdn").cache_status_member("ExampleCache").hit_ratios(ratios));
 /// ```
 #[derive(Clone)]
 #[must_use]
-pub struct CacheStatusLayer {
-    pub(super) shared: Arc<Shared>,
-    stack: Option<crate::stack::StackId>,
+pub struct RecordCacheStatusLayer {
+    shared: Arc<Shared>,
+    routes: Arc<Routes<CacheRoute>>,
 }
 
-impl CacheStatusLayer {
+/// Service made by [`RecordCacheStatusLayer`]: the crate's
+/// [`Observe`](crate::observe::Observe) service with the cache part.
+pub type RecordCacheStatus<S> = Observe<S, RecordCacheStatusLayer>;
+
+impl RecordCacheStatusLayer {
     /// A layer labelling its figures `cache="http"`, reading the last
     /// `Cache-Status` member, recording into the global `metrics` recorder
     /// and [`CacheHitRatios::global`].
@@ -71,13 +80,10 @@ impl CacheStatusLayer {
     }
 
     fn from_config(config: Config) -> Self {
-        Self { shared: Arc::new(Shared::new(config)), stack: None }
-    }
-
-    /// Makes the layer part of one `ObservabilityLayer` application.
-    pub(crate) fn in_stack(mut self, stack: crate::stack::StackId) -> Self {
-        self.stack = Some(stack);
-        self
+        let shared = Arc::new(Shared { ratios: OnceLock::new(), config });
+        let routes =
+            Routes::new(shared.config.max_routes, |label| Routed::new(CacheRoute::new(label, &shared)));
+        Self { shared, routes: Arc::new(routes) }
     }
 
     fn with(&self, change: impl FnOnce(&mut Config)) -> Self {
@@ -108,29 +114,108 @@ impl CacheStatusLayer {
     }
 
     /// Keeps at most `max` distinct `http_route` values; requests on routes
-    /// beyond it are labelled `_overflow`. Defaults to 1024.
+    /// beyond it are labelled `_overflow`. Defaults to 1024. In an
+    /// [`ObservabilityLayer`](crate::ObservabilityLayer), the route cap of
+    /// its metrics layer applies instead.
     pub fn max_routes(self, max: usize) -> Self {
         self.with(|config| config.max_routes = max)
     }
+
+    /// The state of a new route label.
+    pub(crate) fn make_route(&self, label: &str) -> CacheRoute {
+        CacheRoute::new(label, &self.shared)
+    }
+
+    /// The cache part of a request: whether this layer records its outcome.
+    #[inline]
+    pub(crate) fn start(cx: &mut RequestContext) -> CachePending {
+        CachePending(cx.claim(Parts::CACHE))
+    }
 }
 
-impl Default for CacheStatusLayer {
+/// Whether the cache part records the request's outcome.
+#[derive(Debug)]
+pub(crate) struct CachePending(bool);
+
+impl CachePending {
+    /// Records the outcome of `res`, and leaves it in its extensions.
+    #[inline]
+    pub(crate) fn respond<B>(&self, route: &CacheRoute, res: &mut Response<B>) {
+        if !self.0 {
+            return;
+        }
+        let shared = &route.shared;
+        let status = match res.extensions().get::<CacheStatus>() {
+            Some(status) => *status,
+            None => {
+                let Some(status) = CacheStatus::from_headers(res.headers(), Some(shared.member())) else {
+                    return;
+                };
+                res.extensions_mut().insert(status);
+                status
+            }
+        };
+        shared.record(route, status);
+    }
+}
+
+impl Default for RecordCacheStatusLayer {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<S> Layer<S> for CacheStatusLayer {
-    type Service = CacheStatusService<S>;
+impl<S> Layer<S> for RecordCacheStatusLayer {
+    type Service = RecordCacheStatus<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CacheStatusService { inner, shared: self.shared.clone(), stack: self.stack }
+        Observe::new(inner, self.clone())
     }
 }
 
-impl fmt::Debug for CacheStatusLayer {
+impl Stage for RecordCacheStatusLayer {
+    type Route = CacheRoute;
+    type Pending = CachePending;
+
+    const PASSES_CONTEXT: bool = false;
+
+    #[inline]
+    fn route(&self, label: &str) -> Arc<Routed<CacheRoute>> {
+        route_in(&self.routes, label, |label| self.make_route(label))
+    }
+
+    fn classifier(&self) -> StatusClassifier {
+        StatusClassifier::default()
+    }
+
+    #[inline]
+    fn on_request<B: http_body::Body + 'static>(
+        &mut self,
+        cx: &mut RequestContext,
+        _route: &CacheRoute,
+        _observed: bool,
+        _req: &mut Request<B>,
+    ) -> CachePending {
+        Self::start(cx)
+    }
+
+    #[inline]
+    fn on_response<B>(
+        pending: &mut CachePending,
+        route: &CacheRoute,
+        _cx: &RequestContext,
+        res: &mut Response<B>,
+    ) {
+        pending.respond(route, res);
+    }
+
+    #[inline]
+    fn on_end(_pending: CachePending, _route: &CacheRoute, _cx: &RequestContext, _finished: &Finished) {}
+}
+
+impl fmt::Debug for RecordCacheStatusLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CacheStatusLayer").field("config", &self.shared.config).finish_non_exhaustive()
+        f.debug_struct("RecordCacheStatusLayer").field("config", &self.shared.config).finish_non_exhaustive()
     }
 }
 
@@ -145,31 +230,16 @@ struct Config {
 }
 
 /// What every service of one layer shares: configuration and label caches.
-pub(super) struct Shared {
+struct Shared {
     config: Config,
     ratios: OnceLock<(CacheHitRatios, Arc<CacheRatios>)>,
-    routes: RouteTable<RouteCounters>,
 }
 
 impl Shared {
-    fn new(config: Config) -> Self {
-        Self {
-            ratios: OnceLock::new(),
-            routes: RouteTable::new(config.max_routes, RouteCounters::new),
-            config,
-        }
-    }
-
     /// The `Cache-Status` member to read.
     #[inline]
-    pub(super) fn member(&self) -> &str {
+    fn member(&self) -> &str {
         self.config.member.as_deref().unwrap_or(&self.config.cache)
-    }
-
-    /// The counters of `route`; a bounded number of distinct routes is kept.
-    #[inline]
-    pub(super) fn route(&self, route: Option<&str>) -> Arc<RouteCounters> {
-        self.routes.get(route, RouteCounters::new)
     }
 
     fn ratios(&self) -> &(CacheHitRatios, Arc<CacheRatios>) {
@@ -180,22 +250,16 @@ impl Shared {
         })
     }
 
-    /// Records one outcome on `route`: counter, hit ratios, and the
-    /// `cache.result` attribute of the current OTel span.
+    /// Records one outcome on `route`: counter and hit ratios.
     #[inline]
-    pub(super) fn record(&self, route: &RouteCounters, status: CacheStatus) {
+    fn record(&self, route: &CacheRoute, status: CacheStatus) {
         route.counter(status, &self.config.cache).increment(1);
         if status.counts_toward_ratio() {
             let now = Instant::now();
             let (ratios, cache) = self.ratios();
             cache.total().record_at(status, now);
-            route.ratio.get_or_init(|| ratios.route_of(cache, &route.route)).record_at(status, now);
+            route.ratio.get_or_init(|| ratios.route_ratio(cache, &route.route)).record_at(status, now);
         }
-        // The trace layer attaches the server span's context while this
-        // future is polled; without one the span is a no-op.
-        opentelemetry::Context::map_current(|cx| {
-            cx.span().set_attribute(KeyValue::new(CACHE_RESULT, status.as_str()));
-        });
     }
 }
 
@@ -206,15 +270,21 @@ impl fmt::Debug for Shared {
 }
 
 /// The counters and hit ratio of one route, registered on first use.
-pub(super) struct RouteCounters {
+pub(crate) struct CacheRoute {
     route: Arc<str>,
+    shared: Arc<Shared>,
     counters: [OnceLock<Counter>; CacheStatus::ALL.len()],
     ratio: OnceLock<Arc<HitRatio>>,
 }
 
-impl RouteCounters {
-    fn new(route: &str) -> Self {
-        Self { route: route.into(), counters: Default::default(), ratio: OnceLock::new() }
+impl CacheRoute {
+    fn new(route: &str, shared: &Arc<Shared>) -> Self {
+        Self {
+            route: route.into(),
+            shared: shared.clone(),
+            counters: Default::default(),
+            ratio: OnceLock::new(),
+        }
     }
 
     #[inline]
@@ -231,31 +301,30 @@ impl RouteCounters {
     }
 }
 
-impl fmt::Debug for RouteCounters {
+impl fmt::Debug for CacheRoute {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RouteCounters").field("route", &self.route).finish_non_exhaustive()
+        f.debug_struct("CacheRoute").field("route", &self.route).finish_non_exhaustive()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{classify::UNMATCHED_ROUTE, routes::OVERFLOW_ROUTE};
+    use crate::route::{OVERFLOW_ROUTE, UNMATCHED_ROUTE};
 
     #[test]
     fn routes_are_bounded() {
-        let layer = CacheStatusLayer::new().max_routes(2);
-        let shared = &layer.shared;
-        let a = shared.route(Some("/a"));
-        assert!(Arc::ptr_eq(&a, &shared.route(Some("/a"))));
-        shared.route(Some("/b"));
-        assert_eq!(&*shared.route(Some("/c")).route, OVERFLOW_ROUTE);
-        assert_eq!(&*shared.route(None).route, UNMATCHED_ROUTE);
+        let layer = RecordCacheStatusLayer::new().max_routes(2);
+        let a = layer.route("/a");
+        assert!(Arc::ptr_eq(&a, &layer.route("/a")));
+        layer.route("/b");
+        assert_eq!(&*layer.route("/c").state.route, OVERFLOW_ROUTE);
+        assert_eq!(&*layer.route(UNMATCHED_ROUTE).state.route, UNMATCHED_ROUTE);
     }
 
     #[test]
     fn member_defaults_to_the_cache_name() {
-        let layer = CacheStatusLayer::new();
+        let layer = RecordCacheStatusLayer::new();
         assert_eq!(layer.shared.member(), "http");
         let layer = layer.cache_name("cdn");
         assert_eq!(layer.shared.member(), "cdn");

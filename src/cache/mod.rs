@@ -7,7 +7,7 @@
 //! use std::{collections::HashMap, sync::{Arc, Mutex}};
 //!
 //! use axum::{Extension, Router, extract::{Path, State}, routing::get};
-//! use tower_observability::cache::{CacheMetrics, CacheStatus, CacheStatusLayer};
+//! use tower_observability::cache::{CacheMetrics, CacheStatus, RecordCacheStatusLayer};
 //!
 //! #[derive(Clone)]
 //! struct Users {
@@ -30,14 +30,14 @@
 //! let app: Router = Router::new()
 //!     .route("/users/{id}", get(get_user))
 //!     .with_state(users)
-//!     .layer(CacheStatusLayer::new());
+//!     .layer(RecordCacheStatusLayer::new());
 //! ```
 //!
 //! With the `moka` feature, `InstrumentedCache` does the bookkeeping of
 //! `get_user` in one call (`get_or_insert_with_status`), evictions and size
 //! included.
 //!
-//! # Responses: [`CacheStatusLayer`]
+//! # Responses: [`RecordCacheStatusLayer`]
 //!
 //! The layer reads how a cache answered each request, from a [`CacheStatus`]
 //! that the handler (or an inner caching layer) put in the response
@@ -65,7 +65,7 @@
 //! `result` of the layer's counter is one of [`CacheStatus::as_str`]:
 //! `hit`, `stale_hit`, `miss`, `revalidated`, `bypass`, `unknown`. The
 //! `http_route` label is the route template, as for the HTTP metrics
-//! ([`UNMATCHED_ROUTE`](crate::UNMATCHED_ROUTE) for requests that matched no
+//! ([`UNMATCHED_ROUTE`](crate::route::UNMATCHED_ROUTE) for requests that matched no
 //! route). The lookup histogram must be rendered with buckets: when you
 //! install a recorder yourself, set [`LOOKUP_DURATION_BUCKETS`] for it.
 //!
@@ -77,28 +77,25 @@
 //! and the windows below a warning threshold (default 0.70, once a window
 //! has 20 hits and misses), for the overview and alerts.
 
-mod future;
 mod layer;
 mod metrics;
 #[cfg(feature = "moka")]
 mod moka;
 mod parse;
 mod ratio;
-mod service;
 mod status;
 
+pub(crate) use self::layer::{CachePending, CacheRoute};
 #[cfg(feature = "moka")]
 pub use self::moka::{InstrumentedCache, instrumented_cache};
 pub use self::{
-    future::ResponseFuture,
-    layer::CacheStatusLayer,
+    layer::{RecordCacheStatus, RecordCacheStatusLayer},
     metrics::CacheMetrics,
     parse::{MAX_FIELD_LEN, MAX_MEMBERS, parse_cache_status, parse_cf_cache_status, parse_x_cache},
     ratio::{
         CacheHitRatios, DEFAULT_MAX_CACHES, DEFAULT_MAX_ROUTES, DEFAULT_MIN_SAMPLES, DEFAULT_WARN_BELOW,
         HitRatio, HitRatioSnapshot, HitRatioWarning, WindowStats,
     },
-    service::CacheStatusService,
     status::CacheStatus,
 };
 
@@ -115,13 +112,8 @@ pub const CACHE_SIZE: &str = "cache_size";
 /// Seconds a caller waited for a get, by result (histogram).
 pub const CACHE_LOOKUP_DURATION: &str = "cache_lookup_duration_seconds";
 
-/// The `cache` label of [`CacheStatusLayer::new`]: `http`.
+/// The `cache` label of [`RecordCacheStatusLayer::new`]: `http`.
 pub const DEFAULT_CACHE_NAME: &str = "http";
-
-/// The span attribute holding a request's cache outcome (`hit`, `miss`,
-/// ...), set on the current OTel span by [`CacheStatusLayer`]; not an OTel
-/// semconv name (there is none for HTTP caches).
-pub(crate) const CACHE_RESULT: opentelemetry::Key = opentelemetry::Key::from_static_str("cache.result");
 
 /// Bucket bounds of [`CACHE_LOOKUP_DURATION`], in seconds: 10 us to 1 s, from
 /// an in-memory hit to a remote cache's slow miss (semconv gives no advice).
@@ -163,7 +155,7 @@ mod tests {
     use tower::{ServiceBuilder, ServiceExt};
 
     use super::*;
-    use crate::{HttpRoute, window::Window};
+    use crate::{route::HttpRoute, window::Window};
 
     type Snapshot = Vec<(CompositeKey, Option<::metrics::Unit>, Option<::metrics::SharedString>, DebugValue)>;
 
@@ -185,8 +177,8 @@ mod tests {
     }
 
     /// Answers with the outcome named by the path, as an extension or a header.
-    async fn handler(req: Request<()>) -> Result<Response<&'static str>, Infallible> {
-        let mut res = Response::new("body");
+    async fn handler(req: Request<String>) -> Result<Response<String>, Infallible> {
+        let mut res = Response::new("body".to_owned());
         match req.uri().path() {
             "/ext/hit" => {
                 res.extensions_mut().insert(CacheStatus::Hit);
@@ -209,17 +201,20 @@ mod tests {
         Ok(res)
     }
 
-    fn request(path: &str, route: Option<&str>) -> Request<()> {
-        let mut req = Request::get(path).body(()).unwrap();
+    fn request(path: &str, route: Option<&str>) -> Request<String> {
+        let mut req = Request::get(path).body(String::new()).unwrap();
         if let Some(route) = route {
             req.extensions_mut().insert(HttpRoute::new(route));
         }
         req
     }
 
-    async fn serve(layer: &CacheStatusLayer, path: &str, route: Option<&str>) -> Response<&'static str> {
+    async fn serve(layer: &RecordCacheStatusLayer, path: &str, route: Option<&str>) -> Response<String> {
         let svc = ServiceBuilder::new().layer(layer.clone()).service_fn(handler);
-        svc.oneshot(request(path, route)).await.unwrap()
+        let res = svc.oneshot(request(path, route)).await.unwrap();
+        let (parts, body) = res.into_parts();
+        let body = http_body_util::BodyExt::collect(body).await.unwrap().to_bytes();
+        Response::from_parts(parts, String::from_utf8(body.to_vec()).unwrap())
     }
 
     fn recorder() -> (DebuggingRecorder, Snapshotter) {
@@ -233,7 +228,7 @@ mod tests {
         let (recorder, snapshotter) = recorder();
         let _guard = ::metrics::set_default_local_recorder(&recorder);
         let ratios = CacheHitRatios::new();
-        let layer = CacheStatusLayer::new().hit_ratios(ratios.clone());
+        let layer = RecordCacheStatusLayer::new().hit_ratios(ratios.clone());
         for _ in 0..3 {
             serve(&layer, "/ext/hit", Some("/ext/{status}")).await;
         }
@@ -256,7 +251,7 @@ mod tests {
         assert_eq!(count("/header/{status}", "miss"), Some(1));
         assert_eq!(count("/both", "revalidated"), Some(1), "the extension wins over headers");
         assert_eq!(count("/both", "miss"), None);
-        assert_eq!(count(crate::UNMATCHED_ROUTE, "hit"), Some(1));
+        assert_eq!(count(crate::route::UNMATCHED_ROUTE, "hit"), Some(1));
         assert!(
             !snapshot.iter().any(|(k, ..)| k.key().labels().any(|l| l.value() == "/nothing")),
             "no cache information, no series"
@@ -276,9 +271,10 @@ mod tests {
         let (recorder, snapshotter) = recorder();
         let _guard = ::metrics::set_default_local_recorder(&recorder);
         let ratios = CacheHitRatios::new();
-        let last = CacheStatusLayer::new().hit_ratios(ratios.clone());
-        let named = CacheStatusLayer::new().cache_name("app").hit_ratios(ratios.clone());
-        let member = CacheStatusLayer::new().cache_name("edge").cache_status_member("app").hit_ratios(ratios);
+        let last = RecordCacheStatusLayer::new().hit_ratios(ratios.clone());
+        let named = RecordCacheStatusLayer::new().cache_name("app").hit_ratios(ratios.clone());
+        let member =
+            RecordCacheStatusLayer::new().cache_name("edge").cache_status_member("app").hit_ratios(ratios);
         serve(&last, "/named", Some("/named")).await;
         serve(&named, "/named", Some("/named")).await;
         serve(&member, "/named", Some("/named")).await;
@@ -297,14 +293,14 @@ mod tests {
 
     #[tokio::test]
     async fn errors_and_responses_pass_untouched() {
-        let layer = CacheStatusLayer::new().hit_ratios(CacheHitRatios::new());
+        let layer = RecordCacheStatusLayer::new().hit_ratios(CacheHitRatios::new());
         let res = serve(&layer, "/header/miss", Some("/r")).await;
         assert_eq!(res.headers()["cache-status"], "Edge; fwd=uri-miss");
         assert_eq!(*res.body(), "body");
 
-        let failing = ServiceBuilder::new()
-            .layer(layer)
-            .service_fn(|_: Request<()>| async { Err::<Response<()>, _>(std::io::Error::other("boom")) });
+        let failing = ServiceBuilder::new().layer(layer).service_fn(|_: Request<String>| async {
+            Err::<Response<String>, _>(std::io::Error::other("boom"))
+        });
         assert!(failing.oneshot(request("/x", Some("/x"))).await.is_err());
     }
 
@@ -312,11 +308,11 @@ mod tests {
     async fn poll_ready_call_and_response_are_separate_steps() {
         use tower::Service;
         let ratios = CacheHitRatios::new();
-        let layer = CacheStatusLayer::new().hit_ratios(ratios.clone());
-        let mut svc = CacheStatusService::new(tower::service_fn(handler));
+        let layer = RecordCacheStatusLayer::new().hit_ratios(ratios.clone());
+        let svc = tower_layer::Layer::layer(&layer, tower::service_fn(handler));
+        let mut svc = tower_layer::Layer::layer(&layer, svc.into_inner());
         assert!(svc.get_ref().clone().ready().await.is_ok());
         let _ = svc.get_mut();
-        let mut svc = tower_layer::Layer::layer(&layer, svc.into_inner());
         svc.ready().await.unwrap();
         let future = svc.call(request("/ext/hit", Some("/steps")));
         assert_eq!(ratios.cache("http").window(Window::OneMinute).total(), 0, "nothing before the response");
@@ -328,30 +324,41 @@ mod tests {
         assert_eq!(ratios.cache("http").window(Window::OneMinute).hits, 1);
     }
 
+    /// The outcome read from the headers is left in the response extensions,
+    /// where the trace layer around it finds it for `cache.result`; the
+    /// cache layer writes into no span itself.
     #[tokio::test]
-    async fn outcome_is_recorded_on_the_current_otel_span() {
-        use opentelemetry::{
-            context::FutureExt as _,
-            trace::{TraceContextExt as _, Tracer as _, TracerProvider as _},
-        };
+    async fn outcome_reaches_the_span_of_an_outer_trace_layer() {
+        use opentelemetry::trace::TracerProvider as _;
         use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+
+        let layer = RecordCacheStatusLayer::new().hit_ratios(CacheHitRatios::new());
+        let res = serve(&layer, "/header/miss", Some("/r")).await;
+        assert_eq!(res.extensions().get::<CacheStatus>(), Some(&CacheStatus::Miss));
 
         let spans = InMemorySpanExporter::default();
         let provider = SdkTracerProvider::builder().with_simple_exporter(spans.clone()).build();
-        let cx = opentelemetry::Context::new().with_span(provider.tracer("test").start("GET /r"));
-        let layer = CacheStatusLayer::new().hit_ratios(CacheHitRatios::new());
-        serve(&layer, "/header/miss", Some("/r")).with_context(cx.clone()).await;
-        // Outside any span: nothing to record on, nothing breaks.
-        serve(&layer, "/header/hit", Some("/r")).await;
-        cx.span().end();
-        let finished = spans.get_finished_spans().unwrap();
-        let result: Vec<String> = finished[0]
-            .attributes
+        let svc = ServiceBuilder::new()
+            .layer(crate::trace::HttpTraceLayer::new().tracer(provider.tracer("test")))
+            .layer(layer)
+            .service_fn(handler);
+        for path in ["/header/miss", "/nothing"] {
+            let res = svc.clone().oneshot(request(path, Some("/r"))).await.unwrap();
+            http_body_util::BodyExt::collect(res.into_body()).await.unwrap();
+        }
+        let results: Vec<Vec<String>> = spans
+            .get_finished_spans()
+            .unwrap()
             .iter()
-            .filter(|kv| kv.key.as_str() == CACHE_RESULT.as_str())
-            .map(|kv| kv.value.as_str().into_owned())
+            .map(|span| {
+                span.attributes
+                    .iter()
+                    .filter(|kv| kv.key.as_str() == "cache.result")
+                    .map(|kv| kv.value.as_str().into_owned())
+                    .collect()
+            })
             .collect();
-        assert_eq!(result, ["miss"]);
+        assert_eq!(results, [vec!["miss".to_owned()], vec![]]);
     }
 
     #[test]
@@ -457,12 +464,12 @@ mod tests {
     fn traits() {
         fn assert_send<T: Send>() {}
         fn assert_sync<T: Sync>() {}
-        assert_send::<CacheStatusLayer>();
-        assert_sync::<CacheStatusLayer>();
-        assert_send::<CacheStatusService<()>>();
-        assert_sync::<CacheStatusService<()>>();
-        assert_send::<ResponseFuture<()>>();
-        assert_sync::<ResponseFuture<()>>();
+        assert_send::<RecordCacheStatusLayer>();
+        assert_sync::<RecordCacheStatusLayer>();
+        assert_send::<RecordCacheStatus<()>>();
+        assert_sync::<RecordCacheStatus<()>>();
+        assert_send::<crate::observe::ResponseFuture<(), RecordCacheStatusLayer>>();
+        assert_sync::<crate::observe::ResponseFuture<(), RecordCacheStatusLayer>>();
         assert_send::<CacheMetrics>();
         assert_sync::<CacheMetrics>();
         assert_send::<CacheHitRatios>();

@@ -160,12 +160,12 @@ where
 
     /// As [`get_or_insert_with`](Self::get_or_insert_with), with the outcome
     /// ([`CacheStatus::Hit`] or [`CacheStatus::Miss`]) for the response
-    /// extensions, so that [`CacheStatusLayer`](super::CacheStatusLayer)
+    /// extensions, so that [`RecordCacheStatusLayer`](super::RecordCacheStatusLayer)
     /// counts the request:
     ///
     /// ```
     /// use axum::{Extension, Router, extract::{Path, State}, routing::get};
-    /// use tower_observability::cache::{CacheStatus, CacheStatusLayer, InstrumentedCache};
+    /// use tower_observability::cache::{CacheStatus, RecordCacheStatusLayer, InstrumentedCache};
     ///
     /// async fn user(
     ///     State(users): State<InstrumentedCache<u64, String>>,
@@ -179,7 +179,7 @@ where
     /// let app: Router = Router::new()
     ///     .route("/users/{id}", get(user))
     ///     .with_state(users)
-    ///     .layer(CacheStatusLayer::new());
+    ///     .layer(RecordCacheStatusLayer::new());
     /// ```
     pub async fn get_or_insert_with_status(&self, key: K, init: impl Future<Output = V>) -> (V, CacheStatus) {
         let start = Instant::now();

@@ -9,10 +9,11 @@ use std::{
 };
 
 use super::CacheStatus;
-use crate::window::{Window, WindowedCounter};
-
-/// The key given to caches, or routes, beyond the registry's bounds.
-pub(crate) const OVERFLOW: &str = "_overflow";
+use crate::{
+    // The key given to caches, or routes, beyond the registry's bounds.
+    route::OVERFLOW_ROUTE as OVERFLOW,
+    window::{Window, WindowedCounter},
+};
 
 /// Hits and misses of one cache (or one route of it) over the last 1, 5 and
 /// 15 minutes, in process.
@@ -127,7 +128,7 @@ pub struct HitRatioSnapshot {
     /// The cache name: the `cache` label.
     pub cache: Arc<str>,
     /// The route template (the `http_route` label), for the per-route
-    /// figures of [`CacheStatusLayer`](super::CacheStatusLayer); `None` for
+    /// figures of [`RecordCacheStatusLayer`](super::RecordCacheStatusLayer); `None` for
     /// the cache as a whole.
     pub route: Option<Arc<str>>,
     /// The 1, 5 and 15-minute windows, in that order.
@@ -163,7 +164,7 @@ pub const DEFAULT_MAX_CACHES: usize = 64;
 pub const DEFAULT_MAX_ROUTES: usize = 256;
 
 /// A shared registry of in-process hit ratios: per cache name, and per
-/// route for [`CacheStatusLayer`](super::CacheStatusLayer).
+/// route for [`RecordCacheStatusLayer`](super::RecordCacheStatusLayer).
 ///
 /// Clones share one registry; the layer and [`CacheMetrics`](super::CacheMetrics)
 /// record into [`CacheHitRatios::global`] unless given another handle. The
@@ -177,10 +178,10 @@ pub const DEFAULT_MAX_ROUTES: usize = 256;
 /// # Example
 ///
 /// ```
-/// use tower_observability::cache::{CacheHitRatios, CacheMetrics, CacheStatusLayer};
+/// use tower_observability::cache::{CacheHitRatios, CacheMetrics, RecordCacheStatusLayer};
 ///
 /// let ratios = CacheHitRatios::with_threshold(0.8, 10);
-/// let layer = CacheStatusLayer::new().hit_ratios(ratios.clone());
+/// let layer = RecordCacheStatusLayer::new().hit_ratios(ratios.clone());
 /// let users = CacheMetrics::with_hit_ratios("users", &ratios);
 /// for _ in 0..10 {
 ///     users.record_miss();
@@ -253,7 +254,7 @@ impl CacheHitRatios {
     }
 
     /// The process-wide registry, created on first use, that
-    /// [`CacheStatusLayer::new`](super::CacheStatusLayer::new) and
+    /// [`RecordCacheStatusLayer::new`](super::RecordCacheStatusLayer::new) and
     /// [`CacheMetrics::new`](super::CacheMetrics::new) record into. Use an
     /// explicit handle instead to keep separate figures (tests, several
     /// apps in one process).
@@ -284,7 +285,7 @@ impl CacheHitRatios {
     /// The windows of `route` within the cache `name`, created on first use.
     #[must_use]
     pub fn route(&self, name: &str, route: &str) -> Arc<HitRatio> {
-        self.route_of(&self.entry(name), route)
+        self.route_ratio(&self.entry(name), route)
     }
 
     pub(crate) fn entry(&self, name: &str) -> Arc<CacheRatios> {
@@ -305,7 +306,7 @@ impl CacheHitRatios {
         entry
     }
 
-    pub(crate) fn route_of(&self, cache: &CacheRatios, route: &str) -> Arc<HitRatio> {
+    pub(crate) fn route_ratio(&self, cache: &CacheRatios, route: &str) -> Arc<HitRatio> {
         if let Some(ratio) = read(&cache.routes).get(route) {
             return ratio.clone();
         }

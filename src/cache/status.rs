@@ -1,7 +1,7 @@
 use std::fmt;
 
 /// How a cache answered one request: the typed outcome that
-/// [`CacheStatusLayer`](super::CacheStatusLayer) records.
+/// [`RecordCacheStatusLayer`](super::RecordCacheStatusLayer) records.
 ///
 /// A handler or an inner caching layer that knows the outcome puts it in
 /// the *response* extensions; the layer reads it before any header. The
@@ -14,14 +14,14 @@ use std::fmt;
 ///
 /// ```
 /// use axum::{Extension, Router, routing::get};
-/// use tower_observability::cache::{CacheStatus, CacheStatusLayer};
+/// use tower_observability::cache::{CacheStatus, RecordCacheStatusLayer};
 ///
 /// // With the `axum` feature, `(CacheStatus::Hit, "user")` works too.
 /// async fn user() -> (Extension<CacheStatus>, &'static str) {
 ///     (Extension(CacheStatus::Hit), "user")
 /// }
 ///
-/// let app: Router = Router::new().route("/users/{id}", get(user)).layer(CacheStatusLayer::new());
+/// let app: Router = Router::new().route("/users/{id}", get(user)).layer(RecordCacheStatusLayer::new());
 /// # let _ = app;
 /// assert_eq!(CacheStatus::StaleHit.as_str(), "stale_hit");
 /// assert!(!CacheStatus::Bypass.counts_toward_ratio());

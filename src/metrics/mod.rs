@@ -40,6 +40,7 @@
 //! write to memory that requests on other routes share.
 //!
 //! [`WindowedCounter`]: crate::window::WindowedCounter
+//! [`WindowedHistogram`]: crate::window::WindowedHistogram
 //!
 //! # Example
 //!
@@ -52,19 +53,16 @@
 //!     .layer(HttpMetricsLayer::new());
 //! ```
 
-mod histogram;
-mod registry;
-mod service;
+mod layer;
+mod series;
 mod stats;
 
+pub(crate) use self::layer::{MetricsPending, MetricsRoute};
 pub use self::{
-    histogram::{
-        HISTOGRAM_BUCKETS, HISTOGRAM_MAX, HISTOGRAM_MIN, HISTOGRAM_RESOLUTION, HISTOGRAM_SPAN,
-        HistogramSnapshot, QUANTILE_RELATIVE_ERROR, WindowedHistogram, bucket_bounds,
-    },
-    service::{HttpMetrics, HttpMetricsLayer, MetricsObserver, ResponseFuture},
+    layer::{HttpMetrics, HttpMetricsLayer},
     stats::{HttpStats, HttpWindowStats, RouteStats},
 };
+pub use crate::semconv::{DURATION_BUCKETS, SIZE_BUCKETS};
 
 /// `http.server.request.duration`: seconds from the request to the end of
 /// its response body (histogram).
@@ -80,27 +78,6 @@ pub const HTTP_SERVER_RESPONSE_BODY_SIZE: &str = "http_server_response_body_size
 /// (histogram; opt-in with [`HttpMetricsLayer::time_to_first_byte`]). Not an
 /// OTel semconv metric: streaming services want it beside the duration.
 pub const HTTP_SERVER_TIME_TO_FIRST_BYTE: &str = "http_server_time_to_first_byte_seconds";
-
-/// Bucket bounds of [`HTTP_SERVER_REQUEST_DURATION`], in seconds: the advice
-/// of OTel HTTP semconv v1.23+ (`0.005` to `10`).
-pub const DURATION_BUCKETS: [f64; 14] =
-    [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
-
-/// Bucket bounds of the body-size histograms, in bytes: powers of four from
-/// 64 B to 64 MiB (semconv gives no advice for sizes).
-pub const SIZE_BUCKETS: [f64; 11] = [
-    64.0,
-    256.0,
-    1024.0,
-    4096.0,
-    16384.0,
-    65536.0,
-    262_144.0,
-    1_048_576.0,
-    4_194_304.0,
-    16_777_216.0,
-    67_108_864.0,
-];
 
 /// Registers the `# HELP` text and unit of every metric of this module with
 /// the installed recorder. [`HttpMetricsLayer::new`] calls it; calling it

@@ -10,11 +10,22 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{
-    histogram::{HistogramSnapshot, WindowedHistogram},
-    registry::{Registry, RouteSeries},
+use crate::{
+    route::RouteTable,
+    window::{HistogramSnapshot, Window, WindowedCounter, WindowedHistogram},
 };
-use crate::window::{Window, WindowedCounter};
+
+/// The most route labels one [`HttpStats`] keeps windows for: a guard; the
+/// layers feeding it cap their routes first (see
+/// `HttpMetricsLayer::max_routes`).
+const MAX_ROUTES: usize = 4096;
+
+/// The windows of one route label.
+#[derive(Debug)]
+pub(crate) struct RouteWindows {
+    label: Box<str>,
+    pub(crate) stats: WindowedStats,
+}
 
 /// Requests, errors, latencies and active requests of one route label,
 /// over the last 15 minutes: two [`WindowedCounter`]s of 1-second slots
@@ -141,7 +152,7 @@ pub struct HttpWindowStats {
     pub error_ratio: Option<f64>,
     /// Estimated median duration, in seconds, from the request to the end
     /// of its response body; `None` without requests. Within
-    /// [`QUANTILE_RELATIVE_ERROR`](super::QUANTILE_RELATIVE_ERROR) (11.5 %)
+    /// [`QUANTILE_RELATIVE_ERROR`](crate::window::QUANTILE_RELATIVE_ERROR) (11.5 %)
     /// of the exact quantile between 61 µs and 101.6 s; over the last 50
     /// to 60 s for the 1-minute window (see [`WindowedHistogram`]).
     pub p50: Option<f64>,
@@ -217,19 +228,42 @@ impl HttpWindowStats {
 /// ```
 #[derive(Clone)]
 pub struct HttpStats {
-    registry: Arc<Registry>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    routes: RouteTable<RouteWindows>,
+    /// When the windows began counting.
+    created: Instant,
 }
 
 impl HttpStats {
-    pub(crate) fn new(registry: Arc<Registry>) -> Self {
-        Self { registry }
+    /// Empty figures.
+    pub(crate) fn new() -> Self {
+        let make = |label: &str| RouteWindows { label: label.into(), stats: WindowedStats::new() };
+        Self { inner: Arc::new(Inner { routes: RouteTable::new(MAX_ROUTES, make), created: Instant::now() }) }
+    }
+
+    /// The windows of route label `label`, made on first use.
+    pub(crate) fn windows_of(&self, label: &str) -> Arc<RouteWindows> {
+        self.inner
+            .routes
+            .get(label, |label| RouteWindows { label: label.into(), stats: WindowedStats::new() })
+    }
+
+    fn all_routes(&self) -> Vec<Arc<RouteWindows>> {
+        self.inner.routes.all()
+    }
+
+    fn created(&self) -> Instant {
+        self.inner.created
     }
 
     /// Requests whose response has not ended yet, now: the in-process
     /// twin of `http_server_active_requests`.
     #[must_use]
     pub fn active_requests(&self) -> u64 {
-        self.registry.all_routes().iter().map(|route| route.stats().active.load(Ordering::Relaxed)).sum()
+        self.all_routes().iter().map(|route| route.stats.active.load(Ordering::Relaxed)).sum()
     }
 
     /// The figures of all requests over `window`, now.
@@ -242,9 +276,9 @@ impl HttpStats {
     /// reading of the monotonic clock.
     #[must_use]
     pub fn window_at(&self, window: Window, now: Instant) -> HttpWindowStats {
-        let routes = self.registry.all_routes();
-        let sum = Sum::of(routes.iter().map(|route| route.stats()), window, now);
-        HttpWindowStats::new(window, &sum, age_at(self.registry.created(), now))
+        let routes = self.all_routes();
+        let sum = Sum::of(routes.iter().map(|route| &route.stats), window, now);
+        HttpWindowStats::new(window, &sum, age_at(self.created(), now))
     }
 
     /// The figures of all requests over every window of [`Window::ALL`] (1,
@@ -258,10 +292,10 @@ impl HttpStats {
     /// at `now`.
     #[must_use]
     pub fn windows_at(&self, now: Instant) -> [HttpWindowStats; 3] {
-        let routes = self.registry.all_routes();
-        let age = age_at(self.registry.created(), now);
+        let routes = self.all_routes();
+        let age = age_at(self.created(), now);
         Window::ALL.map(|window| {
-            let sum = Sum::of(routes.iter().map(|route| route.stats()), window, now);
+            let sum = Sum::of(routes.iter().map(|route| &route.stats), window, now);
             HttpWindowStats::new(window, &sum, age)
         })
     }
@@ -270,26 +304,22 @@ impl HttpStats {
     /// ends at `now`, for other quantiles than p50, p95 and p99.
     #[must_use]
     pub fn latency_at(&self, window: Window, now: Instant) -> HistogramSnapshot {
-        let routes = self.registry.all_routes();
-        Sum::of(routes.iter().map(|route| route.stats()), window, now).latency
+        let routes = self.all_routes();
+        Sum::of(routes.iter().map(|route| &route.stats), window, now).latency
     }
 
     /// The figures of one route label (a template, `_unmatched` or
     /// `_overflow`), or `None` when no request was given that label yet.
     #[must_use]
     pub fn route(&self, route: &str) -> Option<RouteStats> {
-        self.registry.find(route).map(|series| RouteStats { series, stats: self.clone() })
+        self.inner.routes.find(route).map(|series| RouteStats { series, stats: self.clone() })
     }
 
     /// Every route label measured so far, sorted by name.
     #[must_use]
     pub fn routes(&self) -> Vec<RouteStats> {
-        let mut routes: Vec<RouteStats> = self
-            .registry
-            .all_routes()
-            .into_iter()
-            .map(|series| RouteStats { series, stats: self.clone() })
-            .collect();
+        let mut routes: Vec<RouteStats> =
+            self.all_routes().into_iter().map(|series| RouteStats { series, stats: self.clone() }).collect();
         routes.sort_by(|a, b| a.route().cmp(b.route()));
         routes
     }
@@ -302,7 +332,7 @@ impl HttpStats {
         let mut ranked: Vec<(u64, RouteStats)> = self
             .routes()
             .into_iter()
-            .map(|route| (route.series.stats().requests_at(window, now), route))
+            .map(|route| (route.series.stats.requests_at(window, now), route))
             .filter(|(requests, _)| *requests > 0)
             .collect();
         ranked.sort_by(|(a, ra), (b, rb)| b.cmp(a).then_with(|| ra.route().cmp(rb.route())));
@@ -328,7 +358,7 @@ impl fmt::Debug for HttpStats {
 /// ```
 #[derive(Clone)]
 pub struct RouteStats {
-    series: Arc<RouteSeries>,
+    series: Arc<RouteWindows>,
     stats: HttpStats,
 }
 
@@ -336,7 +366,7 @@ impl RouteStats {
     /// The route label: a template, `_unmatched` or `_overflow`.
     #[must_use]
     pub fn route(&self) -> &str {
-        self.series.name()
+        &self.series.label
     }
 
     /// The route's figures over `window`, now.
@@ -348,8 +378,8 @@ impl RouteStats {
     /// The route's figures over the `window` that ends at `now`.
     #[must_use]
     pub fn window_at(&self, window: Window, now: Instant) -> HttpWindowStats {
-        let sum = Sum::of([self.series.stats()], window, now);
-        HttpWindowStats::new(window, &sum, age_at(self.stats.registry.created(), now))
+        let sum = Sum::of([&self.series.stats], window, now);
+        HttpWindowStats::new(window, &sum, age_at(self.stats.created(), now))
     }
 
     /// The route's figures over every window of [`Window::ALL`], at `now`.
@@ -361,7 +391,7 @@ impl RouteStats {
     /// The route's latency distribution over the `window` that ends at `now`.
     #[must_use]
     pub fn latency_at(&self, window: Window, now: Instant) -> HistogramSnapshot {
-        self.series.stats().latency.snapshot_at(window.duration(), now)
+        self.series.stats.latency.snapshot_at(window.duration(), now)
     }
 }
 
@@ -375,34 +405,21 @@ impl fmt::Debug for RouteStats {
 mod tests {
     use std::{convert::Infallible, time::Duration};
 
-    use http::{Method, Request, Response, StatusCode};
+    use http::{Request, Response};
     use http_body_util::{BodyExt, Full};
     use tower::{ServiceBuilder, ServiceExt};
 
     use super::*;
     use crate::{
-        ErrorType, HttpRoute,
-        classify::KnownMethod,
-        metrics::{
-            HttpMetricsLayer, QUANTILE_RELATIVE_ERROR,
-            registry::{Measurement, SeriesKey},
-        },
-        routes::OVERFLOW_ROUTE,
+        metrics::HttpMetricsLayer,
+        route::{HttpRoute, OVERFLOW_ROUTE, RouteTable},
+        window::QUANTILE_RELATIVE_ERROR,
     };
 
     const SEC: Duration = Duration::from_secs(1);
 
-    fn record(series: &RouteSeries, seconds: f64, error: bool, at: Instant) {
-        let key = SeriesKey {
-            method: KnownMethod::of(&Method::GET),
-            https: false,
-            status: Some(if error { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK }),
-            error: error.then_some(ErrorType::Status(StatusCode::INTERNAL_SERVER_ERROR)),
-        };
-        series.record(
-            key,
-            Measurement { at, seconds, request_bytes: 0, response_bytes: 0, first_byte_seconds: None },
-        );
+    fn record(route: &RouteWindows, seconds: f64, error: bool, at: Instant) {
+        route.stats.record_at(seconds, error, at);
     }
 
     fn close(got: Option<f64>, exact: f64) -> bool {
@@ -411,10 +428,9 @@ mod tests {
 
     #[test]
     fn routes_and_the_layer_are_counted_per_window() {
-        let registry = Arc::new(Registry::new(8, false));
-        let stats = HttpStats::new(registry.clone());
-        let t0 = registry.created();
-        let (a, b) = (registry.route(Some("/a")), registry.route(Some("/b")));
+        let stats = HttpStats::new();
+        let t0 = stats.created();
+        let (a, b) = (stats.windows_of("/a"), stats.windows_of("/b"));
         // 10 minutes ago: 30 slow failures on /b. Now: 90 fast successes on
         // /a and 10 slower failures on /b.
         for _ in 0..30 {
@@ -463,13 +479,20 @@ mod tests {
 
     #[test]
     fn unmatched_and_overflow_appear_once_used() {
-        let registry = Arc::new(Registry::new(1, false));
-        let stats = HttpStats::new(registry.clone());
+        let stats = HttpStats {
+            inner: Arc::new(Inner {
+                routes: RouteTable::new(1, |label| RouteWindows {
+                    label: label.into(),
+                    stats: WindowedStats::new(),
+                }),
+                created: Instant::now(),
+            }),
+        };
         assert!(stats.routes().is_empty());
         assert!(stats.route(UNMATCHED_ROUTE_NAME).is_none());
-        registry.route(Some("/a"));
-        registry.route(None);
-        let overflow = registry.route(Some("/b"));
+        stats.windows_of("/a");
+        stats.windows_of(UNMATCHED_ROUTE_NAME);
+        let overflow = stats.windows_of("/b");
         record(&overflow, 0.1, false, Instant::now());
         let names: Vec<String> = stats.routes().iter().map(|r| r.route().to_owned()).collect();
         assert_eq!(names, ["/a", OVERFLOW_ROUTE, UNMATCHED_ROUTE_NAME], "by name");
@@ -477,14 +500,13 @@ mod tests {
         assert!(stats.route("/b").is_none(), "counted as _overflow");
     }
 
-    const UNMATCHED_ROUTE_NAME: &str = crate::UNMATCHED_ROUTE;
+    const UNMATCHED_ROUTE_NAME: &str = crate::route::UNMATCHED_ROUTE;
 
     #[test]
     fn a_young_layer_rates_over_its_age() {
-        let registry = Arc::new(Registry::new(8, false));
-        let stats = HttpStats::new(registry.clone());
-        let t0 = registry.created();
-        let a = registry.route(Some("/a"));
+        let stats = HttpStats::new();
+        let t0 = stats.created();
+        let a = stats.windows_of("/a");
         for _ in 0..20 {
             record(&a, 0.01, false, t0 + 5 * SEC);
         }
@@ -493,10 +515,10 @@ mod tests {
         let w = stats.window_at(Window::OneMinute, t0 + Duration::from_millis(5_100));
         assert!((w.request_rate - 20.0 / 5.1).abs() < 1e-9, "{w:?}");
         // Never divided by less than a second.
-        let early = Arc::new(Registry::new(8, false));
+        let early = HttpStats::new();
         let t = early.created();
-        record(&early.route(Some("/a")), 0.01, false, t);
-        assert_eq!(HttpStats::new(early).window_at(Window::OneMinute, t).request_rate, 1.0);
+        record(&early.windows_of("/a"), 0.01, false, t);
+        assert_eq!(early.window_at(Window::OneMinute, t).request_rate, 1.0);
     }
 
     #[tokio::test]
@@ -551,7 +573,7 @@ mod tests {
     #[test]
     fn route_memory_is_bounded() {
         let counters = 2 * (900 * 8 + size_of::<WindowedCounter>());
-        let histogram = crate::metrics::HISTOGRAM_BUCKETS * (90 * 8 + size_of::<WindowedCounter>());
+        let histogram = crate::window::HISTOGRAM_BUCKETS * (90 * 8 + size_of::<WindowedCounter>());
         assert!(counters + histogram + size_of::<WindowedStats>() <= 64 * 1024);
     }
 

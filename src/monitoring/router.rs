@@ -20,6 +20,8 @@ use crate::{
     health::HealthRegistry,
     layer::ObservabilityLayer,
     metrics::HttpStats,
+    observe::Unobserved,
+    request_id::{MakeRequestId, MakeRequestUuid},
 };
 
 /// The monitoring routes; turn it into a [`Router`] with `.merge(..)` or
@@ -27,12 +29,29 @@ use crate::{
 ///
 /// Built by [`Observability::monitoring_router`](crate::Observability::monitoring_router),
 /// or by [`MonitoringRouter::standalone`] without the global pipeline.
-#[derive(Clone)]
+///
+/// The fragment's routes are never observed, in whichever order it is merged
+/// with an application's layer: the layer of
+/// [`Observability`](crate::Observability) leaves their templates alone,
+/// and their responses tell any layer around them to record nothing (and
+/// to leave the route alone from then on, for a fragment nested under a
+/// prefix). The fragment's default fallback is observed by the
+/// application's layer ([`observability_layer`](Self::observability_layer)):
+/// axum's `merge` keeps the merged-in router's default fallback, so the
+/// application's 404s stay counted when the fragment is merged after
+/// `.layer(..)`; when it is merged before, the application's layer finds
+/// the request observed already and the fallback counts it once.
 #[must_use]
-pub struct MonitoringRouter {
+pub struct MonitoringRouter<M = MakeRequestUuid> {
     state: Arc<MonitoringState>,
-    layer: ObservabilityLayer,
+    layer: ObservabilityLayer<M>,
     alert_engine: Option<(AlertEngine, Duration)>,
+}
+
+impl<M: Clone> Clone for MonitoringRouter<M> {
+    fn clone(&self) -> Self {
+        Self { state: self.state.clone(), layer: self.layer.clone(), alert_engine: self.alert_engine.clone() }
+    }
 }
 
 impl MonitoringRouter {
@@ -64,9 +83,9 @@ impl MonitoringRouter {
     /// version empty; `/metrics` answers `503` until given a handle with
     /// [`prometheus`](Self::prometheus); the health endpoints answer healthy
     /// until given a registry with [`health`](Self::health). 404s of the
-    /// merged router are observed by an [`ObservabilityLayer`] excluding
-    /// [`ROUTES`], as with `Observability`; give it the application's layer
-    /// with [`observability_layer`](Self::observability_layer) so that the
+    /// merged router are observed by an [`ObservabilityLayer`] of its own;
+    /// give it the application's layer with
+    /// [`observability_layer`](Self::observability_layer) so that the
     /// overview shows the application's requests.
     ///
     /// # Example
@@ -88,7 +107,9 @@ impl MonitoringRouter {
         };
         Self::new(None, Arc::new(info), ObservabilityLayer::new().exclude_routes(ROUTES))
     }
+}
 
+impl<M> MonitoringRouter<M> {
     /// Serves `registry` at `/health/live` (its
     /// [`HealthGroup::Live`](crate::health::HealthGroup::Live) checks) and
     /// `/health/ready` (its [`HealthGroup::Ready`](crate::health::HealthGroup::Ready) checks),
@@ -140,11 +161,10 @@ impl MonitoringRouter {
     ///     .layer(layer.clone())
     ///     .merge(MonitoringRouter::standalone().observability_layer(layer));
     /// ```
-    pub fn observability_layer(mut self, layer: ObservabilityLayer) -> Self {
+    pub fn observability_layer<M2>(mut self, layer: ObservabilityLayer<M2>) -> MonitoringRouter<M2> {
         let layer = layer.exclude_routes(ROUTES);
         Arc::make_mut(&mut self.state).http = layer.http_stats();
-        self.layer = layer;
-        self
+        MonitoringRouter { state: self.state, layer, alert_engine: self.alert_engine }
     }
 
     /// Reads the cache hit ratios of the overview from `ratios` instead of
@@ -232,7 +252,10 @@ impl MonitoringRouter {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()>
+    where
+        M: MakeRequestId + Clone + Send + Sync + 'static,
+    {
         axum::serve(listener, Router::<()>::from(self)).await
     }
 
@@ -318,7 +341,7 @@ impl MonitoringRouter {
     }
 }
 
-impl fmt::Debug for MonitoringRouter {
+impl<M> fmt::Debug for MonitoringRouter<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MonitoringRouter")
             .field("service_name", &self.state.info.name)
@@ -329,11 +352,12 @@ impl fmt::Debug for MonitoringRouter {
     }
 }
 
-impl<S> From<MonitoringRouter> for Router<S>
+impl<S, M> From<MonitoringRouter<M>> for Router<S>
 where
     S: Clone + Send + Sync + 'static,
+    M: MakeRequestId + Clone + Send + Sync + 'static,
 {
-    fn from(router: MonitoringRouter) -> Self {
+    fn from(router: MonitoringRouter<M>) -> Self {
         let alerts = match router.alert_engine {
             Some((engine, every)) => {
                 let state = Arc::clone(&router.state);
@@ -357,12 +381,17 @@ where
             .route("/health/ready", get(handlers::ready))
             .with_state(router.state)
             .merge(guarded)
-            // axum's `merge` keeps the merged-in router's default fallback:
-            // layering it here keeps 404s observed when this fragment is
-            // merged after the application's `.layer(..)`. The layer excludes
-            // the routes above, and passes requests an outer copy observed.
-            // Nested under a prefix, its routes' templates carry the prefix:
-            // this copy observes the fallback only, whatever the prefix.
-            .layer(router.layer.fallback_only())
+            .route_layer(axum::middleware::map_response(unobserved))
+            // axum's `merge` keeps the merged-in router's default fallback
+            // (the right-hand one): a router whose only endpoint is its
+            // default fallback, layered, gives the fragment an observed
+            // fallback (see the type's docs).
+            .merge(Router::new().layer(router.layer))
     }
+}
+
+/// Marks a response of the fragment's routes: never observed.
+async fn unobserved(mut res: axum::response::Response) -> axum::response::Response {
+    res.extensions_mut().insert(Unobserved);
+    res
 }

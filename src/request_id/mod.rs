@@ -12,33 +12,31 @@
 //! ```
 //! use http::{Request, Response};
 //! use tower::{ServiceBuilder, ServiceExt};
-//! use tower_observability::request_id::{RequestId, RequestIdLayer, RequestIdSource};
+//! use tower_observability::request_id::{RequestId, SetRequestIdLayer, RequestIdSource};
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let svc = ServiceBuilder::new()
-//!     .layer(RequestIdLayer::new())
-//!     .service_fn(|req: Request<()>| async move {
+//!     .layer(SetRequestIdLayer::new())
+//!     .service_fn(|req: Request<String>| async move {
 //!         let id = req.extensions().get::<RequestId>().unwrap();
 //!         assert_eq!(id.as_str(), "abc-123");
 //!         assert_eq!(id.source(), RequestIdSource::Client);
-//!         Ok::<_, std::convert::Infallible>(Response::new(()))
+//!         Ok::<_, std::convert::Infallible>(Response::new(String::new()))
 //!     });
 //!
-//! let req = Request::builder().header("x-request-id", "abc-123").body(()).unwrap();
+//! let req = Request::builder().header("x-request-id", "abc-123").body(String::new()).unwrap();
 //! let res = svc.oneshot(req).await.unwrap();
 //! assert_eq!(res.headers()["x-request-id"], "abc-123");
 //! # });
 //! ```
 
-mod service;
+mod layer;
 
 use std::fmt;
 
 use http::{HeaderValue, Request, header::GetAll};
 
-pub use self::service::{
-    HTTP_SERVER_REQUEST_ID_REJECTED, RequestIdLayer, RequestIdResponseFuture, RequestIdService,
-};
+pub use self::layer::{HTTP_SERVER_REQUEST_ID_REJECTED, SetRequestId, SetRequestIdLayer};
 
 /// The header read and written by default: `x-request-id`.
 pub const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");

@@ -20,7 +20,7 @@ use crate::request_id::RequestId;
 /// formatter of your own with [`Correlation::from_extensions`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct Correlation {
-    /// The request's validated id; `None` without a `RequestIdLayer`.
+    /// The request's validated id; `None` without a `SetRequestIdLayer`.
     pub request_id: Option<RequestId>,
     /// The W3C trace id; invalid (all zero) when no tracer provider is
     /// installed and the caller sent no trace context.

@@ -14,9 +14,9 @@
 //! `user_agent.original`, `network.protocol.version`,
 //! `http.response.status_code`, `error.type` and `request_id` (the
 //! [`RequestId`](crate::request_id::RequestId) of the request, when
-//! [`RequestIdLayer`](crate::request_id::RequestIdLayer) runs before this
-//! layer); `cache.result` when [`CacheStatusLayer`](crate::cache::CacheStatusLayer)
-//! runs inside it. The span status is error on 5xx and on failures, unset
+//! [`SetRequestIdLayer`](crate::request_id::SetRequestIdLayer) runs before this
+//! layer); `cache.result` when [`RecordCacheStatusLayer`](crate::cache::RecordCacheStatusLayer)
+//! runs inside it (it leaves its outcome in the response extensions). The span status is error on 5xx and on failures, unset
 //! otherwise.
 //!
 //! While the inner service is polled, the span's context is the current
@@ -49,26 +49,30 @@
 //!
 //! ```
 //! use axum::{Router, routing::get};
-//! use tower_observability::{request_id::RequestIdLayer, trace::HttpTraceLayer};
+//! use tower_observability::{request_id::SetRequestIdLayer, trace::HttpTraceLayer};
 //! use tower::ServiceBuilder;
 //!
 //! let app: Router = Router::new()
 //!     .route("/users/{id}", get(|| async { "user" }))
-//!     .layer(ServiceBuilder::new().layer(RequestIdLayer::new()).layer(HttpTraceLayer::new()));
+//!     .layer(ServiceBuilder::new().layer(SetRequestIdLayer::new()).layer(HttpTraceLayer::new()));
 //! ```
 
+mod access_log;
 mod bridge;
 mod client;
 mod correlation;
+mod headers;
+mod layer;
 mod propagation;
-mod service;
+mod span;
 
+pub(crate) use self::layer::{TracePending, TraceRoute};
 #[cfg(feature = "telemetry")]
-pub(crate) use self::service::instrumentation_scope;
+pub(crate) use self::span::instrumentation_scope;
 pub use self::{
     bridge::ServerSpanLayer,
     client::{HeaderInjector, PropagateContext, PropagateContextLayer},
     correlation::Correlation,
+    layer::{HttpTrace, HttpTraceLayer},
     propagation::{HeaderExtractor, is_valid_traceparent},
-    service::{HttpTrace, HttpTraceLayer, ResponseFuture, TraceObserver},
 };

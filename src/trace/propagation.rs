@@ -1,8 +1,12 @@
+//! W3C Trace Context and Baggage: every reading of the propagation headers
+//! the crate does, in one place.
+
 use http::HeaderMap;
 use opentelemetry::{
-    propagation::Extractor,
-    trace::{SpanId, TraceFlags, TraceId},
+    propagation::{Extractor, TextMapPropagator as _},
+    trace::{SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState},
 };
+use opentelemetry_sdk::propagation::BaggagePropagator;
 
 /// Reads OTel propagation fields (`traceparent`, `tracestate`, `baggage`)
 /// from an [`http::HeaderMap`].
@@ -127,6 +131,54 @@ pub(crate) const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("
 pub(crate) const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
 pub(crate) const BAGGAGE: http::HeaderName = http::HeaderName::from_static("baggage");
 
+/// The span context of a valid, single W3C `traceparent`, with its
+/// `tracestate` (an invalid one is dropped, as W3C Trace Context says); a
+/// `traceparent` that is invalid or repeated is ignored and a new trace
+/// starts (W3C Trace Context, section 3.2.2).
+#[inline]
+pub(crate) fn w3c_parent(headers: &HeaderMap) -> Option<SpanContext> {
+    let mut values = headers.get_all(&TRACEPARENT).iter();
+    // Absent, or several: ignore them all.
+    let (Some(value), None) = (values.next(), values.next()) else { return None };
+    let (trace_id, span_id, flags) = parse_traceparent(value.as_bytes())?;
+    let state = headers
+        .get(&TRACESTATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<TraceState>().ok())
+        .unwrap_or_default();
+    // Flags other than `sampled` are zeroed (W3C Trace Context, "other
+    // flags"), as the SDK's propagator does.
+    Some(SpanContext::new(trace_id, span_id, flags & TraceFlags::SAMPLED, true, state))
+}
+
+/// The OTel context holding `span` (when given) and the request's W3C
+/// baggage (when the header is present); `None` when there is neither.
+pub(crate) fn w3c_context(headers: &HeaderMap, span: Option<SpanContext>) -> Option<opentelemetry::Context> {
+    let baggage = headers.contains_key(&BAGGAGE);
+    if span.is_none() && !baggage {
+        return None;
+    }
+    // On the current context, as the SDK's propagators extract.
+    let mut cx = opentelemetry::Context::current();
+    if baggage {
+        cx = BaggagePropagator::new().extract_with_context(&cx, &HeaderExtractor(headers));
+    }
+    Some(match span {
+        Some(span) => cx.with_remote_span_context(span),
+        None => cx,
+    })
+}
+
+/// The W3C `traceparent` of a span context (version 00); `None` for an
+/// invalid one.
+pub(crate) fn traceparent_of(sc: &SpanContext) -> Option<http::HeaderValue> {
+    if !sc.is_valid() {
+        return None;
+    }
+    let value = format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8());
+    http::HeaderValue::from_str(&value).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,5 +253,55 @@ mod tests {
         assert_eq!(CheckedExtractor::new(&headers).get("traceparent"), Some(ok));
         headers.append("traceparent", ok.parse().unwrap());
         assert_eq!(CheckedExtractor::new(&headers).get("traceparent"), None);
+    }
+
+    /// The layer's own W3C reading gives the context the SDK's propagators
+    /// give behind the checked extractor, for well-formed and hostile headers.
+    #[test]
+    fn w3c_reading_matches_the_sdk_propagators() {
+        use opentelemetry::{
+            baggage::BaggageExt,
+            propagation::{TextMapCompositePropagator, TextMapPropagator},
+            trace::TraceContextExt,
+        };
+        use opentelemetry_sdk::propagation::TraceContextPropagator;
+
+        let sdk = TextMapCompositePropagator::new(vec![
+            Box::new(TraceContextPropagator::new()),
+            Box::new(BaggagePropagator::new()),
+        ]);
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7";
+        let cases: &[&[(&str, &str)]] = &[
+            &[],
+            &[("traceparent", &format!("{tp}-01"))],
+            &[("traceparent", &format!("{tp}-00"))],
+            &[("traceparent", &format!("{tp}-03")), ("tracestate", "a=1,b=2")],
+            &[("traceparent", &format!("{tp}-01")), ("tracestate", "not a tracestate")],
+            &[("traceparent", &format!("{tp}-01")), ("baggage", "user=ada,tier=gold")],
+            &[("traceparent", "00-4bf92f35-00f067aa0ba902b7-01"), ("baggage", "user=ada")],
+            &[("traceparent", &format!("{tp}-01")), ("traceparent", &format!("{tp}-01"))],
+            &[("baggage", "user=ada")],
+        ];
+        for headers in cases {
+            let mut map = http::HeaderMap::new();
+            for (k, v) in headers.iter() {
+                map.append(http::HeaderName::from_static(k), v.parse().unwrap());
+            }
+            let ours = w3c_context(&map, w3c_parent(&map)).unwrap_or_default();
+            let theirs = sdk.extract(&CheckedExtractor::new(&map));
+            let (a, b) = (ours.span().span_context().clone(), theirs.span().span_context().clone());
+            assert_eq!(
+                (a.trace_id(), a.span_id(), a.trace_flags(), a.is_remote(), a.trace_state().header()),
+                (b.trace_id(), b.span_id(), b.trace_flags(), b.is_remote(), b.trace_state().header()),
+                "{headers:?}"
+            );
+            let baggage = |cx: &opentelemetry::Context| {
+                let mut all: Vec<String> =
+                    cx.baggage().iter().map(|(k, (v, _))| format!("{k}={v}")).collect();
+                all.sort();
+                all
+            };
+            assert_eq!(baggage(&ours), baggage(&theirs), "{headers:?}");
+        }
     }
 }

@@ -23,7 +23,7 @@ use prom::{Exposition, promtool_check};
 use tower_observability::{
     cache::{
         CACHE_EVICTIONS, CACHE_GETS, CACHE_LOOKUP_DURATION, CACHE_PUTS, CACHE_SIZE, CacheHitRatios,
-        CacheStatus, CacheStatusLayer, HTTP_SERVER_CACHE_REQUESTS, LOOKUP_DURATION_BUCKETS,
+        CacheStatus, HTTP_SERVER_CACHE_REQUESTS, LOOKUP_DURATION_BUCKETS, RecordCacheStatusLayer,
     },
     window::Window,
 };
@@ -78,7 +78,7 @@ async fn extension_outcomes_are_counted_exactly_per_route() {
         .route("/ext-test/items/{id}", get(item))
         .route("/ext-test/plain", get(|| async { "no cache here" }))
         .with_state(Arc::new(Mutex::new(HashSet::new())))
-        .layer(CacheStatusLayer::new().hit_ratios(ratios.clone()));
+        .layer(RecordCacheStatusLayer::new().hit_ratios(ratios.clone()));
     let address = serve(app).await;
     let client = reqwest::Client::new();
 
@@ -146,7 +146,7 @@ async fn header_outcomes_are_counted_with_the_configured_cache_name() {
     let ratios = CacheHitRatios::with_threshold(0.9, 5);
     let app = Router::new()
         .route("/hdr-test/{kind}", get(with_header))
-        .layer(CacheStatusLayer::new().cache_name("edge").hit_ratios(ratios.clone()));
+        .layer(RecordCacheStatusLayer::new().cache_name("edge").hit_ratios(ratios.clone()));
     let address = serve(app).await;
     let client = reqwest::Client::new();
     let pattern = [
@@ -229,7 +229,7 @@ mod moka_cache {
         let app = Router::new()
             .route("/moka-test/users/{id}", get(user))
             .with_state(users.clone())
-            .layer(CacheStatusLayer::new().cache_name("moka_http").hit_ratios(ratios.clone()));
+            .layer(RecordCacheStatusLayer::new().cache_name("moka_http").hit_ratios(ratios.clone()));
         let address = serve(app).await;
         let client = reqwest::Client::new();
         // 5 ids, each asked 4 times: 5 misses, 15 hits.

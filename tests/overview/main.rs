@@ -22,10 +22,10 @@ use tower_observability::{
     cache::{CacheHitRatios, CacheStatus},
     health::{CheckOptions, HealthGroup, HealthRegistry, HealthStatus},
     metrics::{
-        DURATION_BUCKETS, HTTP_SERVER_REQUEST_BODY_SIZE, HTTP_SERVER_RESPONSE_BODY_SIZE,
-        QUANTILE_RELATIVE_ERROR, SIZE_BUCKETS,
+        DURATION_BUCKETS, HTTP_SERVER_REQUEST_BODY_SIZE, HTTP_SERVER_RESPONSE_BODY_SIZE, SIZE_BUCKETS,
     },
     monitoring::{AlertsSummary, MonitoringRouter},
+    window::QUANTILE_RELATIVE_ERROR,
 };
 
 const FAST: Duration = Duration::from_millis(10);

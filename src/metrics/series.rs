@@ -1,13 +1,10 @@
 //! Metric handles built once per label set and reused: on the hot path of a
-//! known route, one read lock finds the route and a scan of at most
-//! [`SERIES_SLOTS`] set-once slots finds its label set, with no hashing and no
-//! allocation. Each route also holds its in-process windows
-//! ([`WindowedStats`]), recorded beside its Prometheus series.
+//! known route, a scan of at most [`SERIES_SLOTS`] set-once slots finds its
+//! label set, with no hashing and no allocation.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, OnceLock, PoisonError, RwLock},
-    time::Instant,
+    sync::{Mutex, OnceLock, PoisonError, RwLock},
 };
 
 use ::metrics::{Gauge, Histogram, Label, SharedString};
@@ -15,68 +12,23 @@ use http::StatusCode;
 
 use super::{
     HTTP_SERVER_ACTIVE_REQUESTS, HTTP_SERVER_REQUEST_BODY_SIZE, HTTP_SERVER_REQUEST_DURATION,
-    HTTP_SERVER_RESPONSE_BODY_SIZE, HTTP_SERVER_TIME_TO_FIRST_BYTE, stats::WindowedStats,
+    HTTP_SERVER_RESPONSE_BODY_SIZE, HTTP_SERVER_TIME_TO_FIRST_BYTE,
 };
 use crate::{
-    classify::{ErrorType, KnownMethod, scheme_name},
-    routes::RouteTable,
+    classify::ErrorType,
+    semconv::{KnownMethod, scheme_name},
 };
 
-/// All label sets of one metrics layer.
-#[derive(Debug)]
-pub(crate) struct Registry {
-    routes: RouteTable<RouteSeries>,
-    ttfb: bool,
-    active: [[OnceLock<Gauge>; 2]; KnownMethod::COUNT],
-    /// When the windows began counting.
-    created: Instant,
-}
+/// The `http_server_active_requests` gauges of one layer, one per method
+/// and scheme, registered on first use.
+#[derive(Debug, Default)]
+pub(crate) struct ActiveGauges([[OnceLock<Gauge>; 2]; KnownMethod::COUNT]);
 
-impl Registry {
-    /// At most `max_routes` route labels; `ttfb` registers the
-    /// time-to-first-byte histogram too.
-    pub(crate) fn new(max_routes: usize, ttfb: bool) -> Self {
-        Self {
-            routes: RouteTable::new(max_routes, |route| RouteSeries::new(route, ttfb)),
-            ttfb,
-            active: Default::default(),
-            created: Instant::now(),
-        }
-    }
-
-    /// When the windows began counting.
-    pub(crate) fn created(&self) -> Instant {
-        self.created
-    }
-
-    pub(crate) fn max_routes(&self) -> usize {
-        self.routes.max()
-    }
-
-    pub(crate) fn ttfb(&self) -> bool {
-        self.ttfb
-    }
-
-    /// The series of `route`; a bounded number of distinct routes is kept.
+impl ActiveGauges {
+    /// The gauge of a method and scheme.
     #[inline]
-    pub(crate) fn route(&self, route: Option<&str>) -> Arc<RouteSeries> {
-        self.routes.get(route, |route| RouteSeries::new(route, self.ttfb))
-    }
-
-    /// The series of a route label that requests were given, if any.
-    pub(crate) fn find(&self, route: &str) -> Option<Arc<RouteSeries>> {
-        self.routes.find(route)
-    }
-
-    /// Every series that requests were given, in no order.
-    pub(crate) fn all_routes(&self) -> Vec<Arc<RouteSeries>> {
-        self.routes.all()
-    }
-
-    /// The active-requests gauge of a method and scheme.
-    #[inline]
-    pub(crate) fn active(&self, method: KnownMethod, https: bool) -> &Gauge {
-        self.active[method.index()][usize::from(https)].get_or_init(|| {
+    pub(crate) fn get(&self, method: KnownMethod, https: bool) -> &Gauge {
+        self.0[method.index()][usize::from(https)].get_or_init(|| {
             ::metrics::gauge!(
                 HTTP_SERVER_ACTIVE_REQUESTS,
                 "http_request_method" => method.as_str(),
@@ -107,8 +59,6 @@ pub(crate) struct Series {
 /// One finished request, as recorded.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Measurement {
-    /// When the request ended (the clock reading `seconds` was taken from).
-    pub(crate) at: Instant,
     pub(crate) seconds: f64,
     pub(crate) request_bytes: u64,
     pub(crate) response_bytes: u64,
@@ -130,44 +80,28 @@ pub(crate) struct RouteSeries {
     more: RwLock<HashMap<SeriesKey, Series>>,
     /// Serializes the filling of slots.
     filling: Mutex<()>,
-    /// The route's windows.
-    stats: WindowedStats,
 }
 
 impl RouteSeries {
-    fn new(route: &str, ttfb: bool) -> Self {
+    /// The series of route label `route`; `ttfb` adds the time to first byte.
+    pub(crate) fn new(route: &str, ttfb: bool) -> Self {
         Self {
             route: SharedString::from(route.to_owned()),
             ttfb,
             slots: Default::default(),
             more: RwLock::default(),
             filling: Mutex::new(()),
-            stats: WindowedStats::new(),
         }
     }
 
     /// The route label.
-    pub(crate) fn name(&self) -> &str {
+    pub(crate) fn label(&self) -> &str {
         self.route.as_ref()
     }
 
-    /// The route's windows.
-    #[inline]
-    pub(crate) fn stats(&self) -> &WindowedStats {
-        &self.stats
-    }
-
-    /// Whether time to first byte is recorded.
-    #[inline]
-    pub(crate) fn ttfb(&self) -> bool {
-        self.ttfb
-    }
-
-    /// Records one finished request: into its Prometheus series, and into
-    /// the route's windows.
+    /// Records one finished request into its Prometheus series.
     #[inline]
     pub(crate) fn record(&self, key: SeriesKey, m: Measurement) {
-        self.stats.record_at(m.seconds, key.error.is_some(), m.at);
         let record = |series: &Series| {
             series.duration.record(m.seconds);
             series.request_size.record(m.request_bytes as f64);
@@ -238,32 +172,17 @@ impl RouteSeries {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{classify::UNMATCHED_ROUTE, routes::OVERFLOW_ROUTE};
-
-    #[test]
-    fn routes_are_bounded() {
-        let registry = Registry::new(2, false);
-        let a = registry.route(Some("/a"));
-        assert!(Arc::ptr_eq(&a, &registry.route(Some("/a"))));
-        registry.route(Some("/b"));
-        let c = registry.route(Some("/c"));
-        assert_eq!(c.route.as_ref(), OVERFLOW_ROUTE);
-        assert_eq!(registry.route(None).route.as_ref(), UNMATCHED_ROUTE);
-    }
 
     #[test]
     fn label_sets_beyond_the_slots_are_kept_too() {
-        let registry = Registry::new(4, false);
-        let route = registry.route(Some("/a"));
+        let route = RouteSeries::new("/a", false);
         let key = |code: u16| SeriesKey {
             method: KnownMethod::of(&http::Method::GET),
             https: false,
             status: Some(StatusCode::from_u16(code).unwrap()),
             error: None,
         };
-        let at = Instant::now();
-        let m =
-            Measurement { at, seconds: 0.1, request_bytes: 1, response_bytes: 2, first_byte_seconds: None };
+        let m = Measurement { seconds: 0.1, request_bytes: 1, response_bytes: 2, first_byte_seconds: None };
         for round in 0..2 {
             for code in 200..200 + 2 * SERIES_SLOTS as u16 {
                 route.record(key(code), m);

@@ -1,5 +1,5 @@
-//! Windowed counters: "how many in the last 1 m / 5 m / 15 m", lock-free and
-//! in constant memory.
+//! Windowed counters and histograms: "how many, and how long, in the last
+//! 1 m / 5 m / 15 m", lock-free and in constant memory.
 //!
 //! Cumulative counters go to Prometheus; the windowed figures that the
 //! overview, alerts and dashboard show are computed in-process (DESIGN:
@@ -47,6 +47,13 @@
 //! expects, so stale slots read as zero. Counts saturate at 2^40 - 1 per
 //! slot. A slot left untouched for exactly a multiple of 2^24 laps (478
 //! years with the default span) would read as current.
+
+mod histogram;
+
+pub use self::histogram::{
+    HISTOGRAM_BUCKETS, HISTOGRAM_MAX, HISTOGRAM_MIN, HISTOGRAM_RESOLUTION, HISTOGRAM_SPAN, HistogramSnapshot,
+    QUANTILE_RELATIVE_ERROR, WindowedHistogram, bucket_bounds,
+};
 
 use std::{
     fmt,

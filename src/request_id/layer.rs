@@ -1,19 +1,14 @@
-use std::{
-    future::Future,
-    pin::Pin,
-    task::{Context, Poll, ready},
-};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use http::{HeaderName, Request, Response};
-use pin_project_lite::pin_project;
 use tower_layer::Layer;
-use tower_service::Service;
-
-use std::sync::{Arc, OnceLock};
-
-use crate::stack::{self, StackId};
 
 use super::{MakeRequestId, MakeRequestUuid, RejectReason, RequestId, X_REQUEST_ID, accept, uuid_id};
+use crate::{
+    classify::StatusClassifier,
+    context::{Parts, RequestContext},
+    observe::{Finished, Observe, Routed, Stage},
+};
 
 /// `http_server_request_id_rejected_total{reason}`: incoming request ids
 /// replaced because they were invalid (counter).
@@ -66,28 +61,35 @@ impl Shared {
 /// [`MakeRequestId`] (a UUID by default). It replaces the header on the
 /// request, goes into request extensions, and is copied to the response
 /// header unless the response sets that header itself.
+///
+/// The first part of [`ObservabilityLayer`](crate::ObservabilityLayer); used
+/// alone, it makes a [`SetRequestId`] service. Under another layer of the
+/// crate that gave the request its id already, it does nothing.
 #[derive(Debug, Clone)]
 #[must_use]
-pub struct RequestIdLayer<M = MakeRequestUuid> {
+pub struct SetRequestIdLayer<M = MakeRequestUuid> {
     shared: Arc<Shared>,
     make: M,
-    stack: Option<StackId>,
 }
 
-impl RequestIdLayer {
+/// Service made by [`SetRequestIdLayer`]: the crate's
+/// [`Observe`](crate::observe::Observe) service with the request id part.
+pub type SetRequestId<S, M = MakeRequestUuid> = Observe<S, SetRequestIdLayer<M>>;
+
+impl SetRequestIdLayer {
     /// `x-request-id`, with UUIDs for requests without a valid id.
     pub fn new() -> Self {
-        Self { shared: Shared::new(X_REQUEST_ID, Vec::new()), make: MakeRequestUuid, stack: None }
+        Self { shared: Shared::new(X_REQUEST_ID, Vec::new()), make: MakeRequestUuid }
     }
 }
 
-impl Default for RequestIdLayer {
+impl Default for SetRequestIdLayer {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<M> RequestIdLayer<M> {
+impl<M> SetRequestIdLayer<M> {
     /// Reads and writes `header` instead of `x-request-id`.
     pub fn header_name(mut self, header: HeaderName) -> Self {
         self.shared = Shared::new(header, self.shared.also_accept.clone());
@@ -106,134 +108,82 @@ impl<M> RequestIdLayer<M> {
     }
 
     /// Makes ids with `make` instead of UUIDs.
-    pub fn make_request_id<M2: MakeRequestId>(self, make: M2) -> RequestIdLayer<M2> {
-        RequestIdLayer { shared: self.shared, make, stack: self.stack }
+    pub fn make_request_id<M2: MakeRequestId>(self, make: M2) -> SetRequestIdLayer<M2> {
+        SetRequestIdLayer { shared: self.shared, make }
     }
 
-    /// Makes the layer the outermost of one `ObservabilityLayer`
-    /// application: it marks the requests it takes (see `crate::stack`).
-    pub(crate) fn in_stack(mut self, stack: StackId) -> Self {
-        self.stack = Some(stack);
-        self
+    /// The header the id is read from and written to.
+    pub fn header(&self) -> &HeaderName {
+        &self.shared.header
     }
 }
 
-impl<S, M: Clone> Layer<S> for RequestIdLayer<M> {
-    type Service = RequestIdService<S, M>;
+impl<S, M> Layer<S> for SetRequestIdLayer<M>
+where
+    M: MakeRequestId + Clone + Send + Sync + 'static,
+{
+    type Service = SetRequestId<S, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestIdService { inner, shared: self.shared.clone(), make: self.make.clone(), stack: self.stack }
+        Observe::new(inner, self.clone())
     }
 }
 
-/// Service made by [`RequestIdLayer`].
-#[derive(Debug, Clone)]
-pub struct RequestIdService<S, M = MakeRequestUuid> {
-    inner: S,
-    shared: Arc<Shared>,
-    make: M,
-    stack: Option<StackId>,
-}
+/// The request id part keeps nothing per route: one shared entry.
+static NO_ROUTE: LazyLock<Arc<Routed<()>>> = LazyLock::new(|| Arc::new(Routed::new(())));
 
-impl<S> RequestIdService<S> {
-    /// Wraps `inner` with the defaults of [`RequestIdLayer::new`].
-    pub fn new(inner: S) -> Self {
-        RequestIdLayer::new().layer(inner)
-    }
-
-    /// A [`RequestIdLayer`] with its defaults.
-    pub fn layer() -> RequestIdLayer {
-        RequestIdLayer::new()
-    }
-}
-
-impl<S, M> RequestIdService<S, M> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S, M, ReqBody, ResBody> Service<Request<ReqBody>> for RequestIdService<S, M>
+impl<M> Stage for SetRequestIdLayer<M>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    M: MakeRequestId,
+    M: MakeRequestId + Clone + Send + Sync + 'static,
 {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = RequestIdResponseFuture<S::Future>;
+    type Route = ();
+    /// The header to write on the response, and the id.
+    type Pending = Option<(HeaderName, RequestId)>;
 
     #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    fn route(&self, _label: &str) -> Arc<Routed<()>> {
+        NO_ROUTE.clone()
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        if !stack::claim(req.extensions_mut(), self.stack) {
-            // Another application of the stack gave this request its id.
-            return RequestIdResponseFuture { inner: self.inner.call(req), header: None };
+    fn classifier(&self) -> StatusClassifier {
+        StatusClassifier::default()
+    }
+
+    #[inline]
+    fn on_request<B: http_body::Body + 'static>(
+        &mut self,
+        cx: &mut RequestContext,
+        _route: &(),
+        _observed: bool,
+        req: &mut Request<B>,
+    ) -> Self::Pending {
+        if !cx.claim(Parts::REQUEST_ID) {
+            return None;
         }
-        let id = match self.shared.accept(&req) {
+        let id = match self.shared.accept(req) {
             Some(id) => id,
-            None => self.generate(&req),
+            // Every `RequestId` is valid by construction: no second check.
+            None => self.make.make_request_id(req).unwrap_or_else(uuid_id),
         };
         let header = &self.shared.header;
         req.headers_mut().insert(header.clone(), id.header_value().clone());
         #[cfg(feature = "tower-http")]
         req.extensions_mut().insert(tower_http::request_id::RequestId::new(id.header_value().clone()));
         req.extensions_mut().insert(id.clone());
-        RequestIdResponseFuture { inner: self.inner.call(req), header: Some((header.clone(), id)) }
+        Some((header.clone(), id))
     }
-}
 
-impl<S, M: MakeRequestId> RequestIdService<S, M> {
-    fn generate<B>(&mut self, req: &Request<B>) -> RequestId {
-        // Every `RequestId` is valid by construction: no second check.
-        self.make.make_request_id(req).unwrap_or_else(uuid_id)
-    }
-}
-
-pin_project! {
-    /// Response future of [`RequestIdService`]: copies the id to the response.
-    pub struct RequestIdResponseFuture<F> {
-        #[pin]
-        inner: F,
-        header: Option<(HeaderName, RequestId)>,
-    }
-}
-
-impl<F, B, E> Future for RequestIdResponseFuture<F>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut res = ready!(this.inner.poll(cx))?;
-        if let Some((name, id)) = this.header.take()
+    #[inline]
+    fn on_response<B>(pending: &mut Self::Pending, _route: &(), _cx: &RequestContext, res: &mut Response<B>) {
+        if let Some((name, id)) = pending.take()
             && let http::header::Entry::Vacant(entry) = res.headers_mut().entry(name)
         {
             entry.insert(id.value);
         }
-        Poll::Ready(Ok(res))
     }
-}
 
-impl<F> std::fmt::Debug for RequestIdResponseFuture<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RequestIdResponseFuture").finish_non_exhaustive()
-    }
+    #[inline]
+    fn on_end(_pending: Self::Pending, _route: &(), _cx: &RequestContext, _finished: &Finished) {}
 }
 
 #[cfg(test)]
@@ -247,29 +197,29 @@ mod tests {
     use crate::request_id::{RequestIdSource, validate};
 
     async fn roundtrip(
-        layer: RequestIdLayer<impl MakeRequestId + Clone>,
+        layer: SetRequestIdLayer<impl MakeRequestId + Clone + Send + Sync + 'static>,
         values: &[&[u8]],
     ) -> (RequestId, Response<()>) {
         let (tx, rx) = std::sync::mpsc::channel();
-        let svc = ServiceBuilder::new().layer(layer).service_fn(move |req: Request<()>| {
+        let svc = ServiceBuilder::new().layer(layer).service_fn(move |req: Request<String>| {
             let id = req.extensions().get::<RequestId>().cloned().unwrap();
             // The request header now holds the accepted or generated id, once.
             let header: Vec<_> = req.headers().get_all("x-request-id").iter().cloned().collect();
             assert_eq!(header, vec![id.header_value().clone()]);
             tx.send(id).unwrap();
-            async { Ok::<_, Infallible>(Response::new(())) }
+            async { Ok::<_, Infallible>(Response::new(String::new())) }
         });
-        let mut req = Request::new(());
+        let mut req = Request::new(String::new());
         for v in values {
             req.headers_mut().append("x-request-id", HeaderValue::from_bytes(v).unwrap());
         }
         let res = svc.oneshot(req).await.unwrap();
-        (rx.recv().unwrap(), res)
+        (rx.recv().unwrap(), res.map(drop))
     }
 
     #[tokio::test]
     async fn valid_id_is_kept_and_echoed() {
-        let (id, res) = roundtrip(RequestIdLayer::new(), &[b"client-42"]).await;
+        let (id, res) = roundtrip(SetRequestIdLayer::new(), &[b"client-42"]).await;
         assert_eq!(id.as_str(), "client-42");
         assert_eq!(id.source(), RequestIdSource::Client);
         assert_eq!(res.headers()["x-request-id"], "client-42");
@@ -280,20 +230,20 @@ mod tests {
         let long = vec![b'z'; 10_000];
         let hostile: [&[u8]; 6] = [b"", b"has space", "\u{e9}t\u{e9}".as_bytes(), &long, b"a,b", b"a\tb"];
         for value in hostile {
-            let (id, res) = roundtrip(RequestIdLayer::new(), &[value]).await;
+            let (id, res) = roundtrip(SetRequestIdLayer::new(), &[value]).await;
             assert_eq!(id.source(), RequestIdSource::Generated, "{value:?}");
             assert_eq!(id.as_str().len(), 36);
             let echoed = res.headers()["x-request-id"].as_bytes();
             assert_eq!(echoed, id.as_str().as_bytes());
             assert_ne!(echoed, value);
         }
-        let (id, _) = roundtrip(RequestIdLayer::new(), &[b"one", b"two"]).await;
+        let (id, _) = roundtrip(SetRequestIdLayer::new(), &[b"one", b"two"]).await;
         assert_eq!(id.source(), RequestIdSource::Generated);
     }
 
     #[tokio::test]
     async fn missing_id_is_generated() {
-        let (id, res) = roundtrip(RequestIdLayer::new(), &[]).await;
+        let (id, res) = roundtrip(SetRequestIdLayer::new(), &[]).await;
         assert_eq!(id.source(), RequestIdSource::Generated);
         assert_eq!(res.headers()["x-request-id"].to_str().unwrap(), id.as_str());
     }
@@ -317,37 +267,40 @@ mod tests {
 
     #[tokio::test]
     async fn custom_generator_and_fallback() {
-        let (id, _) = roundtrip(RequestIdLayer::new().make_request_id(Counter(0)), &[]).await;
+        let (id, _) = roundtrip(SetRequestIdLayer::new().make_request_id(Counter(0)), &[]).await;
         assert_eq!(id.as_str(), "req-1");
-        let (id, _) = roundtrip(RequestIdLayer::new().make_request_id(Broken), &[]).await;
+        let (id, _) = roundtrip(SetRequestIdLayer::new().make_request_id(Broken), &[]).await;
         assert_eq!(id.as_str().len(), 36, "a generator that gives up falls back to a UUID");
     }
 
     #[tokio::test]
     async fn response_header_set_by_handler_is_left_alone() {
-        let svc = ServiceBuilder::new().layer(RequestIdLayer::new()).service_fn(|_req: Request<()>| async {
-            Ok::<_, Infallible>(Response::builder().header("x-request-id", "upstream").body(()).unwrap())
-        });
-        let res = svc.oneshot(Request::new(())).await.unwrap();
+        let svc =
+            ServiceBuilder::new().layer(SetRequestIdLayer::new()).service_fn(|_req: Request<String>| async {
+                Ok::<_, Infallible>(
+                    Response::builder().header("x-request-id", "upstream").body(String::new()).unwrap(),
+                )
+            });
+        let res = svc.oneshot(Request::new(String::new())).await.unwrap();
         assert_eq!(res.headers()["x-request-id"], "upstream");
     }
 
     #[tokio::test]
     async fn aliases_are_tried_in_order_and_written_to_the_main_header() {
-        let layer = RequestIdLayer::new().also_accept(HeaderName::from_static("x-correlation-id"));
-        let svc = ServiceBuilder::new().layer(layer).service_fn(|req: Request<()>| async move {
+        let layer = SetRequestIdLayer::new().also_accept(HeaderName::from_static("x-correlation-id"));
+        let svc = ServiceBuilder::new().layer(layer).service_fn(|req: Request<String>| async move {
             assert_eq!(req.extensions().get::<RequestId>().unwrap().as_str(), "from-alias");
             #[cfg(feature = "tower-http")]
             assert_eq!(
                 req.extensions().get::<tower_http::request_id::RequestId>().unwrap().header_value(),
                 "from-alias"
             );
-            Ok::<_, Infallible>(Response::new(()))
+            Ok::<_, Infallible>(Response::new(String::new()))
         });
         let req = Request::builder()
             .header("x-request-id", "bad value")
             .header("x-correlation-id", "from-alias")
-            .body(())
+            .body(String::new())
             .unwrap();
         let res = svc.oneshot(req).await.unwrap();
         assert_eq!(res.headers()["x-request-id"], "from-alias");
@@ -359,10 +312,10 @@ mod tests {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
         let svc = ServiceBuilder::new()
-            .layer(RequestIdLayer::new())
-            .service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
-        let requests =
-            ["a b", "", "x,y"].map(|v| Request::builder().header("x-request-id", v).body(()).unwrap());
+            .layer(SetRequestIdLayer::new())
+            .service_fn(|_req: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) });
+        let requests = ["a b", "", "x,y"]
+            .map(|v| Request::builder().header("x-request-id", v).body(String::new()).unwrap());
         ::metrics::with_local_recorder(&recorder, || {
             for req in requests {
                 // `call` runs the validation synchronously, inside the local recorder.
@@ -394,7 +347,7 @@ mod tests {
             let header_values: Vec<HeaderValue> =
                 values.iter().filter_map(|v| HeaderValue::from_bytes(v).ok()).collect();
             let raw: Vec<&[u8]> = header_values.iter().map(HeaderValue::as_bytes).collect();
-            let (id, res) = rt.block_on(roundtrip(RequestIdLayer::new(), &raw));
+            let (id, res) = rt.block_on(roundtrip(SetRequestIdLayer::new(), &raw));
             let echoed = res.headers()["x-request-id"].as_bytes().to_vec();
             proptest::prop_assert_eq!(&echoed, &id.as_str().as_bytes().to_vec());
             proptest::prop_assert!(validate(&echoed).is_ok());
@@ -417,12 +370,12 @@ mod tests {
 
     #[tokio::test]
     async fn custom_header_name() {
-        let layer = RequestIdLayer::new().header_name(HeaderName::from_static("x-correlation-id"));
-        let svc = ServiceBuilder::new().layer(layer).service_fn(|req: Request<()>| async move {
+        let layer = SetRequestIdLayer::new().header_name(HeaderName::from_static("x-correlation-id"));
+        let svc = ServiceBuilder::new().layer(layer).service_fn(|req: Request<String>| async move {
             assert_eq!(req.extensions().get::<RequestId>().unwrap().as_str(), "corr-1");
-            Ok::<_, Infallible>(Response::new(()))
+            Ok::<_, Infallible>(Response::new(String::new()))
         });
-        let req = Request::builder().header("x-correlation-id", "corr-1").body(()).unwrap();
+        let req = Request::builder().header("x-correlation-id", "corr-1").body(String::new()).unwrap();
         let res = svc.oneshot(req).await.unwrap();
         assert_eq!(res.headers()["x-correlation-id"], "corr-1");
     }

@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::window::{Window, WindowedCounter};
+use super::{Window, WindowedCounter};
 
 /// Number of buckets of a [`WindowedHistogram`]: 62 log-spaced buckets
 /// between [`HISTOGRAM_MIN`] and [`HISTOGRAM_MAX`], one below, one above.
@@ -69,7 +69,7 @@ const MIN_EXPONENT: i32 = -14;
 /// # Example
 ///
 /// ```
-/// use tower_observability::{metrics::WindowedHistogram, window::Window};
+/// use tower_observability::window::{Window, WindowedHistogram};
 ///
 /// let latency = WindowedHistogram::new();
 /// for ms in 1..=100 {
@@ -106,7 +106,7 @@ impl WindowedHistogram {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tower_observability::metrics::WindowedHistogram;
+    /// use tower_observability::window::WindowedHistogram;
     ///
     /// let h = WindowedHistogram::with_resolution(Duration::from_secs(60), Duration::from_secs(1));
     /// assert_eq!(h.resolution(), Duration::from_secs(1));
@@ -181,13 +181,13 @@ impl fmt::Debug for WindowedHistogram {
 /// # Example
 ///
 /// ```
-/// use tower_observability::{metrics::WindowedHistogram, window::Window};
+/// use tower_observability::window::{Window, WindowedHistogram};
 ///
 /// let h = WindowedHistogram::new();
 /// assert_eq!(h.snapshot(Window::OneMinute).quantile(0.5), None, "no values");
 /// h.record(0.2);
 /// let p50 = h.snapshot(Window::OneMinute).quantile(0.5).unwrap();
-/// assert!((p50 - 0.2).abs() / 0.2 <= tower_observability::metrics::QUANTILE_RELATIVE_ERROR);
+/// assert!((p50 - 0.2).abs() / 0.2 <= tower_observability::window::QUANTILE_RELATIVE_ERROR);
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct HistogramSnapshot {
@@ -266,7 +266,7 @@ impl fmt::Debug for HistogramSnapshot {
 /// # Example
 ///
 /// ```
-/// use tower_observability::metrics::{HISTOGRAM_MIN, bucket_bounds};
+/// use tower_observability::window::{HISTOGRAM_MIN, bucket_bounds};
 ///
 /// assert_eq!(bucket_bounds(0), (0.0, HISTOGRAM_MIN));
 /// let (a, b) = bucket_bounds(1);

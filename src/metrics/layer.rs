@@ -1,0 +1,346 @@
+use std::sync::{Arc, OnceLock};
+
+use http::Request;
+use tower_layer::Layer;
+
+use super::{
+    series::{ActiveGauges, Measurement, RouteSeries, SeriesKey},
+    stats::{HttpStats, RouteWindows},
+};
+use crate::{
+    classify::StatusClassifier,
+    context::{Parts, RequestContext},
+    observe::{Finished, Observe, Routed, Routes, Stage, route_in},
+    route::RouteFilter,
+};
+
+/// The number of distinct route labels a layer keeps by default.
+const DEFAULT_MAX_ROUTES: usize = 1024;
+
+/// Layer that records the OTel HTTP server metrics of every request.
+///
+/// See the [module docs](super) for metric names and labels. Clones share
+/// their label caches and their [`HttpStats`], so build one layer and clone
+/// it. Setters compose in any order and keep the layer's `HttpStats`: a
+/// handle taken before a setter reads the figures of the layer after it.
+///
+/// The metrics part of [`ObservabilityLayer`](crate::ObservabilityLayer);
+/// used alone, it makes an [`HttpMetrics`] service. Under another layer of
+/// the crate that measured the request already, it does nothing.
+///
+/// The request body is passed on as it came. Its size is the
+/// `Content-Length`; without one (a chunked upload), an
+/// `axum::body::Body` is wrapped to count the bytes the handler reads (with
+/// the `axum` feature), and any other body type is given its exact size
+/// hint, or 0 when it has none.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct HttpMetricsLayer {
+    config: Arc<Config>,
+    gauges: Arc<ActiveGauges>,
+    stats: HttpStats,
+    routes: Arc<Routes<MetricsRoute>>,
+}
+
+/// Service made by [`HttpMetricsLayer`]: the crate's
+/// [`Observe`](crate::observe::Observe) service with the metrics part.
+pub type HttpMetrics<S> = Observe<S, HttpMetricsLayer>;
+
+#[derive(Debug, Clone)]
+struct Config {
+    exclude: RouteFilter,
+    classifier: Option<StatusClassifier>,
+    ttfb: bool,
+    max_routes: usize,
+}
+
+/// What the metrics part keeps per route label.
+#[derive(Debug)]
+pub(crate) struct MetricsRoute {
+    excluded: bool,
+    series: RouteSeries,
+    /// Found in the layer's [`HttpStats`] at the route's first request, so
+    /// that a label shows there only once requests were given it.
+    windows: OnceLock<Arc<RouteWindows>>,
+    stats: HttpStats,
+    gauges: Arc<ActiveGauges>,
+}
+
+impl MetricsRoute {
+    #[inline]
+    fn windows(&self) -> &RouteWindows {
+        self.windows.get_or_init(|| self.stats.windows_of(self.series.label()))
+    }
+}
+
+impl HttpMetricsLayer {
+    /// A layer recording into the global `metrics` recorder.
+    ///
+    /// Metric handles are registered with the recorder installed at the
+    /// first request of each label set: install the recorder before serving.
+    pub fn new() -> Self {
+        super::describe();
+        let config = Config {
+            exclude: RouteFilter::default(),
+            classifier: None,
+            ttfb: false,
+            max_routes: DEFAULT_MAX_ROUTES,
+        };
+        Self::from_parts(Arc::new(config), Arc::default(), HttpStats::new())
+    }
+
+    fn from_parts(config: Arc<Config>, gauges: Arc<ActiveGauges>, stats: HttpStats) -> Self {
+        let routes = Routes::new(config.max_routes, |label| {
+            Routed::new(make_route(&config, &gauges, &stats, label, &RouteFilter::default()))
+        });
+        Self { config, gauges, stats, routes: Arc::new(routes) }
+    }
+
+    /// A new layer with `change` made to the configuration, keeping the
+    /// figures; the route table (a cache) starts anew.
+    fn with(self, change: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Arc::unwrap_or_clone(self.config);
+        change(&mut config);
+        Self::from_parts(Arc::new(config), self.gauges, self.stats)
+    }
+
+    /// Which statuses count as errors (the `error_type` label); 5xx by
+    /// default. In an [`ObservabilityLayer`](crate::ObservabilityLayer), its
+    /// own [`error_status`](crate::ObservabilityLayer::error_status) decides
+    /// for every part.
+    pub fn error_status(self, classifier: StatusClassifier) -> Self {
+        self.with(|c| c.classifier = Some(classifier))
+    }
+
+    /// Also records [`HTTP_SERVER_TIME_TO_FIRST_BYTE`](super::HTTP_SERVER_TIME_TO_FIRST_BYTE),
+    /// for streaming services. Off by default.
+    pub fn time_to_first_byte(self, enabled: bool) -> Self {
+        self.with(|c| c.ttfb = enabled)
+    }
+
+    /// Leaves requests on these route templates unmeasured (e.g. `/metrics`
+    /// and health probes), adding to those given before. Requests that
+    /// matched no route are always measured.
+    pub fn exclude_routes<I, T>(self, routes: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<Box<str>>,
+    {
+        self.with(|c| c.exclude = c.exclude.union(&RouteFilter::new(routes)))
+    }
+
+    /// Keeps at most `max` distinct `http_route` values; requests on routes
+    /// beyond it are labelled `_overflow`. Defaults to 1024. Routes come from
+    /// the router's templates, so the cap is a guard against a misconfigured
+    /// [`HttpRoute`](crate::HttpRoute), not a limit a router reaches. In an
+    /// [`ObservabilityLayer`](crate::ObservabilityLayer) it caps the routes
+    /// of every part.
+    pub fn max_routes(self, max: usize) -> Self {
+        self.with(|c| c.max_routes = max)
+    }
+
+    /// The in-process windowed statistics of the requests this layer (and
+    /// its clones) measure: rate, error ratio and latency quantiles over the
+    /// last 1, 5 and 15 minutes; see [`HttpStats`]. The setters keep them:
+    /// take the handle before or after.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_observability::{metrics::HttpMetricsLayer, window::Window};
+    ///
+    /// let layer = HttpMetricsLayer::new();
+    /// let stats = layer.http_stats();
+    /// let layer = layer.max_routes(100).time_to_first_byte(true);
+    /// assert_eq!(stats.window(Window::FiveMinutes).requests, 0);
+    /// # drop(layer);
+    /// ```
+    pub fn http_stats(&self) -> HttpStats {
+        self.stats.clone()
+    }
+
+    pub(crate) fn max_route_count(&self) -> usize {
+        self.config.max_routes
+    }
+
+    /// The classifier given with [`error_status`](Self::error_status).
+    pub(crate) fn custom_classifier(&self) -> Option<StatusClassifier> {
+        self.config.classifier
+    }
+
+    /// Whether the time to first byte is recorded.
+    pub(crate) fn wants_first_byte(&self) -> bool {
+        self.config.ttfb
+    }
+
+    /// The state of a new route label; `exclude` adds the templates of an
+    /// enclosing layer.
+    pub(crate) fn make_route(&self, label: &str, exclude: &RouteFilter) -> MetricsRoute {
+        make_route(&self.config, &self.gauges, &self.stats, label, exclude)
+    }
+
+    /// The metrics part of a request: counts it as active.
+    #[inline]
+    pub(crate) fn start<B: http_body::Body + 'static>(
+        cx: &mut RequestContext,
+        route: &MetricsRoute,
+        observed: bool,
+        req: &mut Request<B>,
+    ) -> Option<MetricsPending> {
+        if !cx.claim(Parts::METRICS) || route.excluded || !observed {
+            return None;
+        }
+        route.gauges.get(cx.known_method(), cx.is_https()).increment(1.0);
+        route.windows().stats.start_request();
+        Some(MetricsPending { request_size: request_size(req) })
+    }
+}
+
+fn make_route(
+    config: &Config,
+    gauges: &Arc<ActiveGauges>,
+    stats: &HttpStats,
+    label: &str,
+    exclude: &RouteFilter,
+) -> MetricsRoute {
+    MetricsRoute {
+        excluded: config.exclude.excludes(label) || exclude.excludes(label),
+        series: RouteSeries::new(label, config.ttfb),
+        windows: OnceLock::new(),
+        stats: stats.clone(),
+        gauges: gauges.clone(),
+    }
+}
+
+impl Default for HttpMetricsLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S> Layer<S> for HttpMetricsLayer {
+    type Service = HttpMetrics<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Observe::new(inner, self.clone())
+    }
+}
+
+/// What the metrics part keeps until the request is over.
+#[derive(Debug)]
+pub(crate) struct MetricsPending {
+    request_size: RequestSize,
+}
+
+impl MetricsPending {
+    /// Records the finished request into its series and windows.
+    #[inline]
+    pub(crate) fn finish(this: Option<Self>, route: &MetricsRoute, cx: &RequestContext, finished: &Finished) {
+        let Some(pending) = this else { return };
+        route.gauges.get(cx.known_method(), cx.is_https()).decrement(1.0);
+        let windows = &route.windows().stats;
+        windows.end_request();
+        if !finished.observed {
+            return;
+        }
+        let seconds = finished.at.saturating_duration_since(cx.start()).as_secs_f64();
+        windows.record_at(seconds, finished.error.is_some(), finished.at);
+        let measurement = Measurement {
+            seconds,
+            request_bytes: pending.request_size.bytes(),
+            response_bytes: finished.response_bytes,
+            first_byte_seconds: finished
+                .first_byte
+                .map(|at| at.saturating_duration_since(cx.start()).as_secs_f64()),
+        };
+        let key = SeriesKey {
+            method: cx.known_method(),
+            https: cx.is_https(),
+            status: finished.status,
+            error: finished.error,
+        };
+        route.series.record(key, measurement);
+    }
+}
+
+impl Stage for HttpMetricsLayer {
+    type Route = MetricsRoute;
+    type Pending = Option<MetricsPending>;
+
+    const PASSES_CONTEXT: bool = false;
+
+    #[inline]
+    fn route(&self, label: &str) -> Arc<Routed<MetricsRoute>> {
+        route_in(&self.routes, label, |label| self.make_route(label, &RouteFilter::default()))
+    }
+
+    fn classifier(&self) -> StatusClassifier {
+        self.config.classifier.unwrap_or_default()
+    }
+
+    fn wants_first_byte(&self) -> bool {
+        self.config.ttfb
+    }
+
+    #[inline]
+    fn on_request<B: http_body::Body + 'static>(
+        &mut self,
+        cx: &mut RequestContext,
+        route: &MetricsRoute,
+        observed: bool,
+        req: &mut Request<B>,
+    ) -> Self::Pending {
+        Self::start(cx, route, observed, req)
+    }
+
+    #[inline]
+    fn on_end(pending: Self::Pending, route: &MetricsRoute, cx: &RequestContext, finished: &Finished) {
+        MetricsPending::finish(pending, route, cx, finished);
+    }
+}
+
+/// How the size of `req`'s body will be known; wraps the body only for a
+/// chunked upload in an `axum::body::Body`.
+#[inline]
+#[cfg_attr(not(feature = "axum"), allow(unused_variables))]
+fn request_size<B: http_body::Body + 'static>(req: &mut Request<B>) -> RequestSize {
+    if req.body().is_end_stream() {
+        return RequestSize::Known(0);
+    }
+    if let Some(length) = content_length(req.headers()) {
+        return RequestSize::Known(length);
+    }
+    // A body type the router boxes anyway: count it inside a new box.
+    #[cfg(feature = "axum")]
+    if let Some(body) = (req.body_mut() as &mut dyn std::any::Any).downcast_mut::<axum::body::Body>() {
+        let (counted, counter) = crate::body::RequestBody::counting(std::mem::take(body));
+        *body = axum::body::Body::new(counted);
+        return RequestSize::Counted(counter);
+    }
+    RequestSize::Known(req.body().size_hint().exact().unwrap_or(0))
+}
+
+/// The request body size: `Content-Length`, or counted as the body is read.
+#[derive(Debug)]
+enum RequestSize {
+    Known(u64),
+    #[cfg(feature = "axum")]
+    Counted(Arc<std::sync::atomic::AtomicU64>),
+}
+
+impl RequestSize {
+    #[inline]
+    fn bytes(&self) -> u64 {
+        match self {
+            Self::Known(n) => *n,
+            #[cfg(feature = "axum")]
+            Self::Counted(counter) => counter.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+}
+
+/// `Content-Length` of a request, when present and well formed.
+#[inline]
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers.get(http::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}

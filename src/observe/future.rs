@@ -1,0 +1,181 @@
+// `Stage` is the crate's own: its futures and bodies are public types whose
+// parts are private.
+#![allow(private_bounds)]
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+    time::Instant,
+};
+
+use http::{Response, StatusCode};
+use pin_project_lite::pin_project;
+
+use super::{Finished, ResponseBody, Routed, Stage, Unobserved};
+use crate::{
+    body::{self, BodyEnd, BodyObserver},
+    classify::{End, ErrorType, StatusClassifier},
+    context::RequestContext,
+};
+
+/// What a request keeps until its response is ready.
+pub(super) struct State<St: Stage> {
+    pub(super) cx: RequestContext,
+    pub(super) route: Arc<Routed<St::Route>>,
+    pub(super) pending: St::Pending,
+    pub(super) classifier: StatusClassifier,
+    pub(super) first_byte: bool,
+    pub(super) observed: bool,
+}
+
+pin_project! {
+    /// Response future of [`Observe`](super::Observe): polls the inner
+    /// future inside the parts' scope (the request's span), then wraps the
+    /// response body.
+    ///
+    /// Dropped before the response is ready (the client went away while the
+    /// handler ran), it ends the request with `error_type="client_abort"`.
+    pub struct ResponseFuture<F, St>
+    where
+        St: Stage,
+    {
+        #[pin]
+        inner: F,
+        state: Option<State<St>>,
+    }
+
+    impl<F, St> PinnedDrop for ResponseFuture<F, St>
+    where
+        St: Stage,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(State { cx, route, pending, observed, .. }) = this.project().state.take() {
+                St::on_end(pending, &route.state, &cx, &Finished::without_response(End::Cancelled, observed));
+            }
+        }
+    }
+}
+
+impl<F, St: Stage> ResponseFuture<F, St> {
+    pub(super) fn new(inner: F, state: State<St>) -> Self {
+        Self { inner, state: Some(state) }
+    }
+}
+
+impl<F, St, B, E> Future for ResponseFuture<F, St>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    St: Stage,
+    B: http_body::Body,
+    E: 'static,
+{
+    type Output = Result<Response<ResponseBody<B, St>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let state = this.state.as_ref().expect("ResponseFuture polled after completion");
+        let result = ready!(St::in_scope(&state.pending, || this.inner.as_mut().poll(cx)));
+        let State { cx: rcx, route, mut pending, classifier, first_byte, mut observed } =
+            this.state.take().expect("checked above");
+        Poll::Ready(match result {
+            Ok(mut res) => {
+                if res.extensions().get::<Unobserved>().is_some() {
+                    route.unobserved.store(true, std::sync::atomic::Ordering::Relaxed);
+                    observed = false;
+                }
+                St::on_response(&mut pending, &route.state, &rcx, &mut res);
+                let status = res.status();
+                let finish = Finish {
+                    pending,
+                    route,
+                    cx: rcx,
+                    status,
+                    marked: res.extensions().get::<ErrorType>().copied(),
+                    classifier,
+                    response_bytes: 0,
+                    first_byte: if first_byte { FirstByte::Waiting } else { FirstByte::NotAsked },
+                    observed,
+                };
+                let is_head = finish.cx.is_head();
+                Ok(res.map(|body| body::observe(body, finish, is_head, status)))
+            }
+            Err(err) => {
+                let end = End::ServiceError(ErrorType::of_service_error(&err));
+                St::on_end(pending, &route.state, &rcx, &Finished::without_response(end, observed));
+                Err(err)
+            }
+        })
+    }
+}
+
+impl<F, St: Stage> fmt::Debug for ResponseFuture<F, St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").field("ready", &self.state.is_none()).finish_non_exhaustive()
+    }
+}
+
+/// The one body observer of [`Observe`](super::Observe): counts the bytes
+/// that go out and, at the body's end, classifies the request once and
+/// ends every part.
+pub struct Finish<St>
+where
+    St: Stage,
+{
+    pending: St::Pending,
+    route: Arc<Routed<St::Route>>,
+    cx: RequestContext,
+    status: StatusCode,
+    marked: Option<ErrorType>,
+    classifier: StatusClassifier,
+    response_bytes: u64,
+    first_byte: FirstByte,
+    observed: bool,
+}
+
+/// The instant of the first response byte, when a part asked for it.
+#[derive(Debug, Clone, Copy)]
+enum FirstByte {
+    NotAsked,
+    Waiting,
+    At(Instant),
+}
+
+impl<St: Stage> BodyObserver for Finish<St> {
+    #[inline]
+    fn on_data(&mut self, len: usize) {
+        if matches!(self.first_byte, FirstByte::Waiting) && len > 0 {
+            self.first_byte = FirstByte::At(Instant::now());
+        }
+        self.response_bytes += len as u64;
+    }
+
+    #[inline]
+    fn on_end(self, end: BodyEnd) {
+        let end = match end {
+            BodyEnd::Complete => End::Complete,
+            BodyEnd::Error => End::BodyError,
+            BodyEnd::Aborted => End::BodyAborted,
+        };
+        let finished = Finished {
+            at: Instant::now(),
+            status: Some(self.status),
+            error: end.error(self.classifier, Some(self.status), self.marked),
+            response_bytes: self.response_bytes,
+            first_byte: match self.first_byte {
+                FirstByte::At(at) => Some(at),
+                FirstByte::NotAsked | FirstByte::Waiting => None,
+            },
+            observed: self.observed,
+        };
+        St::on_end(self.pending, &self.route.state, &self.cx, &finished);
+    }
+}
+
+impl<St: Stage> fmt::Debug for Finish<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Finish").field("status", &self.status).finish_non_exhaustive()
+    }
+}

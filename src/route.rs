@@ -1,0 +1,372 @@
+//! The route of a request: which template it matched, found once, and the
+//! bounded table of per-route state the layers keep.
+//!
+//! A request's route label is, in order: axum's `MatchedPath`; an
+//! [`HttpRoute`] put in the request extensions; for traffic that axum
+//! routed into a `Router::nest_service` (static files, sub-apps), the nest's
+//! prefix template, `{prefix}/{*path}`; else [`UNMATCHED_ROUTE`]. Labels are
+//! never raw paths: memory and metric cardinality stay bounded whatever
+//! paths clients send. Once a table holds its most routes, new templates
+//! share [`OVERFLOW_ROUTE`].
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{
+        Arc, OnceLock, PoisonError, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use http::Extensions;
+
+/// The route label given to requests that matched no route (404 fallbacks).
+///
+/// A fixed value keeps metric cardinality bounded whatever paths clients send.
+pub const UNMATCHED_ROUTE: &str = "_unmatched";
+
+/// The route label given to new route templates once a layer keeps its most
+/// routes (see `HttpMetricsLayer::max_routes`).
+pub const OVERFLOW_ROUTE: &str = "_overflow";
+
+/// A route template set by hand, for services that are not axum routers.
+///
+/// Axum's `MatchedPath` is read first (with the `axum` feature); otherwise a
+/// service can insert `HttpRoute` into request extensions, before the
+/// observability layers run, to label its metrics and spans.
+///
+/// The value must be a low-cardinality template (`/users/{id}`), never a raw
+/// path.
+///
+/// # Example
+///
+/// ```
+/// use tower_observability::HttpRoute;
+///
+/// let mut req = http::Request::new(());
+/// req.extensions_mut().insert(HttpRoute::new("/users/{id}"));
+/// assert_eq!(req.extensions().get::<HttpRoute>().unwrap().as_str(), "/users/{id}");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HttpRoute(Arc<str>);
+
+impl HttpRoute {
+    /// A route template such as `/users/{id}`.
+    pub fn new(template: impl Into<Arc<str>>) -> Self {
+        Self(template.into())
+    }
+
+    /// The template.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The route label of one request, held without copying the template.
+#[derive(Clone)]
+pub(crate) enum RouteName {
+    /// Matched no route.
+    Unmatched,
+    #[cfg(feature = "axum")]
+    Axum(axum::extract::MatchedPath),
+    /// An [`HttpRoute`], or the template of a nested service.
+    Template(Arc<str>),
+}
+
+impl RouteName {
+    /// The template, `None` for a request that matched no route.
+    #[inline]
+    pub(crate) fn template(&self) -> Option<&str> {
+        match self {
+            Self::Unmatched => None,
+            #[cfg(feature = "axum")]
+            Self::Axum(path) => Some(path.as_str()),
+            Self::Template(template) => Some(template),
+        }
+    }
+
+    /// The label: the template, or [`UNMATCHED_ROUTE`].
+    #[inline]
+    pub(crate) fn label(&self) -> &str {
+        self.template().unwrap_or(UNMATCHED_ROUTE)
+    }
+}
+
+impl fmt::Debug for RouteName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// The route of a service's requests that carry no template: for the
+/// fallback of an axum router, unmatched; for a service nested with
+/// `Router::nest_service`, the nest's template. Axum gives a layer one
+/// service per route, so the answer is the same for every request of that
+/// service and is found once.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Untemplated(Arc<OnceLock<Option<Arc<str>>>>);
+
+/// Finds the route of a request once: see the [module docs](self).
+#[inline]
+pub(crate) fn resolve(extensions: &Extensions, untemplated: &Untemplated) -> RouteName {
+    #[cfg(feature = "axum")]
+    if let Some(path) = extensions.get::<axum::extract::MatchedPath>() {
+        return RouteName::Axum(path.clone());
+    }
+    if let Some(route) = extensions.get::<HttpRoute>() {
+        return RouteName::Template(route.0.clone());
+    }
+    match untemplated.0.get_or_init(|| nested_template(extensions)) {
+        Some(template) => RouteName::Template(template.clone()),
+        None => RouteName::Unmatched,
+    }
+}
+
+/// The template of the `Router::nest_service` a request was routed into, as
+/// `{prefix}/{*path}`; `None` when axum routed it to no nest.
+///
+/// Axum gives a nested service's requests no `MatchedPath`, only a private
+/// extension with the nest's template. A router of its own, one route
+/// `/{*path}` deep, reads it: axum joins the template of the nest the
+/// request came through to that route's, as for any router nested in
+/// another. Asked once per service (see [`Untemplated`]).
+#[cfg(feature = "axum")]
+fn nested_template(extensions: &Extensions) -> Option<Arc<str>> {
+    use std::{
+        future::Future,
+        pin::pin,
+        task::{Context, Poll, Waker},
+    };
+
+    use axum::{body::Body, extract::MatchedPath};
+    use tower_service::Service as _;
+
+    const PROBE: &str = "/{*path}";
+    let mut router = axum::Router::new().route(
+        PROBE,
+        axum::routing::any(|req: axum::extract::Request| async move {
+            let mut res = http::Response::new(Body::empty());
+            if let Some(path) = req.extensions().get::<MatchedPath>() {
+                res.extensions_mut().insert(path.clone());
+            }
+            res
+        }),
+    );
+    let mut req = http::Request::new(Body::empty());
+    *req.uri_mut() = http::Uri::from_static("/probe");
+    *req.extensions_mut() = extensions.clone();
+    let future = pin!(router.call(req));
+    let Poll::Ready(Ok(res)) = future.poll(&mut Context::from_waker(Waker::noop())) else { return None };
+    let template = res.extensions().get::<MatchedPath>()?.as_str();
+    (template != PROBE).then(|| template.into())
+}
+
+#[cfg(not(feature = "axum"))]
+fn nested_template(_: &Extensions) -> Option<Arc<str>> {
+    None
+}
+
+/// Route templates a layer leaves alone.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RouteFilter(Option<Arc<[Box<str>]>>);
+
+impl RouteFilter {
+    pub(crate) fn new<I, T>(routes: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<Box<str>>,
+    {
+        let routes: Arc<[Box<str>]> = routes.into_iter().map(Into::into).collect();
+        Self((!routes.is_empty()).then_some(routes))
+    }
+
+    /// Both filters' templates.
+    pub(crate) fn union(&self, other: &Self) -> Self {
+        match (&self.0, &other.0) {
+            (None, _) => other.clone(),
+            (_, None) => self.clone(),
+            (Some(a), Some(b)) => Self::new(a.iter().chain(b.iter()).cloned()),
+        }
+    }
+
+    /// Whether the route labelled `label` is excluded; requests that matched
+    /// no route never are.
+    pub(crate) fn excludes(&self, label: &str) -> bool {
+        label != UNMATCHED_ROUTE && self.0.as_ref().is_some_and(|routes| routes.iter().any(|r| &**r == label))
+    }
+}
+
+/// Per-route entries of type `T`, at most `max` routes plus two fixed ones.
+///
+/// Lookups of a known route take a read lock and allocate nothing; a new
+/// route takes the write lock once. Requests that matched no route share one
+/// entry, [`UNMATCHED_ROUTE`]; once `max` routes exist, new ones share
+/// [`OVERFLOW_ROUTE`].
+pub(crate) struct RouteTable<T> {
+    /// Keyed with foldhash: route labels are the router's templates, not
+    /// attacker-chosen, and their number is capped by `max`.
+    routes: RwLock<HashMap<Box<str>, Arc<T>, foldhash::fast::RandomState>>,
+    unmatched: Arc<T>,
+    overflow: Arc<T>,
+    /// Whether a request was given `unmatched` or `overflow`.
+    unmatched_used: AtomicBool,
+    overflow_used: AtomicBool,
+    max: usize,
+}
+
+impl<T> RouteTable<T> {
+    /// A table of at most `max` routes; `make` builds the entry of a route
+    /// label (here, the two fixed ones).
+    pub(crate) fn new(max: usize, make: impl Fn(&str) -> T) -> Self {
+        Self {
+            routes: RwLock::default(),
+            unmatched: Arc::new(make(UNMATCHED_ROUTE)),
+            overflow: Arc::new(make(OVERFLOW_ROUTE)),
+            unmatched_used: AtomicBool::new(false),
+            overflow_used: AtomicBool::new(false),
+            max,
+        }
+    }
+
+    /// The entry of the route labelled `label`, made with `make` on its
+    /// first request.
+    #[inline]
+    pub(crate) fn get(&self, label: &str, make: impl FnOnce(&str) -> T) -> Arc<T> {
+        if label == UNMATCHED_ROUTE {
+            mark(&self.unmatched_used);
+            return self.unmatched.clone();
+        }
+        if let Some(entry) = self.routes.read().unwrap_or_else(PoisonError::into_inner).get(label) {
+            return entry.clone();
+        }
+        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = routes.get(label) {
+            return entry.clone();
+        }
+        if routes.len() >= self.max {
+            mark(&self.overflow_used);
+            return self.overflow.clone();
+        }
+        let entry = Arc::new(make(label));
+        routes.insert(label.into(), entry.clone());
+        entry
+    }
+
+    /// The entry of a route label that requests were given, if any.
+    pub(crate) fn find(&self, label: &str) -> Option<Arc<T>> {
+        if let Some(entry) = self.routes.read().unwrap_or_else(PoisonError::into_inner).get(label) {
+            return Some(entry.clone());
+        }
+        self.fixed().find(|(name, _)| *name == label).map(|(_, entry)| entry.clone())
+    }
+
+    /// Every entry that requests were given, in no order.
+    pub(crate) fn all(&self) -> Vec<Arc<T>> {
+        let mut all: Vec<Arc<T>> =
+            self.routes.read().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
+        all.extend(self.fixed().map(|(_, entry)| entry.clone()));
+        all
+    }
+
+    /// The fixed entries that requests were given.
+    fn fixed(&self) -> impl Iterator<Item = (&'static str, &Arc<T>)> {
+        [
+            (UNMATCHED_ROUTE, &self.unmatched, &self.unmatched_used),
+            (OVERFLOW_ROUTE, &self.overflow, &self.overflow_used),
+        ]
+        .into_iter()
+        .filter(|(_, _, used)| used.load(Ordering::Relaxed))
+        .map(|(name, entry, _)| (name, entry))
+    }
+}
+
+/// Sets `flag` once, without a write when it is already set.
+#[inline]
+fn mark(flag: &AtomicBool) {
+    if !flag.load(Ordering::Relaxed) {
+        flag.store(true, Ordering::Relaxed);
+    }
+}
+
+impl<T> fmt::Debug for RouteTable<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner).len();
+        f.debug_struct("RouteTable").field("routes", &routes).field("max", &self.max).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_bounded_and_fixed_entries_show_once_used() {
+        let table = RouteTable::new(2, str::to_owned);
+        let a = table.get("/a", str::to_owned);
+        assert!(Arc::ptr_eq(&a, &table.get("/a", |_| unreachable!("made once"))));
+        table.get("/b", str::to_owned);
+        assert_eq!(table.all().len(), 2, "no fixed entry used yet");
+        assert_eq!(*table.get("/c", str::to_owned), OVERFLOW_ROUTE);
+        assert_eq!(*table.get(UNMATCHED_ROUTE, str::to_owned), UNMATCHED_ROUTE);
+        assert_eq!(table.all().len(), 4);
+        assert_eq!(table.find("/b").as_deref().map(String::as_str), Some("/b"));
+        assert_eq!(table.find(OVERFLOW_ROUTE).as_deref().map(String::as_str), Some(OVERFLOW_ROUTE));
+        assert!(table.find("/c").is_none(), "an overflowed route has no entry of its own");
+    }
+
+    #[test]
+    fn route_filter_excludes_only_listed_templates() {
+        let filter = RouteFilter::new(["/metrics", "/health/live"]);
+        assert!(filter.excludes("/metrics"));
+        assert!(!filter.excludes("/metrics/x"));
+        assert!(!filter.excludes(UNMATCHED_ROUTE), "unmatched requests are always observed");
+        assert!(!RouteFilter::default().excludes("/metrics"));
+        let both = filter.union(&RouteFilter::new(["/other"]));
+        assert!(both.excludes("/other") && both.excludes("/metrics"));
+    }
+
+    #[test]
+    fn route_prefers_matched_path_then_http_route() {
+        let mut ext = Extensions::new();
+        assert!(resolve(&ext, &Untemplated::default()).template().is_none());
+        ext.insert(HttpRoute::new("/manual"));
+        assert_eq!(resolve(&ext, &Untemplated::default()).label(), "/manual");
+    }
+
+    /// The template of a `nest_service` is its prefix; the fallback's
+    /// requests are unmatched.
+    #[cfg(feature = "axum")]
+    #[tokio::test]
+    async fn nested_services_get_their_prefix_template() {
+        use axum::{Router, body::Body, routing::get};
+        use tower::ServiceExt as _;
+
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = {
+            let seen = seen.clone();
+            axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
+                // A fresh cache per request: `from_fn` shares its state across routes.
+                let label = resolve(req.extensions(), &Untemplated::default()).label().to_owned();
+                seen.lock().unwrap().push(label);
+                next.run(req)
+            })
+        };
+        let files = tower::service_fn(|_: axum::extract::Request| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("file")))
+        });
+        let app = Router::new()
+            .route("/users/{id}", get(|| async { "user" }))
+            .nest_service("/assets", files)
+            .nest_service("/orgs/{org}/files", files)
+            .layer(record);
+        for path in ["/users/1", "/assets/css/app.css", "/orgs/acme/files/a/b", "/nowhere", "/assets"] {
+            let res =
+                app.clone().oneshot(http::Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+            assert!(res.status().is_success() || path == "/nowhere", "{path}: {}", res.status());
+        }
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["/users/{id}", "/assets/{*path}", "/orgs/{org}/files/{*path}", UNMATCHED_ROUTE, "/assets"]
+        );
+    }
+}

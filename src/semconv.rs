@@ -1,0 +1,157 @@
+//! OpenTelemetry semantic-convention names and values the crate uses, in
+//! one place: attribute keys, known methods, `url.scheme`,
+//! `network.protocol.version`, and the histogram bucket advice.
+//!
+//! Source: OpenTelemetry semantic conventions v1.38, "HTTP spans" and "HTTP
+//! metrics" (stable since v1.23). Names the conventions do not define
+//! (`request_id`, `cache.result`) say so where they are declared.
+
+use http::{Method, Version};
+use opentelemetry::Key;
+
+/// `http.request.method`: the method, or `_OTHER` for an unknown one.
+pub(crate) const HTTP_REQUEST_METHOD: Key = Key::from_static_str("http.request.method");
+/// `http.request.method_original`: the method as sent, when it became `_OTHER`.
+pub(crate) const HTTP_REQUEST_METHOD_ORIGINAL: Key = Key::from_static_str("http.request.method_original");
+/// `http.route`: the route template.
+pub(crate) const HTTP_ROUTE: Key = Key::from_static_str("http.route");
+/// `url.path`.
+pub(crate) const URL_PATH: Key = Key::from_static_str("url.path");
+/// `url.scheme`.
+pub(crate) const URL_SCHEME: Key = Key::from_static_str("url.scheme");
+/// `network.protocol.version`: `1.1`, `2`...
+pub(crate) const NETWORK_PROTOCOL_VERSION: Key = Key::from_static_str("network.protocol.version");
+/// `user_agent.original`.
+pub(crate) const USER_AGENT_ORIGINAL: Key = Key::from_static_str("user_agent.original");
+/// `http.response.status_code`.
+pub(crate) const HTTP_RESPONSE_STATUS_CODE: Key = Key::from_static_str("http.response.status_code");
+/// `error.type`.
+pub(crate) const ERROR_TYPE: Key = Key::from_static_str("error.type");
+/// Not a semconv name: the request's validated id.
+pub(crate) const REQUEST_ID: Key = Key::from_static_str("request_id");
+/// Not a semconv name (there is none for HTTP caches): how a cache answered
+/// the request, one of `CacheStatus::as_str`.
+pub(crate) const CACHE_RESULT: Key = Key::from_static_str("cache.result");
+
+/// Bucket bounds of `http.server.request.duration`, in seconds: the advice
+/// of OTel HTTP semconv v1.23+ (`0.005` to `10`).
+pub const DURATION_BUCKETS: [f64; 14] =
+    [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
+
+/// Bucket bounds of the body-size histograms, in bytes: powers of four from
+/// 64 B to 64 MiB (semconv gives no advice for sizes).
+pub const SIZE_BUCKETS: [f64; 11] = [
+    64.0,
+    256.0,
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
+    67_108_864.0,
+];
+
+/// The request method, normalised per OTel HTTP semconv: the nine methods of
+/// RFC 9110 and PATCH keep their name, any other becomes `_OTHER`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct KnownMethod(u8);
+
+const METHOD_NAMES: [&str; 10] =
+    ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "_OTHER"];
+
+impl KnownMethod {
+    pub(crate) const COUNT: usize = METHOD_NAMES.len();
+
+    #[inline]
+    pub(crate) fn of(method: &Method) -> Self {
+        let index = match *method {
+            Method::GET => 0,
+            Method::HEAD => 1,
+            Method::POST => 2,
+            Method::PUT => 3,
+            Method::DELETE => 4,
+            Method::CONNECT => 5,
+            Method::OPTIONS => 6,
+            Method::TRACE => 7,
+            Method::PATCH => 8,
+            _ => 9,
+        };
+        Self(index)
+    }
+
+    /// The `http.request.method` value.
+    #[inline]
+    pub(crate) fn as_str(self) -> &'static str {
+        METHOD_NAMES[self.0 as usize]
+    }
+
+    /// The method's name in a span name: `HTTP` for an unknown method (OTel
+    /// HTTP semconv, span name).
+    #[inline]
+    pub(crate) fn span_name(self) -> &'static str {
+        if self.is_other() { "HTTP" } else { self.as_str() }
+    }
+
+    #[inline]
+    pub(crate) fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    #[inline]
+    pub(crate) fn is_other(self) -> bool {
+        self.0 as usize == METHOD_NAMES.len() - 1
+    }
+}
+
+/// `url.scheme` of a server request: the URI's scheme when it has one
+/// (absolute-form), else `http`.
+#[inline]
+pub(crate) fn is_https(uri: &http::Uri) -> bool {
+    uri.scheme() == Some(&http::uri::Scheme::HTTPS)
+}
+
+/// The `url.scheme` value: `https` or `http`.
+#[inline]
+pub(crate) fn scheme_name(https: bool) -> &'static str {
+    if https { "https" } else { "http" }
+}
+
+/// The `network.protocol.version` value of an HTTP version.
+#[inline]
+pub(crate) fn protocol_version(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "1.1",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_are_normalised() {
+        assert_eq!(KnownMethod::of(&Method::GET).as_str(), "GET");
+        assert_eq!(KnownMethod::of(&Method::PATCH).as_str(), "PATCH");
+        let custom = Method::from_bytes(b"PURGE").unwrap();
+        assert_eq!(KnownMethod::of(&custom).as_str(), "_OTHER");
+        assert_eq!(KnownMethod::of(&custom).span_name(), "HTTP");
+        assert!(KnownMethod::of(&custom).is_other());
+        assert!(!KnownMethod::of(&Method::GET).is_other());
+    }
+
+    #[test]
+    fn schemes_and_versions() {
+        assert!(is_https(&"https://example.com/x".parse().unwrap()));
+        assert!(!is_https(&"/x".parse().unwrap()));
+        assert_eq!(scheme_name(true), "https");
+        assert_eq!(protocol_version(Version::HTTP_11), "1.1");
+        assert_eq!(protocol_version(Version::HTTP_2), "2");
+    }
+}
