@@ -1,6 +1,7 @@
 //! Tower layers and an axum router that make an HTTP service observable:
 //! OpenTelemetry HTTP semantic-convention metrics for Prometheus, OTLP traces
-//! for Jaeger, and validated request ids, in three lines.
+//! for Jaeger, validated request ids, cache outcomes, health checks, alerts
+//! and a dashboard, in three lines.
 //!
 //! # Overview
 //!
@@ -16,8 +17,8 @@
 //!
 //! let app = Router::new()
 //!     .route("/users/{id}", get(|| async { "user" }))
-//!     .layer(obs.layer())                  // request id -> span -> metrics
-//!     .merge(obs.monitoring_router());     // /metrics, /health/live, /health/ready
+//!     .layer(obs.layer())                  // every signal of every request
+//!     .merge(obs.monitoring_router());     // /metrics, /health/*, /monitoring/*
 //!
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, app).await?;
@@ -25,38 +26,74 @@
 //! # }
 //! ```
 //!
-//! Each concern is also a tower [`Layer`](tower_layer::Layer) of its own,
-//! around any `Service<http::Request<B>>` whose response body is an
-//! [`http_body::Body`], axum or not:
+//! # One pass per request
 //!
-//! - [`request_id::SetRequestIdLayer`] accepts a valid `x-request-id`, generate
-//!   one otherwise, echoes it on the response;
-//! - [`trace::HttpTraceLayer`] opens one OTel HTTP server span per request,
-//!   parent from W3C `traceparent`, closed when the response body ends;
-//! - [`metrics::HttpMetricsLayer`] records `http_server_request_duration_seconds`
-//!   and friends, labelled by route template, timed to the end of the body;
-//! - [`ObservabilityLayer`] stacks the three in the right order.
+//! [`ObservabilityLayer`] (what [`Observability::layer`] returns) runs every
+//! part of the crate around a service, in one pass:
 //!
-//! The response body wrapper shared by the layers lives in [`body`].
+//! 1. [`request_id::SetRequestIdLayer`] accepts a valid `x-request-id`,
+//!    generates one otherwise, echoes it on the response;
+//! 2. [`trace::HttpTraceLayer`] opens one OTel HTTP server span per request,
+//!    parented by the W3C `traceparent`, ended when the response body ends;
+//! 3. [`metrics::HttpMetricsLayer`] records `http_server_request_duration_seconds`
+//!    and its siblings, labelled by route template, timed to the end of the
+//!    body, and the in-process windows ([`metrics::HttpStats`]);
+//! 4. [`cache::RecordCacheStatusLayer`] counts the response's cache outcome
+//!    (RFC 9211 `Cache-Status`, `X-Cache`, or a typed [`cache::CacheStatus`]);
+//! 5. [`panic::CatchPanicLayer`], innermost, turns a panic into a 500.
+//!
+//! The outermost layer builds one [`RequestContext`] (start, method, route,
+//! scheme, protocol, span context), looks the route up once, wraps the
+//! response body once ([`body::ResponseBody`]), and at the body's end
+//! classifies the request once ([`ErrorType`]) and ends every part. Each
+//! part is also a tower [`Layer`](tower_layer::Layer) of its own, around
+//! any `Service<http::Request<B>>` whose response body is an
+//! [`http_body::Body`], axum or not; stacked by hand in the order above
+//! they give the same signals, and each part runs at most once per request
+//! whatever the stacking. They all make the same service,
+//! [`observe::Observe`].
+//!
+//! # Composing with the monitoring routes
+//!
+//! Both orders observe every application request once and no monitoring
+//! request: `.layer(obs.layer()).merge(obs.monitoring_router())` and
+//! `.merge(obs.monitoring_router()).layer(obs.layer())`, with `nest` and
+//! `nest_service` (labelled with the nest's template, `/assets/{*path}`).
+//! A `.fallback(..)` must come before `.layer(..)`: axum's `Router::layer`
+//! wraps what the router holds when it is called, so a fallback added after
+//! it is outside every layer (and its 404s unobserved, by any middleware).
 //!
 //! # Feature flags
 //!
 //! | feature | default | enables |
 //! |---|---|---|
-//! | `axum` | yes | route labels from axum's `MatchedPath` |
-//! | `monitoring` | yes | [`monitoring::MonitoringRouter`] (`/metrics`, `/health/*`) |
-//! | `telemetry` | yes | the [`Observability`] builder: recorder, tracer provider, subscriber |
+//! | `axum` | yes | route templates from axum's `MatchedPath`, and of nested services |
+//! | `telemetry` | yes | the [`Observability`] builder: Prometheus recorder, OTLP tracer provider (the OpenTelemetry SDK), log subscriber |
 //! | `otlp-grpc` | yes | OTLP/gRPC export (port 4317) |
-//! | `otlp-http` | yes | OTLP/HTTP protobuf export (port 4318) |
-//! | `moka` | yes | [`cache::InstrumentedCache`]: cache metrics for `moka::future::Cache` |
-//! | `health` | yes (with `monitoring`) | [`health::HealthRegistry`]: checks with timeouts, groups, a cache |
+//! | `monitoring` | yes | [`monitoring::MonitoringRouter`]: `/metrics`, `/health/*`, `/monitoring/*`, the dashboard |
+//! | `health` | with `monitoring` | [`health::HealthRegistry`]: checks with timeouts, groups, a cache |
+//! | `alerts` | with `monitoring` | [`alerts::AlertEngine`]: rules over the in-process windows |
+//! | `otlp-http` | no | OTLP/HTTP protobuf export (port 4318) |
+//! | `notify` | no | [`alerts::AlertNotifier`]: push alerts to Alertmanager and webhooks |
+//! | `process-metrics` | no | the `process_*` metrics on `/metrics` and in the overview |
+//! | `moka` | no | [`cache::InstrumentedCache`]: cache metrics for `moka::future::Cache` |
+//! | `tower-http` | no | tower-http's `RequestId` extension beside the crate's |
 //! | `full` | no | all of the above |
+//!
+//! Without default features the layers need only the OpenTelemetry API:
+//! spans go to the global tracer provider, or to any tracer given to
+//! [`trace::HttpTraceLayer::tracer`].
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 #[macro_use]
 mod macros;
 
-#[cfg(feature = "monitoring")]
+#[cfg(feature = "alerts")]
 pub mod alerts;
 pub mod body;
 pub mod cache;

@@ -6,9 +6,9 @@ use std::{
     time::Duration,
 };
 
-use super::{
-    AlertEngine, AlertNotifier, AlertRule, RuleError, clock::WallClock, engine::Inner, state::State,
-};
+#[cfg(feature = "notify")]
+use super::AlertNotifier;
+use super::{AlertEngine, AlertRule, RuleError, clock::WallClock, engine::Inner, state::State};
 
 /// How long a resolved alert stays listed by default: 15 minutes.
 pub const DEFAULT_RESOLVED_RETENTION: Duration = Duration::from_secs(15 * 60);
@@ -37,6 +37,7 @@ pub struct AlertEngineBuilder {
     rules: Vec<AlertRule>,
     resolved_retention: Duration,
     max_resolved: usize,
+    #[cfg(feature = "notify")]
     notifier: Option<AlertNotifier>,
 }
 
@@ -53,6 +54,7 @@ impl AlertEngineBuilder {
             rules: Vec::new(),
             resolved_retention: DEFAULT_RESOLVED_RETENTION,
             max_resolved: DEFAULT_MAX_RESOLVED,
+            #[cfg(feature = "notify")]
             notifier: None,
         }
     }
@@ -84,6 +86,7 @@ impl AlertEngineBuilder {
     }
 
     /// Sends firing and resolved alerts through `notifier`.
+    #[cfg(feature = "notify")]
     pub fn notifier(mut self, notifier: AlertNotifier) -> Self {
         self.notifier = Some(notifier);
         self
@@ -117,6 +120,7 @@ impl AlertEngineBuilder {
                 rules: self.rules,
                 resolved_retention: self.resolved_retention,
                 max_resolved: self.max_resolved,
+                #[cfg(feature = "notify")]
                 notifier: self.notifier,
                 clock: WallClock::now(),
                 state: Mutex::new(State::default()),

@@ -7,9 +7,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+#[cfg(feature = "notify")]
+use super::AlertNotifier;
 use super::{
-    Alert, AlertCounts, AlertEngineBuilder, AlertEntry, AlertInputs, AlertMetric, AlertNotifier, AlertRule,
-    AlertState, AlertsReport,
+    Alert, AlertCounts, AlertEngineBuilder, AlertEntry, AlertInputs, AlertMetric, AlertRule, AlertState,
+    AlertsReport,
     clock::WallClock,
     report::{alert, counts},
     state::{Key, State, observe},
@@ -57,9 +59,21 @@ pub(super) struct Inner {
     pub(super) rules: Vec<AlertRule>,
     pub(super) resolved_retention: Duration,
     pub(super) max_resolved: usize,
+    #[cfg(feature = "notify")]
     pub(super) notifier: Option<AlertNotifier>,
     pub(super) clock: WallClock,
     pub(super) state: Mutex<State>,
+}
+
+impl Inner {
+    /// How often a firing alert is sent again; `None` without a notifier.
+    #[inline]
+    pub(super) fn resend_interval(&self) -> Option<Duration> {
+        #[cfg(feature = "notify")]
+        return self.notifier.as_ref().map(AlertNotifier::resend_interval);
+        #[cfg(not(feature = "notify"))]
+        None
+    }
 }
 
 impl AlertEngine {
@@ -85,6 +99,7 @@ impl AlertEngine {
     }
 
     /// The notifier, if any.
+    #[cfg(feature = "notify")]
     #[must_use]
     pub fn notifier(&self) -> Option<&AlertNotifier> {
         self.inner.notifier.as_ref()
@@ -149,11 +164,14 @@ impl AlertEngine {
             state.resolved.pop_front();
         }
         drop(state);
+        #[cfg(feature = "notify")]
         if let Some(notifier) = &inner.notifier {
             for n in out {
                 notifier.notify(n);
             }
         }
+        #[cfg(not(feature = "notify"))]
+        drop(out);
     }
 
     /// The pending and firing alerts, most severe first, then by name and
@@ -217,7 +235,7 @@ impl fmt::Debug for AlertEngine {
         let names: Vec<_> = self.inner.rules.iter().map(|r| r.name.as_str()).collect();
         f.debug_struct("AlertEngine")
             .field("rules", &names)
-            .field("notifier", &self.inner.notifier)
+            .field("notifies", &self.inner.resend_interval().is_some())
             .finish_non_exhaustive()
     }
 }

@@ -49,6 +49,7 @@ impl AlertEngine {
     /// evaluate the rules every `every` on the inputs `source` reads for
     /// the tick's instant; a late tick is skipped. Without a runtime, logs a
     /// warning and evaluates nothing. The monitoring router's evaluator.
+    #[cfg(feature = "monitoring")]
     pub(crate) fn spawn_evaluator_on_current_runtime<F, Fut>(self, every: Duration, source: F)
     where
         F: FnMut(Instant) -> Fut + Send + 'static,

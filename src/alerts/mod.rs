@@ -127,25 +127,30 @@ mod clock;
 mod engine;
 mod error;
 mod evaluator;
+#[cfg(feature = "monitoring")]
 mod http;
 mod inputs;
+mod notification;
+#[cfg(feature = "notify")]
 mod notify;
 mod report;
 mod rule;
 mod state;
 mod summary;
 
+#[cfg(feature = "monitoring")]
+pub use self::http::{ROUTE, alerts_json, router};
+#[cfg(feature = "notify")]
+pub use self::notify::{
+    AlertNotifier, AlertNotifierBuilder, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF,
+    DEFAULT_QUEUE_CAPACITY, DEFAULT_RESEND_INTERVAL, DEFAULT_TIMEOUT, MAX_BATCH, NotifierError,
+    NotifierStats,
+};
 pub use self::{
     builder::{AlertEngineBuilder, DEFAULT_MAX_RESOLVED, DEFAULT_RESOLVED_RETENTION},
     engine::{AlertEngine, MAX_CACHE_ALERTS},
     error::RuleError,
-    http::{ROUTE, alerts_json, router},
     inputs::{AlertInputs, CacheFigures, WindowFigures},
-    notify::{
-        AlertNotifier, AlertNotifierBuilder, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS,
-        DEFAULT_MAX_BACKOFF, DEFAULT_QUEUE_CAPACITY, DEFAULT_RESEND_INTERVAL, DEFAULT_TIMEOUT, MAX_BATCH,
-        NotifierError, NotifierStats,
-    },
     report::{Alert, AlertCounts, AlertEntry, AlertsReport},
     rule::{
         AlertMetric, AlertRule, Comparison, DEFAULT_CACHE_HIT_RATIO, DEFAULT_ERROR_RATIO, DEFAULT_HYSTERESIS,

@@ -13,8 +13,8 @@ use ::metrics::Label;
 use serde::Serialize;
 
 use super::{
-    ALERTS, Alert, AlertInputs, AlertMetric, AlertRule, WindowFigures, engine::Inner, notify::Notification,
-    report::alert,
+    ALERTS, Alert, AlertInputs, AlertMetric, AlertRule, WindowFigures, engine::Inner,
+    notification::Notification, report::alert,
 };
 
 /// The state of an alert.
@@ -120,7 +120,7 @@ impl State {
         let cache = key.1.clone();
         let cache = cache.as_deref();
         let fires = value.is_some_and(|v| rule.comparison.holds(v, rule.threshold));
-        let notifier = inner.notifier.as_ref();
+        let resend = inner.resend_interval();
         match self.active.entry(key) {
             Entry::Vacant(entry) => {
                 let Some(v) = value.filter(|_| fires) else { return };
@@ -153,9 +153,8 @@ impl State {
                 if holds {
                     let t = entry.get_mut();
                     t.value = value.unwrap_or(t.value);
-                    if let Some(n) = notifier
-                        && t.notified
-                            .is_none_or(|at| now.saturating_duration_since(at) >= n.resend_interval())
+                    if let Some(resend) = resend
+                        && t.notified.is_none_or(|at| now.saturating_duration_since(at) >= resend)
                     {
                         t.notified = Some(now);
                         out.push(notification(inner, rule, cache, t, AlertState::Firing, None));
@@ -173,7 +172,7 @@ impl State {
                     value = last,
                     "alert resolved"
                 );
-                if notifier.is_some() {
+                if resend.is_some() {
                     let t = Tracked { value: last.unwrap_or(t.value), ..t };
                     out.push(notification(inner, rule, cache, &t, AlertState::Resolved, Some(now)));
                 }
@@ -204,7 +203,7 @@ fn fire(
         threshold = rule.threshold,
         "alert firing"
     );
-    if inner.notifier.is_some() {
+    if inner.resend_interval().is_some() {
         t.notified = Some(now);
         out.push(notification(inner, rule, cache, t, AlertState::Firing, None));
     }

@@ -25,8 +25,11 @@ pub(super) fn no_store(mut res: Response) -> Response {
 pub(super) async fn metrics(State(state): State<Arc<MonitoringState>>) -> Response {
     let res = match &state.prometheus {
         Some(handle) => {
-            state.process_described.call_once(|| state.process.describe());
-            state.process.collect();
+            #[cfg(feature = "process-metrics")]
+            {
+                state.process_described.call_once(|| state.process.describe());
+                state.process.collect();
+            }
             ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], handle.render()).into_response()
         }
         None => {

@@ -109,6 +109,7 @@ mod state;
 
 use std::time::Duration;
 
+#[cfg(feature = "telemetry")]
 pub(crate) use self::state::ServiceInfo;
 pub use self::{
     overview::{

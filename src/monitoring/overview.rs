@@ -257,7 +257,8 @@ impl GroupHealth {
 /// The standard Prometheus process figures, the same that `/metrics`
 /// exports as `process_*` (read with `metrics-process`: on Linux from
 /// `/proc/self/stat`, `/proc/self/limits` and `/proc/self/fd`). A figure
-/// the platform does not give is `None`.
+/// the platform does not give is `None`; every figure is `None` without the
+/// `process-metrics` feature.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct ProcessOverview {
@@ -286,12 +287,16 @@ impl ProcessOverview {
     /// use tower_observability::monitoring::ProcessOverview;
     ///
     /// let process = ProcessOverview::collect();
-    /// # #[cfg(target_os = "linux")]
+    /// # #[cfg(all(target_os = "linux", feature = "process-metrics"))]
     /// assert!(process.resident_memory_bytes.unwrap() > 0);
     /// ```
     #[must_use]
     pub fn collect() -> Self {
+        #[cfg(not(feature = "process-metrics"))]
+        return Self::default();
+        #[cfg(feature = "process-metrics")]
         let m = metrics_process::collector::collect();
+        #[cfg(feature = "process-metrics")]
         Self {
             resident_memory_bytes: m.resident_memory_bytes,
             virtual_memory_bytes: m.virtual_memory_bytes,

@@ -3,7 +3,7 @@
 
 use std::{
     fmt,
-    sync::{Arc, Once},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -69,8 +69,10 @@ impl MonitoringRouter {
             cache: CacheHitRatios::global(),
             alerts: None,
             token: None,
+            #[cfg(feature = "process-metrics")]
             process: metrics_process::Collector::default(),
-            process_described: Arc::new(Once::new()),
+            #[cfg(feature = "process-metrics")]
+            process_described: Arc::new(std::sync::Once::new()),
         };
         Self { state: Arc::new(state), layer, alert_engine: None }
     }

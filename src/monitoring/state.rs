@@ -2,11 +2,7 @@
 //! handle, the health registry, the in-process windows, the alerts source
 //! and the bearer token.
 
-use std::{
-    fmt,
-    sync::{Arc, Once},
-    time::Instant,
-};
+use std::{fmt, sync::Arc, time::Instant};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -40,10 +36,12 @@ pub(super) struct MonitoringState {
     pub(super) alerts: Option<SharedAlerts>,
     /// With a token, everything but the health status needs it.
     pub(super) token: Option<Arc<str>>,
+    #[cfg(feature = "process-metrics")]
     pub(super) process: metrics_process::Collector,
     /// Describes the process metrics at the first `/metrics`, once the
     /// recorder is surely installed.
-    pub(super) process_described: Arc<Once>,
+    #[cfg(feature = "process-metrics")]
+    pub(super) process_described: Arc<std::sync::Once>,
 }
 
 impl MonitoringState {

@@ -7,12 +7,11 @@ use std::{
 };
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
-use opentelemetry::propagation::{Injector, TextMapCompositePropagator, TextMapPropagator};
-use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry::propagation::{Injector, TextMapPropagator};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::Correlation;
+use super::{Correlation, W3cPropagator};
 use crate::request_id::X_REQUEST_ID;
 
 /// Writes OTel propagation fields into an [`http::HeaderMap`]; values that
@@ -62,13 +61,9 @@ pub struct PropagateContextLayer {
 }
 
 impl PropagateContextLayer {
-    /// W3C Trace Context and Baggage, and `x-request-id`.
+    /// W3C Trace Context and Baggage ([`W3cPropagator`]), and `x-request-id`.
     pub fn new() -> Self {
-        let propagator = TextMapCompositePropagator::new(vec![
-            Box::new(TraceContextPropagator::new()),
-            Box::new(BaggagePropagator::new()),
-        ]);
-        Self { propagator: Arc::new(propagator), request_id_header: Some(X_REQUEST_ID) }
+        Self { propagator: Arc::new(W3cPropagator::new()), request_id_header: Some(X_REQUEST_ID) }
     }
 
     /// Injects with `propagator` instead.

@@ -1,8 +1,11 @@
 use std::{fmt, sync::Arc};
 
 use http::{Request, Response};
-use opentelemetry::{KeyValue, propagation::TextMapPropagator, trace::TraceContextExt as _};
-use opentelemetry_sdk::trace::SdkTracer;
+use opentelemetry::{
+    KeyValue,
+    propagation::TextMapPropagator,
+    trace::{TraceContextExt as _, Tracer},
+};
 use tower_layer::Layer;
 use tracing::Level;
 
@@ -133,7 +136,9 @@ impl HttpTraceLayer {
     /// Makes server spans with `tracer` instead of the global tracer
     /// provider's (`opentelemetry::global::tracer_provider`, asked once, on
     /// the first request traced). [`Observability::layer`](crate::Observability::layer)
-    /// passes the tracer of the provider it built.
+    /// passes the tracer of the provider it built. Any OTel API tracer
+    /// works; the spans of the SDK's `SdkTracer` are made without a box
+    /// (with the `telemetry` feature), those of another tracer are boxed.
     ///
     /// ```
     /// use opentelemetry::trace::TracerProvider as _;
@@ -143,8 +148,13 @@ impl HttpTraceLayer {
     /// let provider = SdkTracerProvider::builder().build();
     /// let layer = HttpTraceLayer::new().tracer(provider.tracer("my-service"));
     /// ```
-    pub fn tracer(self, tracer: SdkTracer) -> Self {
-        self.with(|c| c.source = SpanSource::Sdk(tracer))
+    pub fn tracer<T>(self, tracer: T) -> Self
+    where
+        T: Tracer + Send + Sync + 'static,
+        T::Span: Send + Sync + 'static,
+    {
+        let source = SpanSource::of(tracer);
+        self.with(|c| c.source = source)
     }
 
     /// Builds no OTel span (crate use: `Observability` with

@@ -74,5 +74,5 @@ pub use self::{
     client::{HeaderInjector, PropagateContext, PropagateContextLayer},
     correlation::Correlation,
     layer::{HttpTrace, HttpTraceLayer},
-    propagation::{HeaderExtractor, is_valid_traceparent},
+    propagation::{HeaderExtractor, W3cPropagator, is_valid_traceparent},
 };

@@ -1,12 +1,15 @@
 //! W3C Trace Context and Baggage: every reading of the propagation headers
 //! the crate does, in one place.
 
+use std::iter;
+
 use http::HeaderMap;
 use opentelemetry::{
-    propagation::{Extractor, TextMapPropagator as _},
+    baggage::{BaggageExt as _, KeyValueMetadata},
+    propagation::{Extractor, Injector, TextMapPropagator, text_map_propagator::FieldIter},
     trace::{SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState},
 };
-use opentelemetry_sdk::propagation::BaggagePropagator;
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 
 /// Reads OTel propagation fields (`traceparent`, `tracestate`, `baggage`)
 /// from an [`http::HeaderMap`].
@@ -28,6 +31,11 @@ pub struct HeaderExtractor<'a>(pub &'a HeaderMap);
 impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn get_all(&self, key: &str) -> Option<Vec<&str>> {
+        let values: Vec<&str> = self.0.get_all(key).iter().filter_map(|v| v.to_str().ok()).collect();
+        (!values.is_empty()).then_some(values)
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -154,19 +162,151 @@ pub(crate) fn w3c_parent(headers: &HeaderMap) -> Option<SpanContext> {
 /// The OTel context holding `span` (when given) and the request's W3C
 /// baggage (when the header is present); `None` when there is neither.
 pub(crate) fn w3c_context(headers: &HeaderMap, span: Option<SpanContext>) -> Option<opentelemetry::Context> {
-    let baggage = headers.contains_key(&BAGGAGE);
-    if span.is_none() && !baggage {
+    let baggage = headers.get(&BAGGAGE);
+    if span.is_none() && baggage.is_none() {
         return None;
     }
     // On the current context, as the SDK's propagators extract.
     let mut cx = opentelemetry::Context::current();
-    if baggage {
-        cx = BaggagePropagator::new().extract_with_context(&cx, &HeaderExtractor(headers));
+    if let Some(baggage) = baggage.and_then(|v| v.to_str().ok()) {
+        cx = with_baggage(&cx, baggage);
     }
     Some(match span {
         Some(span) => cx.with_remote_span_context(span),
         None => cx,
     })
+}
+
+/// The characters percent-encoded in baggage keys and values (W3C Baggage,
+/// section 3.3.1), as the OpenTelemetry SDK's propagator encodes them.
+const BAGGAGE_FRAGMENT: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b';').add(b',').add(b'=');
+/// The longest `baggage` header read, in bytes (W3C Baggage, section 3.3.2).
+const MAX_BAGGAGE_LENGTH: usize = 8192;
+/// The most baggage members read (W3C Baggage, section 3.3.2).
+const MAX_BAGGAGE_ITEMS: usize = 64;
+
+/// `cx` with the members of the W3C `baggage` header `value`; a header
+/// over [`MAX_BAGGAGE_LENGTH`] is ignored, members past
+/// [`MAX_BAGGAGE_ITEMS`] and malformed ones are dropped. The reading of the
+/// OpenTelemetry SDK's `BaggagePropagator`.
+fn with_baggage(cx: &opentelemetry::Context, value: &str) -> opentelemetry::Context {
+    if value.len() > MAX_BAGGAGE_LENGTH {
+        return cx.clone();
+    }
+    let members = value.split(',').take(MAX_BAGGAGE_ITEMS).filter_map(|member| {
+        let mut parts = member.split(';');
+        let mut pair = parts.next()?.split('=');
+        let (name, value) = (pair.next()?, pair.next()?);
+        let name = percent_decode_str(name).decode_utf8().ok()?;
+        let value = percent_decode_str(value).decode_utf8().ok()?;
+        let properties: Vec<String> =
+            parts.flat_map(|p| percent_decode_str(p).decode_utf8()).map(|p| p.trim().to_owned()).collect();
+        Some(KeyValueMetadata::new(name.trim().to_owned(), value.trim().to_owned(), properties.join(";")))
+    });
+    cx.with_baggage(members)
+}
+
+/// The W3C `baggage` header of `cx`'s baggage; `None` without baggage.
+fn baggage_header(cx: &opentelemetry::Context) -> Option<String> {
+    let baggage = cx.baggage();
+    if baggage.is_empty() {
+        return None;
+    }
+    let members: Vec<String> = baggage
+        .iter()
+        .map(|(name, (value, metadata))| {
+            let metadata = metadata.as_str().trim();
+            utf8_percent_encode(name.as_str().trim(), BAGGAGE_FRAGMENT)
+                .chain(iter::once("="))
+                .chain(utf8_percent_encode(value.as_str().trim(), BAGGAGE_FRAGMENT))
+                .chain(iter::once(if metadata.is_empty() { "" } else { ";" }))
+                .chain(iter::once(metadata))
+                .collect()
+        })
+        .collect();
+    Some(members.join(","))
+}
+
+/// W3C Trace Context (Level 1) and W3C Baggage, read and written by the
+/// crate itself: the propagator of [`HttpTraceLayer`](super::HttpTraceLayer)
+/// and [`PropagateContextLayer`](super::PropagateContextLayer) by default.
+///
+/// Extraction follows the checks of [`is_valid_traceparent`] (an invalid or
+/// repeated `traceparent` is ignored, with its `tracestate`; flags other
+/// than sampled are zeroed) and reads at most 64 baggage members of an
+/// 8 KiB header; injection writes `traceparent` (version 00), `tracestate`
+/// and `baggage`. The same readings and writings as the OpenTelemetry SDK's
+/// `TraceContextPropagator` and `BaggagePropagator` composed, without the
+/// SDK.
+///
+/// ```
+/// use opentelemetry::{propagation::TextMapPropagator, trace::TraceContextExt};
+/// use tower_observability::trace::{HeaderExtractor, HeaderInjector, W3cPropagator};
+///
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap());
+/// let cx = W3cPropagator::new().extract(&HeaderExtractor(&headers));
+/// assert!(cx.span().span_context().is_sampled());
+///
+/// let mut out = http::HeaderMap::new();
+/// W3cPropagator::new().inject_context(&cx, &mut HeaderInjector(&mut out));
+/// assert_eq!(out["traceparent"], headers["traceparent"]);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct W3cPropagator {}
+
+impl W3cPropagator {
+    /// A new propagator.
+    pub const fn new() -> Self {
+        Self {}
+    }
+}
+
+impl TextMapPropagator for W3cPropagator {
+    fn inject_context(&self, cx: &opentelemetry::Context, injector: &mut dyn Injector) {
+        let span = cx.span();
+        let sc = span.span_context();
+        if sc.is_valid() {
+            let flags = sc.trace_flags() & TraceFlags::SAMPLED;
+            injector
+                .set("traceparent", format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), flags.to_u8()));
+            injector.set("tracestate", sc.trace_state().header());
+        }
+        if let Some(baggage) = baggage_header(cx) {
+            injector.set("baggage", baggage);
+        }
+    }
+
+    fn extract_with_context(
+        &self,
+        cx: &opentelemetry::Context,
+        extractor: &dyn Extractor,
+    ) -> opentelemetry::Context {
+        let traceparent = extractor.get_all("traceparent").unwrap_or_default();
+        let span = match traceparent[..] {
+            [value] => parse_traceparent(value.as_bytes()).map(|(trace_id, span_id, flags)| {
+                let state = extractor.get("tracestate").and_then(|v| v.parse().ok()).unwrap_or_default();
+                SpanContext::new(trace_id, span_id, flags & TraceFlags::SAMPLED, true, state)
+            }),
+            _ => None,
+        };
+        let cx = match extractor.get("baggage") {
+            Some(baggage) => with_baggage(cx, baggage),
+            None => cx.clone(),
+        };
+        match span {
+            Some(span) => cx.with_remote_span_context(span),
+            None => cx,
+        }
+    }
+
+    fn fields(&self) -> FieldIter<'_> {
+        static FIELDS: std::sync::LazyLock<[String; 3]> = std::sync::LazyLock::new(|| {
+            ["traceparent".to_owned(), "tracestate".to_owned(), "baggage".to_owned()]
+        });
+        FieldIter::new(&*FIELDS)
+    }
 }
 
 /// The W3C `traceparent` of a span context (version 00); `None` for an
@@ -264,7 +404,7 @@ mod tests {
             propagation::{TextMapCompositePropagator, TextMapPropagator},
             trace::TraceContextExt,
         };
-        use opentelemetry_sdk::propagation::TraceContextPropagator;
+        use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 
         let sdk = TextMapCompositePropagator::new(vec![
             Box::new(TraceContextPropagator::new()),
@@ -281,6 +421,7 @@ mod tests {
             &[("traceparent", "00-4bf92f35-00f067aa0ba902b7-01"), ("baggage", "user=ada")],
             &[("traceparent", &format!("{tp}-01")), ("traceparent", &format!("{tp}-01"))],
             &[("baggage", "user=ada")],
+            &[("baggage", "a%20b=c%2Cd;prop=1, bad, k=v=w, =x")],
         ];
         for headers in cases {
             let mut map = http::HeaderMap::new();
@@ -302,6 +443,20 @@ mod tests {
                 all
             };
             assert_eq!(baggage(&ours), baggage(&theirs), "{headers:?}");
+
+            // The propagator reads as the SDK's, and writes what they write.
+            let read = W3cPropagator::new().extract(&HeaderExtractor(&map));
+            let c = read.span().span_context().clone();
+            assert_eq!(
+                (c.trace_id(), c.span_id(), c.trace_flags(), c.trace_state().header()),
+                (b.trace_id(), b.span_id(), b.trace_flags(), b.trace_state().header()),
+                "{headers:?}"
+            );
+            assert_eq!(baggage(&read), baggage(&theirs), "{headers:?}");
+            let (mut mine, mut sdks) = (std::collections::HashMap::new(), std::collections::HashMap::new());
+            W3cPropagator::new().inject_context(&theirs, &mut mine);
+            sdk.inject_context(&theirs, &mut sdks);
+            assert_eq!(mine, sdks, "{headers:?}");
         }
     }
 }

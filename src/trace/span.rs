@@ -14,9 +14,10 @@ use opentelemetry::{
     InstrumentationScope, KeyValue, StringValue,
     global::BoxedTracer,
     propagation::TextMapPropagator,
-    trace::{SpanBuilder, SpanContext, SpanKind, Status, TraceContextExt, Tracer},
+    trace::{SpanBuilder, SpanContext, SpanId, SpanKind, Status, TraceContextExt, Tracer},
 };
-use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SdkTracer};
+#[cfg(feature = "telemetry")]
+use opentelemetry_sdk::trace::SdkTracer;
 use tracing::Span;
 
 use super::{
@@ -45,7 +46,10 @@ pub(super) enum SpanSource {
     /// The global tracer provider's tracer, asked for on the first request
     /// traced (shared by every service of one layer).
     Global(Arc<OnceLock<BoxedTracer>>),
-    /// A tracer of the SDK: its spans are not boxed twice.
+    /// A tracer given to the layer, boxed.
+    Boxed(Arc<BoxedTracer>),
+    /// A tracer of the SDK: its spans are not boxed.
+    #[cfg(feature = "telemetry")]
     Sdk(SdkTracer),
     /// No tracer (`OTEL_SDK_DISABLED=true`): no span is built; the request
     /// runs in its caller's context, which propagation passes on.
@@ -57,11 +61,27 @@ impl SpanSource {
         Self::Global(Arc::new(OnceLock::new()))
     }
 
+    /// The source of `tracer`'s spans: without a box for the SDK's tracer.
+    pub(super) fn of<T>(tracer: T) -> Self
+    where
+        T: Tracer + Send + Sync + 'static,
+        T::Span: Send + Sync + 'static,
+    {
+        #[cfg(feature = "telemetry")]
+        let tracer = match (Box::new(tracer) as Box<dyn std::any::Any>).downcast::<SdkTracer>() {
+            Ok(sdk) => return Self::Sdk(*sdk),
+            Err(other) => *other.downcast::<T>().expect("the type it was made from"),
+        };
+        Self::Boxed(Arc::new(BoxedTracer::new(Box::new(tracer))))
+    }
+
     /// Starts a span in `parent`; the context returned holds it (and the
     /// parent's other entries, such as baggage).
     fn start(&self, builder: SpanBuilder, parent: &opentelemetry::Context) -> opentelemetry::Context {
         match self {
+            #[cfg(feature = "telemetry")]
             Self::Sdk(tracer) => parent.with_span(tracer.build_with_context(builder, parent)),
+            Self::Boxed(tracer) => parent.with_span(tracer.build_with_context(builder, parent)),
             Self::Global(tracer) => {
                 let tracer =
                     tracer.get_or_init(|| opentelemetry::global::tracer_with_scope(instrumentation_scope()));
@@ -76,6 +96,8 @@ impl fmt::Debug for SpanSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Global(_) => "Global",
+            Self::Boxed(_) => "Boxed",
+            #[cfg(feature = "telemetry")]
             Self::Sdk(_) => "Sdk",
             Self::Disabled => "Disabled",
         })
@@ -209,13 +231,25 @@ fn unsampled_span<B>(req: &Request<B>, cx: &RequestContext, parent: &SpanContext
     // sampler drops a span).
     let own = SpanContext::new(
         parent.trace_id(),
-        RandomIdGenerator::default().new_span_id(),
+        random_span_id(),
         parent.trace_flags(),
         false,
         parent.trace_state().clone(),
     );
     let otel = w3c_context(req.headers(), Some(own)).expect("a span context was given");
     RequestSpan::new(req, cx, otel)
+}
+
+/// A random, valid span id (W3C Trace Context: not all zeros), from the
+/// thread-local generator the request ids use.
+fn random_span_id() -> SpanId {
+    loop {
+        let bytes = uuid::Uuid::new_v4().into_bytes();
+        let id: [u8; 8] = bytes[..8].try_into().expect("8 of 16 bytes");
+        if id != [0; 8] {
+            return SpanId::from_bytes(id);
+        }
+    }
 }
 
 /// Starts the OTel server span of `req` under `parent` (the current OTel

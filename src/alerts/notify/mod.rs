@@ -12,7 +12,6 @@ mod queue;
 mod sender;
 mod wire;
 
-pub(crate) use self::queue::Notification;
 pub use self::{
     builder::{
         AlertNotifierBuilder, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF,
@@ -27,8 +26,8 @@ pub use self::{
 mod fixtures {
     use std::{collections::BTreeMap, time::SystemTime};
 
-    use super::Notification;
     use crate::alerts::AlertState;
+    use crate::alerts::notification::Notification;
 
     pub(super) fn notification(name: &str) -> Notification {
         Notification {

@@ -7,10 +7,9 @@ use std::{
     time::Duration,
 };
 
-use super::{
-    AlertNotifierBuilder,
-    queue::{Notification, Target},
-};
+use crate::alerts::notification::Notification;
+
+use super::{AlertNotifierBuilder, queue::Target};
 
 /// Delivery figures of an [`AlertNotifier`], summed over its targets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

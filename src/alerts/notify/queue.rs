@@ -1,18 +1,17 @@
 //! The queue of each target: bounded, dropping its oldest alert when full,
-//! never waiting; and the alerts it holds.
+//! never waiting.
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::VecDeque,
     sync::{
         Mutex, PoisonError,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::SystemTime,
 };
 
 use tokio::sync::Notify;
 
-use crate::alerts::{ALERT_NOTIFICATIONS_DROPPED, AlertState};
+use crate::alerts::{ALERT_NOTIFICATIONS_DROPPED, notification::Notification};
 
 /// The most alerts sent in one request.
 pub const MAX_BATCH: usize = 64;
@@ -31,20 +30,6 @@ impl TargetKind {
             Self::Webhook => "webhook",
         }
     }
-}
-
-/// One alert to send: built by the engine on a transition or a re-send.
-#[derive(Debug, Clone)]
-pub(crate) struct Notification {
-    /// [`AlertState::Firing`] or [`AlertState::Resolved`].
-    pub(crate) status: AlertState,
-    pub(crate) labels: BTreeMap<String, String>,
-    pub(crate) annotations: BTreeMap<&'static str, String>,
-    pub(crate) starts_at: SystemTime,
-    /// When it resolved; `None` while firing.
-    pub(crate) ends_at: Option<SystemTime>,
-    pub(crate) value: Option<f64>,
-    pub(crate) threshold: f64,
 }
 
 /// One target: its queue, the wake-up of its sender, and its figures.

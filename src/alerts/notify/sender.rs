@@ -7,8 +7,10 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
+use crate::alerts::notification::Notification;
+
 use super::{
-    queue::{Notification, Target, TargetKind},
+    queue::{Target, TargetKind},
     wire::WebhookBody,
 };
 use crate::alerts::{ALERT_NOTIFICATIONS_FAILED, ALERT_NOTIFICATIONS_SENT};

@@ -5,10 +5,9 @@ use std::{collections::BTreeMap, time::SystemTime};
 
 use serde::Serialize;
 
-use super::{
-    queue::{Notification, TargetKind},
-    sender::Sender,
-};
+use crate::alerts::notification::Notification;
+
+use super::{queue::TargetKind, sender::Sender};
 use crate::time::rfc3339;
 
 /// An alert in the JSON of both targets.
