@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use http::{Request, Version};
-use opentelemetry::trace::SpanContext;
+use opentelemetry::trace::{SpanContext, SpanId, TraceId};
 
 use crate::{
     route::{self, RouteName, Untemplated},
@@ -12,7 +12,7 @@ use crate::{
 };
 
 /// The facts of one request: when it started, its method, route, scheme and
-/// protocol, and its span context once the trace layer made one.
+/// protocol, and its trace and span ids once the trace layer made its span.
 ///
 /// The outermost of the crate's layers computes them once, before calling
 /// the inner service, and every signal reads them from there: metrics, span,
@@ -46,8 +46,16 @@ pub struct RequestContext {
     version: Version,
     is_head: bool,
     route: RouteName,
-    span: Option<SpanContext>,
+    span: Option<SpanIds>,
     done: Parts,
+}
+
+/// The ids of a request's server span, and whether it is sampled.
+#[derive(Debug, Clone, Copy)]
+struct SpanIds {
+    trace_id: TraceId,
+    span_id: SpanId,
+    sampled: bool,
 }
 
 /// Which parts of the per-request pass already ran for a request.
@@ -116,11 +124,24 @@ impl RequestContext {
         semconv::protocol_version(self.version)
     }
 
-    /// The context of the request's server span (or of the non-recording
-    /// span standing for this server when the caller's trace is not
-    /// sampled); `None` before the trace layer ran, or without one.
-    pub fn span_context(&self) -> Option<&SpanContext> {
-        self.span.as_ref()
+    /// The W3C trace id of the request's server span (or of the
+    /// non-recording span that stands for this server when the caller's
+    /// trace is not sampled); `None` before the trace layer ran, or without
+    /// one.
+    pub fn trace_id(&self) -> Option<TraceId> {
+        self.span.map(|ids| ids.trace_id)
+    }
+
+    /// The span id of the request's server span, as
+    /// [`trace_id`](Self::trace_id).
+    pub fn span_id(&self) -> Option<SpanId> {
+        self.span.map(|ids| ids.span_id)
+    }
+
+    /// Whether the request's span is sampled (exported); `false` without
+    /// one.
+    pub fn is_sampled(&self) -> bool {
+        self.span.is_some_and(|ids| ids.sampled)
     }
 
     #[inline]
@@ -144,8 +165,12 @@ impl RequestContext {
     }
 
     #[inline]
-    pub(crate) fn set_span_context(&mut self, span: SpanContext) {
-        self.span = Some(span);
+    pub(crate) fn set_span_context(&mut self, span: &SpanContext) {
+        self.span = Some(SpanIds {
+            trace_id: span.trace_id(),
+            span_id: span.span_id(),
+            sampled: span.is_sampled(),
+        });
     }
 
     /// Marks `part` as done; `false` when an outer layer did it already.

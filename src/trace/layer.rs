@@ -235,7 +235,7 @@ impl HttpTraceLayer {
             kept: route.kept,
         };
         let span = span::start(req, cx, &options);
-        cx.set_span_context(span.span_context());
+        cx.set_span_context(span.cx.span().span_context());
         Some(TracePending { span, access_log: config.access_log, headers: config.headers })
     }
 }

@@ -322,11 +322,6 @@ impl RequestSpan {
         Self { span, cx: otel }
     }
 
-    /// The context of the OTel span (or of what stands for it).
-    pub(super) fn span_context(&self) -> SpanContext {
-        self.cx.span().span_context().clone()
-    }
-
     /// Records how the request ended on the OTel span (a no-op on a span
     /// that is not recording) and ends it now.
     pub(super) fn end(&self, status: Option<StatusCode>, error: Option<ErrorType>) {
