@@ -246,8 +246,8 @@ where
     );
 
     #[inline]
-    fn route(&self, label: &str) -> Arc<Routed<RouteParts>> {
-        route_in(&self.routes, label, |label| {
+    fn route(&self, template: Option<&str>) -> Arc<Routed<RouteParts>> {
+        route_in(&self.routes, template, |label| {
             make_parts(&self.trace, &self.metrics, &self.cache, &self.exclude, label)
         })
     }

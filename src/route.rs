@@ -228,14 +228,14 @@ impl<T> RouteTable<T> {
         }
     }
 
-    /// The entry of the route labelled `label`, made with `make` on its
-    /// first request.
+    /// The entry of the route template `template` (`None`: matched no
+    /// route), made with `make` on its first request.
     #[inline]
-    pub(crate) fn get(&self, label: &str, make: impl FnOnce(&str) -> T) -> Arc<T> {
-        if label == UNMATCHED_ROUTE {
+    pub(crate) fn get(&self, template: Option<&str>, make: impl FnOnce(&str) -> T) -> Arc<T> {
+        let Some(label) = template else {
             mark(&self.unmatched_used);
             return self.unmatched.clone();
-        }
+        };
         if let Some(entry) = self.routes.read().unwrap_or_else(PoisonError::into_inner).get(label) {
             return entry.clone();
         }
@@ -302,12 +302,12 @@ mod tests {
     #[test]
     fn routes_are_bounded_and_fixed_entries_show_once_used() {
         let table = RouteTable::new(2, str::to_owned);
-        let a = table.get("/a", str::to_owned);
-        assert!(Arc::ptr_eq(&a, &table.get("/a", |_| unreachable!("made once"))));
-        table.get("/b", str::to_owned);
+        let a = table.get(Some("/a"), str::to_owned);
+        assert!(Arc::ptr_eq(&a, &table.get(Some("/a"), |_| unreachable!("made once"))));
+        table.get(Some("/b"), str::to_owned);
         assert_eq!(table.all().len(), 2, "no fixed entry used yet");
-        assert_eq!(*table.get("/c", str::to_owned), OVERFLOW_ROUTE);
-        assert_eq!(*table.get(UNMATCHED_ROUTE, str::to_owned), UNMATCHED_ROUTE);
+        assert_eq!(*table.get(Some("/c"), str::to_owned), OVERFLOW_ROUTE);
+        assert_eq!(*table.get(None, str::to_owned), UNMATCHED_ROUTE);
         assert_eq!(table.all().len(), 4);
         assert_eq!(table.find("/b").as_deref().map(String::as_str), Some("/b"));
         assert_eq!(table.find(OVERFLOW_ROUTE).as_deref().map(String::as_str), Some(OVERFLOW_ROUTE));

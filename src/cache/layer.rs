@@ -180,8 +180,8 @@ impl Stage for RecordCacheStatusLayer {
     const PASSES_CONTEXT: bool = false;
 
     #[inline]
-    fn route(&self, label: &str) -> Arc<Routed<CacheRoute>> {
-        route_in(&self.routes, label, |label| self.make_route(label))
+    fn route(&self, template: Option<&str>) -> Arc<Routed<CacheRoute>> {
+        route_in(&self.routes, template, |label| self.make_route(label))
     }
 
     fn classifier(&self) -> StatusClassifier {
@@ -315,11 +315,11 @@ mod tests {
     #[test]
     fn routes_are_bounded() {
         let layer = RecordCacheStatusLayer::new().max_routes(2);
-        let a = layer.route("/a");
-        assert!(Arc::ptr_eq(&a, &layer.route("/a")));
-        layer.route("/b");
-        assert_eq!(&*layer.route("/c").state.route, OVERFLOW_ROUTE);
-        assert_eq!(&*layer.route(UNMATCHED_ROUTE).state.route, UNMATCHED_ROUTE);
+        let a = layer.route(Some("/a"));
+        assert!(Arc::ptr_eq(&a, &layer.route(Some("/a"))));
+        layer.route(Some("/b"));
+        assert_eq!(&*layer.route(Some("/c")).state.route, OVERFLOW_ROUTE);
+        assert_eq!(&*layer.route(None).state.route, UNMATCHED_ROUTE);
     }
 
     #[test]

@@ -270,8 +270,8 @@ impl Stage for HttpMetricsLayer {
     const PASSES_CONTEXT: bool = false;
 
     #[inline]
-    fn route(&self, label: &str) -> Arc<Routed<MetricsRoute>> {
-        route_in(&self.routes, label, |label| self.make_route(label, &RouteFilter::default()))
+    fn route(&self, template: Option<&str>) -> Arc<Routed<MetricsRoute>> {
+        route_in(&self.routes, template, |label| self.make_route(label, &RouteFilter::default()))
     }
 
     fn classifier(&self) -> StatusClassifier {

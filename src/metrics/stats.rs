@@ -246,9 +246,10 @@ impl HttpStats {
 
     /// The windows of route label `label`, made on first use.
     pub(crate) fn windows_of(&self, label: &str) -> Arc<RouteWindows> {
+        let template = (label != crate::route::UNMATCHED_ROUTE).then_some(label);
         self.inner
             .routes
-            .get(label, |label| RouteWindows { label: label.into(), stats: WindowedStats::new() })
+            .get(template, |label| RouteWindows { label: label.into(), stats: WindowedStats::new() })
     }
 
     fn all_routes(&self) -> Vec<Arc<RouteWindows>> {

@@ -54,10 +54,15 @@ use crate::{
 /// first request.
 pub(crate) type Routes<T> = RouteTable<Routed<T>>;
 
-/// The entry of `label` in `routes`.
+/// The entry of the route template `template` (`None`: matched no route)
+/// in `routes`.
 #[inline]
-pub(crate) fn route_in<T>(routes: &Routes<T>, label: &str, make: impl FnOnce(&str) -> T) -> Arc<Routed<T>> {
-    routes.get(label, |label| Routed::new(make(label)))
+pub(crate) fn route_in<T>(
+    routes: &Routes<T>,
+    template: Option<&str>,
+    make: impl FnOnce(&str) -> T,
+) -> Arc<Routed<T>> {
+    routes.get(template, |label| Routed::new(make(label)))
 }
 
 /// The response body of an [`Observe`] service.
@@ -83,9 +88,10 @@ pub(crate) trait Stage: Clone + Send + Sync + 'static {
     /// per request. They still read a context an outer layer passed on.
     const PASSES_CONTEXT: bool = true;
 
-    /// The entry of the route labelled `label` in the part's table (shared
-    /// by the layer's clones), made on its first request.
-    fn route(&self, label: &str) -> Arc<Routed<Self::Route>>;
+    /// The entry of the route template `template` (`None`: matched no
+    /// route) in the part's table (shared by the layer's clones), made on
+    /// its first request.
+    fn route(&self, template: Option<&str>) -> Arc<Routed<Self::Route>>;
 
     /// Which statuses are errors.
     fn classifier(&self) -> StatusClassifier;

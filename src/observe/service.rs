@@ -52,7 +52,7 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let mut cx = RequestContext::of(&req, &self.untemplated);
-        let route = self.stage.route(cx.route());
+        let route = self.stage.route(cx.route_name().template());
         let observed = route.observed();
         let classifier = self.stage.classifier();
         let first_byte = self.stage.wants_first_byte();

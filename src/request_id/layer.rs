@@ -141,7 +141,7 @@ where
     type Pending = Option<(HeaderName, RequestId)>;
 
     #[inline]
-    fn route(&self, _label: &str) -> Arc<Routed<()>> {
+    fn route(&self, _template: Option<&str>) -> Arc<Routed<()>> {
         NO_ROUTE.clone()
     }
 

@@ -309,8 +309,8 @@ impl Stage for HttpTraceLayer {
     type Pending = Option<TracePending>;
 
     #[inline]
-    fn route(&self, label: &str) -> Arc<Routed<TraceRoute>> {
-        route_in(&self.routes, label, |label| self.make_route(label, &RouteFilter::default()))
+    fn route(&self, template: Option<&str>) -> Arc<Routed<TraceRoute>> {
+        route_in(&self.routes, template, |label| self.make_route(label, &RouteFilter::default()))
     }
 
     fn classifier(&self) -> StatusClassifier {
