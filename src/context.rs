@@ -166,11 +166,8 @@ impl RequestContext {
 
     #[inline]
     pub(crate) fn set_span_context(&mut self, span: &SpanContext) {
-        self.span = Some(SpanIds {
-            trace_id: span.trace_id(),
-            span_id: span.span_id(),
-            sampled: span.is_sampled(),
-        });
+        self.span =
+            Some(SpanIds { trace_id: span.trace_id(), span_id: span.span_id(), sampled: span.is_sampled() });
     }
 
     /// Marks `part` as done; `false` when an outer layer did it already.

@@ -198,9 +198,9 @@ impl HttpWindowStats {
 /// by [`HttpMetricsLayer::max_routes`](super::HttpMetricsLayer::max_routes).
 /// The figures of the whole layer are the sum of its routes', computed when
 /// read: exact (bucket counts add up), free for the requests, and about
-/// 10 600 atomic loads per route for the three windows. Configure the
-/// layer (route cap, time to first byte) before taking the handle: those
-/// settings start a new set of figures.
+/// 10 600 atomic loads per route for the three windows. The handle is the
+/// layer's state, apart from its settings: a handle taken before a setter
+/// (route cap, time to first byte) reads the figures of the layer after it.
 ///
 /// # Example
 ///
