@@ -35,12 +35,13 @@ pub const MAX_CACHE_ALERTS: usize = 64;
 /// ```
 /// use std::time::{Duration, Instant};
 /// use tower_observability::{
-///     alerts::{AlertEngine, AlertInputs, AlertRule, AlertState, WindowFigures},
+///     alerts::{AlertEngine, AlertInputs, AlertRule, AlertState},
+///     metrics::HttpWindowStats,
 ///     window::Window,
 /// };
 ///
 /// let engine = AlertEngine::builder().rule(AlertRule::high_error_ratio()).build()?;
-/// let failing = AlertInputs::default().with_window(WindowFigures::from_counts(Window::FiveMinutes, 400, 40));
+/// let failing = AlertInputs::default().with_window(HttpWindowStats::from_counts(Window::FiveMinutes, 400, 40));
 /// let t0 = Instant::now();
 /// engine.evaluate(&failing, t0);
 /// assert_eq!(engine.active()[0].state, AlertState::Pending);

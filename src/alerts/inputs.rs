@@ -1,6 +1,6 @@
 //! [`AlertInputs`]: the snapshot of windowed figures the rules read.
 
-use crate::{cache::HitRatioSnapshot, health::HealthStatus, window::Window};
+use crate::{cache::HitRatioSnapshot, health::HealthStatus, metrics::HttpWindowStats, window::Window};
 
 /// The figures the rules are evaluated on, read at one instant: a plain
 /// struct for glue code to fill from the in-process windows, the cache hit
@@ -14,13 +14,14 @@ use crate::{cache::HitRatioSnapshot, health::HealthStatus, window::Window};
 ///
 /// ```
 /// use tower_observability::{
-///     alerts::{AlertInputs, CacheFigures, WindowFigures},
+///     alerts::{AlertInputs, CacheFigures},
+///     metrics::HttpWindowStats,
 ///     health::HealthStatus,
 ///     window::Window,
 /// };
 ///
 /// let inputs = AlertInputs::default()
-///     .with_window(WindowFigures::from_counts(Window::FiveMinutes, 1_000, 70).with_p95(0.35))
+///     .with_window(HttpWindowStats::from_counts(Window::FiveMinutes, 1_000, 70).with_p95(0.35))
 ///     .with_cache(CacheFigures::new("users", Window::FifteenMinutes, 180, 120))
 ///     .with_readiness(HealthStatus::Healthy);
 /// let five = inputs.window(Window::FiveMinutes).unwrap();
@@ -32,7 +33,7 @@ use crate::{cache::HitRatioSnapshot, health::HealthStatus, window::Window};
 pub struct AlertInputs {
     /// The HTTP figures, one entry per window (a later entry for the same
     /// window is ignored).
-    pub windows: Vec<WindowFigures>,
+    pub windows: Vec<HttpWindowStats>,
     /// The hit ratios, one entry per cache and window.
     pub caches: Vec<CacheFigures>,
     /// The aggregate status of the readiness checks; `None` when unknown.
@@ -52,15 +53,12 @@ impl AlertInputs {
     /// ```
     #[must_use]
     pub fn from_http_stats(stats: &crate::metrics::HttpStats, now: std::time::Instant) -> Self {
-        Self {
-            windows: stats.windows_at(now).into_iter().map(WindowFigures::from).collect(),
-            ..Self::default()
-        }
+        Self { windows: stats.windows_at(now).into_iter().collect(), ..Self::default() }
     }
 
     /// The figures of `window`, if listed.
     #[must_use]
-    pub fn window(&self, window: Window) -> Option<&WindowFigures> {
+    pub fn window(&self, window: Window) -> Option<&HttpWindowStats> {
         self.windows.iter().find(|w| w.window == window)
     }
 
@@ -72,7 +70,7 @@ impl AlertInputs {
 
     /// Sets the figures of `figures.window`, replacing any listed.
     #[must_use]
-    pub fn with_window(mut self, figures: WindowFigures) -> Self {
+    pub fn with_window(mut self, figures: HttpWindowStats) -> Self {
         self.windows.retain(|w| w.window != figures.window);
         self.windows.push(figures);
         self
@@ -117,86 +115,6 @@ impl AlertInputs {
                 });
             }
         }
-    }
-}
-
-/// The HTTP figures of one window.
-///
-/// # Example
-///
-/// ```
-/// use tower_observability::{alerts::WindowFigures, window::Window};
-///
-/// let quiet = WindowFigures::from_counts(Window::OneMinute, 0, 0);
-/// assert_eq!((quiet.error_ratio, quiet.request_rate), (None, 0.0));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct WindowFigures {
-    /// The window.
-    pub window: Window,
-    /// Requests completed in the window: the samples of every HTTP rule.
-    pub requests: u64,
-    /// Failed requests over requests, 0 to 1; `None` without requests.
-    pub error_ratio: Option<f64>,
-    /// The median request duration, in seconds.
-    pub p50: Option<f64>,
-    /// The 95th percentile of request durations, in seconds.
-    pub p95: Option<f64>,
-    /// The 99th percentile of request durations, in seconds.
-    pub p99: Option<f64>,
-    /// Requests per second over the window.
-    pub request_rate: f64,
-}
-
-impl From<crate::metrics::HttpWindowStats> for WindowFigures {
-    fn from(stats: crate::metrics::HttpWindowStats) -> Self {
-        Self {
-            window: stats.window,
-            requests: stats.requests,
-            error_ratio: stats.error_ratio,
-            p50: stats.p50,
-            p95: stats.p95,
-            p99: stats.p99,
-            request_rate: stats.request_rate,
-        }
-    }
-}
-
-impl WindowFigures {
-    /// The figures of `requests` requests of which `errors` failed over
-    /// `window`: the error ratio and the rate; no latency quantiles.
-    #[must_use]
-    pub fn from_counts(window: Window, requests: u64, errors: u64) -> Self {
-        Self {
-            window,
-            requests,
-            error_ratio: (requests > 0).then(|| errors.min(requests) as f64 / requests as f64),
-            p50: None,
-            p95: None,
-            p99: None,
-            request_rate: requests as f64 / window.duration().as_secs_f64(),
-        }
-    }
-
-    /// Sets the median, in seconds.
-    #[must_use]
-    pub fn with_p50(mut self, seconds: f64) -> Self {
-        self.p50 = Some(seconds);
-        self
-    }
-
-    /// Sets the 95th percentile, in seconds.
-    #[must_use]
-    pub fn with_p95(mut self, seconds: f64) -> Self {
-        self.p95 = Some(seconds);
-        self
-    }
-
-    /// Sets the 99th percentile, in seconds.
-    #[must_use]
-    pub fn with_p99(mut self, seconds: f64) -> Self {
-        self.p99 = Some(seconds);
-        self
     }
 }
 

@@ -10,7 +10,8 @@
 //!
 //! use axum::Router;
 //! use tower_observability::{
-//!     alerts::{self, AlertEngine, AlertInputs, AlertRule, AlertState, WindowFigures},
+//!     alerts::{self, AlertEngine, AlertInputs, AlertRule, AlertState},
+//!     metrics::HttpWindowStats,
 //!     health::HealthStatus,
 //!     window::Window,
 //! };
@@ -20,7 +21,7 @@
 //! // Glue code fills the inputs from the in-process windows; here, 8 % of
 //! // 500 requests failed over the last 5 minutes.
 //! let inputs = AlertInputs::default()
-//!     .with_window(WindowFigures::from_counts(Window::FiveMinutes, 500, 40).with_p95(0.4))
+//!     .with_window(HttpWindowStats::from_counts(Window::FiveMinutes, 500, 40).with_p95(0.4))
 //!     .with_readiness(HealthStatus::Healthy);
 //!
 //! let t0 = Instant::now();
@@ -150,7 +151,7 @@ pub use self::{
     builder::{AlertEngineBuilder, DEFAULT_MAX_RESOLVED, DEFAULT_RESOLVED_RETENTION},
     engine::{AlertEngine, MAX_CACHE_ALERTS},
     error::RuleError,
-    inputs::{AlertInputs, CacheFigures, WindowFigures},
+    inputs::{AlertInputs, CacheFigures},
     report::{Alert, AlertCounts, AlertEntry, AlertsReport},
     rule::{
         AlertMetric, AlertRule, Comparison, DEFAULT_CACHE_HIT_RATIO, DEFAULT_ERROR_RATIO, DEFAULT_HYSTERESIS,
@@ -207,13 +208,18 @@ pub fn describe() {
 mod fixtures {
     use std::time::Duration;
 
-    use super::{AlertEngine, AlertInputs, AlertRule, WindowFigures};
+    use super::{AlertEngine, AlertInputs, AlertRule};
+    use crate::metrics::HttpWindowStats;
     use crate::window::Window;
 
     pub(super) const S: Duration = Duration::from_secs(1);
 
     pub(super) fn errors(requests: u64, errors: u64) -> AlertInputs {
-        AlertInputs::default().with_window(WindowFigures::from_counts(Window::FiveMinutes, requests, errors))
+        AlertInputs::default().with_window(HttpWindowStats::from_counts(
+            Window::FiveMinutes,
+            requests,
+            errors,
+        ))
     }
 
     pub(super) fn engine(rules: impl IntoIterator<Item = AlertRule>) -> AlertEngine {

@@ -13,9 +13,10 @@ use ::metrics::Label;
 use serde::Serialize;
 
 use super::{
-    ALERTS, Alert, AlertInputs, AlertMetric, AlertRule, WindowFigures, engine::Inner,
-    notification::Notification, report::alert,
+    ALERTS, Alert, AlertInputs, AlertMetric, AlertRule, engine::Inner, notification::Notification,
+    report::alert,
 };
+use crate::metrics::HttpWindowStats;
 
 /// The state of an alert.
 ///
@@ -75,7 +76,7 @@ pub(super) struct Tracked {
 /// The rule's figure in `inputs`, if present, finite and with enough
 /// samples.
 pub(super) fn observe(rule: &AlertRule, inputs: &AlertInputs, cache: Option<&str>) -> Option<f64> {
-    let http = |pick: fn(&WindowFigures) -> Option<f64>| {
+    let http = |pick: fn(&HttpWindowStats) -> Option<f64>| {
         inputs.window(rule.window).and_then(|w| Some((pick(w)?, w.requests)))
     };
     let (value, samples) = match &rule.metric {
@@ -380,8 +381,10 @@ mod tests {
         ];
         let e = engine(rules);
         let inputs = AlertInputs::default()
-            .with_window(WindowFigures::from_counts(Window::FiveMinutes, 100, 0).with_p95(2.5).with_p50(0.1))
-            .with_window(WindowFigures::from_counts(Window::OneMinute, 30, 0).with_p99(9.0));
+            .with_window(
+                HttpWindowStats::from_counts(Window::FiveMinutes, 100, 0).with_p95(2.5).with_p50(0.1),
+            )
+            .with_window(HttpWindowStats::from_counts(Window::OneMinute, 30, 0).with_p99(9.0));
         e.evaluate(&inputs, Instant::now());
         let got: Vec<_> = e.active().into_iter().map(|a| (a.name, a.state, a.value)).collect();
         assert_eq!(

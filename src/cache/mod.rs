@@ -93,8 +93,8 @@ pub use self::{
     metrics::CacheMetrics,
     parse::{MAX_FIELD_LEN, MAX_MEMBERS, parse_cache_status, parse_cf_cache_status, parse_x_cache},
     ratio::{
-        CacheHitRatios, DEFAULT_MAX_CACHES, DEFAULT_MAX_ROUTES, DEFAULT_MIN_SAMPLES, DEFAULT_WARN_BELOW,
-        HitRatio, HitRatioSnapshot, HitRatioWarning, WindowStats,
+        CacheHitRatios, CacheWindowStats, DEFAULT_MAX_CACHES, DEFAULT_MAX_ROUTES, DEFAULT_MIN_SAMPLES,
+        DEFAULT_WARN_BELOW, HitRatio, HitRatioSnapshot, HitRatioWarning,
     },
     status::CacheStatus,
 };

@@ -67,27 +67,27 @@ impl HitRatio {
 
     /// The figures of one window, now.
     #[must_use]
-    pub fn window(&self, window: Window) -> WindowStats {
+    pub fn window(&self, window: Window) -> CacheWindowStats {
         self.window_at(window, Instant::now())
     }
 
     /// The figures of the window that ends at `now`.
     #[must_use]
-    pub fn window_at(&self, window: Window, now: Instant) -> WindowStats {
+    pub fn window_at(&self, window: Window, now: Instant) -> CacheWindowStats {
         let hits = self.hits.sum_at(window.duration(), now);
         let misses = self.misses.sum_at(window.duration(), now);
-        WindowStats::new(window, hits, misses)
+        CacheWindowStats::new(window, hits, misses)
     }
 
     /// The figures of every window of [`Window::ALL`], now.
     #[must_use]
-    pub fn windows(&self) -> [WindowStats; 3] {
+    pub fn windows(&self) -> [CacheWindowStats; 3] {
         self.windows_at(Instant::now())
     }
 
     /// The figures of every window of [`Window::ALL`], at `now`.
     #[must_use]
-    pub fn windows_at(&self, now: Instant) -> [WindowStats; 3] {
+    pub fn windows_at(&self, now: Instant) -> [CacheWindowStats; 3] {
         Window::ALL.map(|window| self.window_at(window, now))
     }
 }
@@ -95,7 +95,7 @@ impl HitRatio {
 /// Hits and misses over one window.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
-pub struct WindowStats {
+pub struct CacheWindowStats {
     /// The window.
     pub window: Window,
     /// Hits, stale hits and revalidations in the window.
@@ -106,7 +106,7 @@ pub struct WindowStats {
     pub ratio: Option<f64>,
 }
 
-impl WindowStats {
+impl CacheWindowStats {
     fn new(window: Window, hits: u64, misses: u64) -> Self {
         let total = hits.saturating_add(misses);
         let ratio = (total > 0).then(|| hits as f64 / total as f64);
@@ -132,7 +132,7 @@ pub struct HitRatioSnapshot {
     /// the cache as a whole.
     pub route: Option<Arc<str>>,
     /// The 1, 5 and 15-minute windows, in that order.
-    pub windows: [WindowStats; 3],
+    pub windows: [CacheWindowStats; 3],
 }
 
 /// A window whose hit ratio is below the warning threshold.
@@ -144,7 +144,7 @@ pub struct HitRatioWarning {
     /// The route template, or `None` for the cache as a whole.
     pub route: Option<Arc<str>>,
     /// The window, with its ratio.
-    pub stats: WindowStats,
+    pub stats: CacheWindowStats,
 }
 
 /// The default warning threshold of [`CacheHitRatios`]: a hit ratio below

@@ -163,6 +163,52 @@ pub struct HttpWindowStats {
 }
 
 impl HttpWindowStats {
+    /// The figures of `requests` requests of which `errors` failed over the
+    /// whole of `window`: the rate and the error ratio, no latency
+    /// quantiles (set them with [`with_p50`](Self::with_p50) and its
+    /// siblings). For alert inputs built by hand and for tests.
+    ///
+    /// ```
+    /// use tower_observability::{metrics::HttpWindowStats, window::Window};
+    ///
+    /// let w = HttpWindowStats::from_counts(Window::OneMinute, 120, 6).with_p95(0.25);
+    /// assert_eq!((w.request_rate, w.error_ratio, w.p95), (2.0, Some(0.05), Some(0.25)));
+    /// ```
+    #[must_use]
+    pub fn from_counts(window: Window, requests: u64, errors: u64) -> Self {
+        Self {
+            window,
+            requests,
+            errors,
+            request_rate: requests as f64 / window.duration().as_secs_f64(),
+            error_ratio: (requests > 0).then(|| errors.min(requests) as f64 / requests as f64),
+            p50: None,
+            p95: None,
+            p99: None,
+        }
+    }
+
+    /// Sets the median duration, in seconds.
+    #[must_use]
+    pub fn with_p50(mut self, seconds: f64) -> Self {
+        self.p50 = Some(seconds);
+        self
+    }
+
+    /// Sets the 95th percentile duration, in seconds.
+    #[must_use]
+    pub fn with_p95(mut self, seconds: f64) -> Self {
+        self.p95 = Some(seconds);
+        self
+    }
+
+    /// Sets the 99th percentile duration, in seconds.
+    #[must_use]
+    pub fn with_p99(mut self, seconds: f64) -> Self {
+        self.p99 = Some(seconds);
+        self
+    }
+
     fn new(window: Window, sum: &Sum, age: Duration) -> Self {
         let Sum { requests, errors, ref latency } = *sum;
         let seconds = window.duration().min(age).as_secs_f64();

@@ -12,7 +12,7 @@ use serde::{Serialize, Serializer, ser::SerializeStruct};
 use super::state::MonitoringState;
 use crate::{
     alerts::AlertsSummary,
-    cache::{HitRatioSnapshot, HitRatioWarning, WindowStats as CacheWindowStats},
+    cache::{CacheWindowStats, HitRatioSnapshot, HitRatioWarning},
     health::{HealthGroup, HealthReport, HealthStatus, ShowDetails},
     metrics::{HttpStats, HttpWindowStats},
     window::Window,

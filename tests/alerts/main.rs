@@ -29,11 +29,9 @@ use serde_json::Value;
 use tower::ServiceExt;
 use tower_observability::{
     ErrorType, ObservabilityLayer,
-    alerts::{
-        self, AlertEngine, AlertInputs, AlertMetric, AlertNotifier, AlertRule, AlertState, Comparison,
-        WindowFigures,
-    },
+    alerts::{self, AlertEngine, AlertInputs, AlertMetric, AlertNotifier, AlertRule, AlertState, Comparison},
     health::HealthStatus,
+    metrics::HttpWindowStats,
     window::{Window, WindowedCounter},
 };
 
@@ -71,7 +69,11 @@ impl Traffic {
         let now = self.clock.now();
         let window = Window::FiveMinutes.duration();
         let (requests, errors) = (self.requests.sum_at(window, now), self.errors.sum_at(window, now));
-        AlertInputs::default().with_window(WindowFigures::from_counts(Window::FiveMinutes, requests, errors))
+        AlertInputs::default().with_window(HttpWindowStats::from_counts(
+            Window::FiveMinutes,
+            requests,
+            errors,
+        ))
     }
 }
 
@@ -374,7 +376,8 @@ async fn a_down_alertmanager_keeps_the_queue_bounded_and_counts_drops() {
             .for_duration(Duration::ZERO)
     });
     let engine = AlertEngine::builder().rules(rules).notifier(notifier.clone()).build().unwrap();
-    let inputs = AlertInputs::default().with_window(WindowFigures::from_counts(Window::FiveMinutes, 600, 0));
+    let inputs =
+        AlertInputs::default().with_window(HttpWindowStats::from_counts(Window::FiveMinutes, 600, 0));
 
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
