@@ -166,6 +166,9 @@ mod imp {
     struct Workload {
         uris: Vec<Uri>,
         traceparent: Option<HeaderValue>,
+        /// `Host`, `User-Agent` and the socket peer, as a browser's request
+        /// to `axum::serve` with `ConnectInfo` carries them.
+        browser: bool,
         next: Cell<usize>,
     }
 
@@ -174,14 +177,25 @@ mod imp {
             Self {
                 uris: vec![Uri::from_static("/users/42")],
                 traceparent: traceparent.map(HeaderValue::from_static),
+                browser: false,
                 next: Cell::new(0),
+            }
+        }
+
+        /// `GET /users/42?view=full&sig=abc` with `Host`, a browser's
+        /// `User-Agent` and a `ConnectInfo` peer.
+        fn browser(traceparent: Option<&'static str>) -> Self {
+            Self {
+                uris: vec![Uri::from_static("/users/42?view=full&sig=abc")],
+                browser: true,
+                ..Self::fixed(traceparent)
             }
         }
 
         /// 4096 distinct ids on `/users/{id}`.
         fn distinct_ids() -> Self {
             let uris = (0..4096).map(|i| format!("/users/{}", 1_000 + i * 7).parse().unwrap()).collect();
-            Self { uris, traceparent: None, next: Cell::new(0) }
+            Self { uris, traceparent: None, browser: false, next: Cell::new(0) }
         }
 
         /// Distinct ids over the first 1000 routes of [`users`].
@@ -194,7 +208,7 @@ mod imp {
                     path.parse().unwrap()
                 })
                 .collect();
-            Self { uris, traceparent: None, next: Cell::new(0) }
+            Self { uris, traceparent: None, browser: false, next: Cell::new(0) }
         }
 
         #[inline]
@@ -206,9 +220,20 @@ mod imp {
             if let Some(tp) = &self.traceparent {
                 req.headers_mut().insert("traceparent", tp.clone());
             }
+            if self.browser {
+                let headers = req.headers_mut();
+                headers.insert("host", HeaderValue::from_static("api.example.com:8443"));
+                headers.insert("user-agent", HeaderValue::from_static(USER_AGENT));
+                req.extensions_mut().insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+                    [203, 0, 113, 9],
+                    51_234,
+                ))));
+            }
             req
         }
     }
+
+    const USER_AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36";
 
     /// One request through the router, body collected.
     #[inline]
@@ -306,6 +331,34 @@ mod imp {
             ("overhead", "full_unsampled", "bare_parent", "ObservabilityLayer, traceparent flag 00", || {
                 (users(1).layer(full()), Workload::fixed(Some(PARENT_UNSAMPLED)))
             }),
+            (
+                "overhead",
+                "bare_browser",
+                "bare_browser",
+                "bare, a browser's request (Host, User-Agent, query, peer)",
+                || (users(1), Workload::browser(None)),
+            ),
+            (
+                "overhead",
+                "full_browser",
+                "bare_browser",
+                "ObservabilityLayer, a browser's request, sampled root",
+                || (users(1).layer(full()), Workload::browser(None)),
+            ),
+            (
+                "overhead",
+                "bare_browser_parent",
+                "bare_browser_parent",
+                "bare, a browser's request with a traceparent (flag 00)",
+                || (users(1), Workload::browser(Some(PARENT_UNSAMPLED))),
+            ),
+            (
+                "overhead",
+                "full_browser_unsampled",
+                "bare_browser_parent",
+                "ObservabilityLayer, a browser's request, traceparent flag 00",
+                || (users(1).layer(full()), Workload::browser(Some(PARENT_UNSAMPLED))),
+            ),
             ("overhead", "axum_prometheus", "bare", "anchor: axum-prometheus PrometheusMetricLayer", || {
                 (users(1).layer(axum_prometheus::PrometheusMetricLayer::new()), Workload::fixed(None))
             }),

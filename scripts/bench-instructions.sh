@@ -35,6 +35,8 @@ done
 
 baseline_of() {
   case "$1" in
+    bare_browser|full_browser) echo bare_browser ;;
+    bare_browser_parent|full_browser_unsampled) echo bare_browser_parent ;;
     bare_parent|full_sampled_parent|full_unsampled|*_parent) echo bare_parent ;;
     *) echo bare ;;
   esac
