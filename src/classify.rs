@@ -13,7 +13,8 @@ use std::{any::Any, error::Error as StdError, fmt};
 /// that. Precedence, first match wins:
 ///
 /// 1. an `ErrorType` the handler or an inner layer put in the *response*
-///    extensions (the crate's panic catcher puts [`ErrorType::Panic`]);
+///    extensions (the crate's panic catcher puts [`ErrorType::Panic`]), or
+///    one the handler gave its [`Labeler`](crate::labeler::Labeler);
 /// 2. an error status (`"500"`);
 /// 3. how the body ended: [`ErrorType::Body`] or [`ErrorType::ClientAbort`].
 ///
@@ -41,6 +42,11 @@ pub enum ErrorType {
     /// The inner service returned `Err`; the label is a bounded name of the
     /// error (see [`ErrorType::of_service_error`]).
     Service(&'static str),
+    /// The application named the failure itself, with
+    /// [`Labeler::error_type`](crate::labeler::Labeler::error_type) or by
+    /// putting this in the response extensions: a low-cardinality name
+    /// from the code (`payment_declined`).
+    Application(&'static str),
     /// The handler panicked and the panic was turned into a 500: `panic`.
     Panic,
     /// The request timed out in the server (tower's `Elapsed`, an I/O
@@ -125,7 +131,7 @@ impl ErrorType {
     pub fn as_str(&self) -> &str {
         match self {
             Self::Status(status) => status.as_str(),
-            Self::Service(name) => name,
+            Self::Service(name) | Self::Application(name) => name,
             Self::Panic => "panic",
             Self::Timeout => "timeout",
             Self::Body => "body_error",

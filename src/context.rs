@@ -7,6 +7,8 @@ use http::{Request, Version};
 use opentelemetry::trace::{SpanContext, SpanId, TraceId};
 
 use crate::{
+    address::{self, TrustedProxies},
+    labeler::Labeler,
     route::{self, RouteName, Untemplated},
     semconv::{self, KnownMethod},
 };
@@ -47,6 +49,7 @@ pub struct RequestContext {
     is_head: bool,
     route: RouteName,
     span: Option<SpanIds>,
+    labeler: Option<Labeler>,
     done: Parts,
 }
 
@@ -73,18 +76,30 @@ impl RequestContext {
     /// The context of `req`: the copy an outer layer of the crate left in its
     /// extensions, or a new one read from the request now.
     #[inline]
-    pub(crate) fn of<B>(req: &Request<B>, untemplated: &Untemplated) -> Self {
+    pub(crate) fn of<B>(
+        req: &Request<B>,
+        untemplated: &Untemplated,
+        proxies: Option<&TrustedProxies>,
+    ) -> Self {
         if let Some(cx) = req.extensions().get::<Self>() {
             return cx.clone();
         }
         Self {
             start: Instant::now(),
             method: KnownMethod::of(req.method()),
-            https: semconv::is_https(req.uri()),
+            https: match proxies {
+                Some(proxies) if address::is_forwarded(req, proxies) => {
+                    address::forwarded_server(req.headers())
+                        .https
+                        .unwrap_or_else(|| semconv::is_https(req.uri()))
+                }
+                _ => semconv::is_https(req.uri()),
+            },
             version: req.version(),
             is_head: req.method() == http::Method::HEAD,
             route: route::resolve(req.extensions(), untemplated),
             span: None,
+            labeler: None,
             done: Parts::default(),
         }
     }
@@ -114,7 +129,9 @@ impl RequestContext {
         self.route.label()
     }
 
-    /// `url.scheme`: `https` for an absolute-form `https` URI, else `http`.
+    /// `url.scheme`: the scheme a trusted proxy says the client used
+    /// (`Forwarded: proto=`, `X-Forwarded-Proto`), else `https` for an
+    /// absolute-form `https` URI, else `http`.
     pub fn scheme(&self) -> &'static str {
         semconv::scheme_name(self.https)
     }
@@ -142,6 +159,21 @@ impl RequestContext {
     /// one.
     pub fn is_sampled(&self) -> bool {
         self.span.is_some_and(|ids| ids.sampled)
+    }
+
+    /// The request's [`Labeler`], when a layer of the crate gave it one.
+    pub fn labeler(&self) -> Option<&Labeler> {
+        self.labeler.as_ref()
+    }
+
+    /// Gives the request `labeler`, unless an outer layer gave it one.
+    #[inline]
+    pub(crate) fn set_labeler(&mut self, labeler: Labeler) -> bool {
+        if self.labeler.is_some() {
+            return false;
+        }
+        self.labeler = Some(labeler);
+        true
     }
 
     #[inline]

@@ -7,15 +7,17 @@ use http::{Request, Response};
 use tower_layer::Layer;
 
 use crate::{
+    address::TrustedProxies,
     cache::{CachePending, CacheRoute, RecordCacheStatusLayer},
     classify::StatusClassifier,
     context::RequestContext,
+    labeler::Labeler,
     metrics::{HttpMetricsLayer, HttpStats, MetricsPending, MetricsRoute},
     observe::{Finished, Observe, Routed, Routes, Stage, route_in},
     panic::CatchPanic,
     request_id::{MakeRequestId, MakeRequestUuid, SetRequestIdLayer},
-    route::RouteFilter,
-    trace::{HttpTraceLayer, TracePending, TraceRoute},
+    route::RouteMatcher,
+    trace::{HttpTraceLayer, RouteSampling, TracePending, TraceRoute, TraceRules},
 };
 
 /// The service of [`ObservabilityLayer`]: the crate's
@@ -37,8 +39,9 @@ pub type ObservabilityService<S, M = MakeRequestUuid> = Observe<CatchPanic<S>, O
 /// Stacking the parts by hand in this order gives the same signals, one
 /// pass per layer.
 ///
-/// Setters compose in any order: [`exclude_routes`](Self::exclude_routes)
-/// and [`error_status`](Self::error_status) hold for every part, whichever
+/// Setters compose in any order: the exclusions, per-route sampling,
+/// [`trusted_proxies`](Self::trusted_proxies) and
+/// [`error_status`](Self::error_status) hold for every part, whichever
 /// parts are replaced after them.
 ///
 /// # Example
@@ -57,9 +60,24 @@ pub struct ObservabilityLayer<M = MakeRequestUuid> {
     trace: HttpTraceLayer,
     metrics: HttpMetricsLayer,
     cache: RecordCacheStatusLayer,
-    exclude: RouteFilter,
-    classifier: Option<StatusClassifier>,
+    rules: Rules,
     routes: Arc<Routes<RouteParts>>,
+}
+
+/// What the composite adds to its parts' own settings.
+#[derive(Debug, Clone, Default)]
+struct Rules {
+    /// Left out of every signal.
+    exclude: RouteMatcher,
+    /// Left out of the metrics.
+    exclude_metrics: RouteMatcher,
+    /// Left out of traces or the access log, or sampled their own way.
+    trace: TraceRules,
+    classifier: Option<StatusClassifier>,
+    /// `None`: the trace part's.
+    proxies: Option<TrustedProxies>,
+    /// Give every request a [`Labeler`], labels declared or not.
+    labeler: bool,
 }
 
 /// What every part keeps per route label, found with one lookup.
@@ -79,8 +97,7 @@ impl ObservabilityLayer {
             HttpTraceLayer::new(),
             HttpMetricsLayer::new(),
             RecordCacheStatusLayer::new(),
-            RouteFilter::default(),
-            None,
+            Rules::default(),
         )
     }
 }
@@ -97,32 +114,97 @@ impl<M> ObservabilityLayer<M> {
         trace: HttpTraceLayer,
         metrics: HttpMetricsLayer,
         cache: RecordCacheStatusLayer,
-        exclude: RouteFilter,
-        classifier: Option<StatusClassifier>,
+        rules: Rules,
     ) -> Self {
+        let trace = match &rules.proxies {
+            Some(proxies) => trace.trusted_proxies(proxies.clone()),
+            None => trace,
+        };
         let routes = Routes::new(metrics.max_route_count(), |label| {
-            Routed::new(make_parts(&trace, &metrics, &cache, &exclude, label))
+            Routed::new(make_parts(&trace, &metrics, &cache, &rules, label))
         });
-        Self { request_id, trace, metrics, cache, exclude, classifier, routes: Arc::new(routes) }
+        Self { request_id, trace, metrics, cache, rules, routes: Arc::new(routes) }
     }
 
     /// The same parts with a new route table (a cache).
     fn rebuilt(self) -> Self {
-        let Self { request_id, trace, metrics, cache, exclude, classifier, .. } = self;
-        Self::from_parts(request_id, trace, metrics, cache, exclude, classifier)
+        let Self { request_id, trace, metrics, cache, rules, .. } = self;
+        Self::from_parts(request_id, trace, metrics, cache, rules)
     }
 
-    /// Neither traces nor measures requests on these route templates,
-    /// adding to those given before;
+    /// Neither traces, logs nor measures requests on these route
+    /// templates, adding to those given before;
     /// [`Observability::layer`](crate::Observability::layer) excludes the
     /// monitoring routes. Requests that matched no route are always
-    /// observed. Holds whatever parts are given after.
-    pub fn exclude_routes<I, T>(mut self, routes: I) -> Self
+    /// observed. Same as [`exclude`](Self::exclude) with
+    /// [`RouteMatcher::templates`].
+    pub fn exclude_routes<I, T>(self, routes: I) -> Self
     where
         I: IntoIterator<Item = T>,
         T: Into<Box<str>>,
     {
-        self.exclude = self.exclude.union(&RouteFilter::new(routes));
+        self.exclude(RouteMatcher::templates(routes))
+    }
+
+    /// Neither traces, logs nor measures requests on the routes `routes`
+    /// matches, adding to those given before.
+    pub fn exclude(mut self, routes: RouteMatcher) -> Self {
+        self.rules.exclude = self.rules.exclude.or(routes);
+        self.rebuilt()
+    }
+
+    /// Leaves requests on the routes `routes` matches out of the metrics
+    /// and the in-process windows only (they are still traced and logged).
+    ///
+    /// ```
+    /// use tower_observability::{ObservabilityLayer, route::RouteMatcher};
+    ///
+    /// let layer = ObservabilityLayer::new()
+    ///     .exclude_from_metrics(RouteMatcher::templates(["/debug/{*rest}"]))
+    ///     .exclude_from_traces(RouteMatcher::predicate(|route| route.starts_with("/assets/")))
+    ///     .exclude_from_access_log(RouteMatcher::templates(["/health/live"]));
+    /// ```
+    pub fn exclude_from_metrics(mut self, routes: RouteMatcher) -> Self {
+        self.rules.exclude_metrics = self.rules.exclude_metrics.or(routes);
+        self.rebuilt()
+    }
+
+    /// Opens no span and logs no access line for requests on the routes
+    /// `routes` matches (they are still measured).
+    pub fn exclude_from_traces(mut self, routes: RouteMatcher) -> Self {
+        self.rules.trace.exclude = self.rules.trace.exclude.or(routes);
+        self.rebuilt()
+    }
+
+    /// Logs no access line for requests on the routes `routes` matches
+    /// (they are still traced and measured).
+    pub fn exclude_from_access_log(mut self, routes: RouteMatcher) -> Self {
+        self.rules.trace.exclude_access_log = self.rules.trace.exclude_access_log.or(routes);
+        self.rebuilt()
+    }
+
+    /// Samples the requests of the routes `routes` matches as `sampling`
+    /// says; see [`HttpTraceLayer::sample_routes`].
+    pub fn sample_routes(mut self, routes: RouteMatcher, sampling: RouteSampling) -> Self {
+        self.rules.trace = self.rules.trace.sample(routes, sampling);
+        self.rebuilt()
+    }
+
+    /// Gives every request a [`Labeler`] in its extensions, for span
+    /// attributes and error types from handlers, even without declared
+    /// metric labels (declaring them with
+    /// [`HttpMetricsLayer::labels`] gives one anyway). Off by default: it
+    /// costs an allocation per request.
+    pub fn labeler(mut self, enabled: bool) -> Self {
+        self.rules.labeler = enabled;
+        self.rebuilt()
+    }
+
+    /// Believes the proxy headers of requests whose socket peer is one of
+    /// `proxies`, for every part: `url.scheme` on metrics and spans,
+    /// `client.address` and `server.address`; see [`crate::address`].
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.rules.proxies = Some(proxies);
         self.rebuilt()
     }
 
@@ -130,15 +212,15 @@ impl<M> ObservabilityLayer<M> {
     /// default (OTel HTTP semconv). Without it, the classifier given to the
     /// metrics part, else to the trace part, decides for both.
     pub fn error_status(mut self, classifier: StatusClassifier) -> Self {
-        self.classifier = Some(classifier);
+        self.rules.classifier = Some(classifier);
         self
     }
 
     /// Replaces the request id part (e.g. another header name, or another
     /// [`MakeRequestId`]).
     pub fn request_id<M2>(self, layer: SetRequestIdLayer<M2>) -> ObservabilityLayer<M2> {
-        let Self { trace, metrics, cache, exclude, classifier, .. } = self;
-        ObservabilityLayer::from_parts(layer, trace, metrics, cache, exclude, classifier)
+        let Self { trace, metrics, cache, rules, .. } = self;
+        ObservabilityLayer::from_parts(layer, trace, metrics, cache, rules)
     }
 
     /// Replaces the trace part (e.g. another propagator or tracer).
@@ -186,12 +268,13 @@ fn make_parts(
     trace: &HttpTraceLayer,
     metrics: &HttpMetricsLayer,
     cache: &RecordCacheStatusLayer,
-    exclude: &RouteFilter,
+    rules: &Rules,
     label: &str,
 ) -> RouteParts {
+    let all = TraceRules { exclude: rules.exclude.clone(), ..TraceRules::default() };
     RouteParts {
-        trace: trace.make_route(label, exclude),
-        metrics: metrics.make_route(label, exclude),
+        trace: trace.make_route(label, &rules.trace.or(&all)),
+        metrics: metrics.make_route(label, &rules.exclude.clone().or(rules.exclude_metrics.clone())),
         cache: cache.make_route(label),
     }
 }
@@ -203,8 +286,7 @@ impl<M: Clone> Clone for ObservabilityLayer<M> {
             trace: self.trace.clone(),
             metrics: self.metrics.clone(),
             cache: self.cache.clone(),
-            exclude: self.exclude.clone(),
-            classifier: self.classifier,
+            rules: self.rules.clone(),
             routes: self.routes.clone(),
         }
     }
@@ -217,7 +299,7 @@ impl<M: fmt::Debug> fmt::Debug for ObservabilityLayer<M> {
             .field("trace", &self.trace)
             .field("metrics", &self.metrics)
             .field("cache", &self.cache)
-            .field("exclude", &self.exclude)
+            .field("rules", &self.rules)
             .finish_non_exhaustive()
     }
 }
@@ -248,12 +330,13 @@ where
     #[inline]
     fn route(&self, template: Option<&str>) -> Arc<Routed<RouteParts>> {
         route_in(&self.routes, template, |label| {
-            make_parts(&self.trace, &self.metrics, &self.cache, &self.exclude, label)
+            make_parts(&self.trace, &self.metrics, &self.cache, &self.rules, label)
         })
     }
 
     fn classifier(&self) -> StatusClassifier {
-        self.classifier
+        self.rules
+            .classifier
             .or_else(|| self.metrics.custom_classifier())
             .or_else(|| self.trace.custom_classifier())
             .unwrap_or_default()
@@ -261,6 +344,16 @@ where
 
     fn wants_first_byte(&self) -> bool {
         self.metrics.wants_first_byte()
+    }
+
+    #[inline]
+    fn proxies(&self) -> Option<&TrustedProxies> {
+        self.trace.proxies().or_else(|| self.metrics.proxies())
+    }
+
+    #[inline]
+    fn labeler(&self) -> Option<Labeler> {
+        self.metrics.new_labeler().or_else(|| self.rules.labeler.then(|| Labeler::new(None)))
     }
 
     #[inline]

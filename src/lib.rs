@@ -93,6 +93,7 @@ struct ReadmeDoctests;
 #[macro_use]
 mod macros;
 
+pub mod address;
 #[cfg(feature = "alerts")]
 pub mod alerts;
 pub mod body;
@@ -101,6 +102,7 @@ mod classify;
 mod context;
 #[cfg(feature = "health")]
 pub mod health;
+pub mod labeler;
 mod layer;
 pub mod metrics;
 #[cfg(feature = "monitoring")]

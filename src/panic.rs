@@ -11,6 +11,16 @@
 //! caught. A panic while the response *body* streams is not: the headers are
 //! gone by then, and the connection is dropped.
 //!
+//! A caught panic is logged at `ERROR` (target `tower_observability::panic`,
+//! inside the request's span, so the line carries its request and trace
+//! ids) with `exception.type = "panic"` and `exception.message`, and
+//! recorded on the server span as an `exception` event with the same
+//! attributes (OTel semconv v1.44, "Exceptions"). When backtraces are on
+//! (`RUST_BACKTRACE` or `RUST_LIB_BACKTRACE` set to anything but `0`, as
+//! for std's own panic message), both also carry `exception.stacktrace`:
+//! the first `CatchPanic` made then chains a panic hook that captures the
+//! backtrace of panics inside a `CatchPanic`, and calls the hook it found.
+//!
 //! # Example
 //!
 //! ```
@@ -33,9 +43,11 @@
 
 use std::{
     any::Any,
+    cell::{Cell, RefCell},
     future::Future,
     panic::{AssertUnwindSafe, catch_unwind},
     pin::Pin,
+    sync::{Arc, Once},
     task::{Context, Poll},
 };
 
@@ -68,7 +80,7 @@ impl<S> Layer<S> for CatchPanicLayer {
     type Service = CatchPanic<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CatchPanic { inner }
+        CatchPanic::new(inner)
     }
 }
 
@@ -79,8 +91,10 @@ pub struct CatchPanic<S> {
 }
 
 impl<S> CatchPanic<S> {
-    /// Wraps `inner`.
-    pub const fn new(inner: S) -> Self {
+    /// Wraps `inner`. When backtraces are on, installs the crate's panic
+    /// hook (once per process; see the [module docs](self)).
+    pub fn new(inner: S) -> Self {
+        install_backtrace_hook();
         Self { inner }
     }
 
@@ -108,9 +122,11 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        match catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
+        match catching(|| self.inner.call(req)) {
             Ok(inner) => CatchPanicFuture { state: FutureState::Pending { inner } },
-            Err(payload) => CatchPanicFuture { state: FutureState::Panicked { payload: Some(payload) } },
+            Err(payload) => {
+                CatchPanicFuture { state: FutureState::Panicked { caught: Some(CaughtPanic::of(&*payload)) } }
+            }
         }
     }
 }
@@ -127,7 +143,7 @@ pin_project! {
     #[project = FutureProj]
     enum FutureState<F> {
         Pending { #[pin] inner: F },
-        Panicked { payload: Option<Box<dyn Any + Send + 'static>> },
+        Panicked { caught: Option<CaughtPanic> },
     }
 }
 
@@ -147,21 +163,21 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
-        let payload = match state.as_mut().project() {
-            FutureProj::Pending { inner } => match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+        let caught = match state.as_mut().project() {
+            FutureProj::Pending { inner } => match catching(|| inner.poll(cx)) {
                 Ok(Poll::Pending) => return Poll::Pending,
                 Ok(Poll::Ready(result)) => {
                     return Poll::Ready(result.map(|res| res.map(CatchPanicBody::inner)));
                 }
-                Err(payload) => payload,
+                Err(payload) => CaughtPanic::of(&*payload),
             },
-            FutureProj::Panicked { payload } => {
-                payload.take().expect("CatchPanicFuture polled after completion")
+            FutureProj::Panicked { caught } => {
+                caught.take().expect("CatchPanicFuture polled after completion")
             }
         };
         // The inner future is poisoned: never poll it again.
-        state.set(FutureState::Panicked { payload: None });
-        Poll::Ready(Ok(panic_response(payload.as_ref())))
+        state.set(FutureState::Panicked { caught: None });
+        Poll::Ready(Ok(panic_response(caught)))
     }
 }
 
@@ -174,16 +190,81 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
         .unwrap_or("non-string panic payload")
 }
 
-fn panic_response<B>(payload: &(dyn Any + Send)) -> Response<CatchPanicBody<B>> {
+fn panic_response<B>(caught: CaughtPanic) -> Response<CatchPanicBody<B>> {
     // `?` (Debug) quotes and escapes the message: no log line injection.
-    tracing::error!(panic.message = ?panic_message(payload), "the handler panicked; answering 500");
+    tracing::error!(
+        exception.r#type = "panic",
+        exception.message = ?caught.message,
+        exception.stacktrace = caught.stacktrace.as_deref(),
+        "the handler panicked; answering 500"
+    );
     let mut res = Response::new(CatchPanicBody {
         state: BodyState::Panic { body: Some(Bytes::from_static(PANIC_BODY)) },
     });
     *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     res.extensions_mut().insert(ErrorType::Panic);
+    res.extensions_mut().insert(caught);
     res
+}
+
+/// What a caught panic said: put in the extensions of the 500 it became,
+/// where the trace layer records it on the server span.
+#[derive(Debug, Clone)]
+pub(crate) struct CaughtPanic {
+    /// The panic's message (`exception.message`).
+    pub(crate) message: Arc<str>,
+    /// Its backtrace (`exception.stacktrace`), when backtraces are on.
+    pub(crate) stacktrace: Option<Arc<str>>,
+}
+
+impl CaughtPanic {
+    /// The panic of `payload`, just caught on this thread.
+    fn of(payload: &(dyn Any + Send)) -> Self {
+        Self { message: panic_message(payload).into(), stacktrace: BACKTRACE.take().map(Into::into) }
+    }
+}
+
+thread_local! {
+    /// Set while a `CatchPanic` runs its inner service on this thread.
+    static CATCHING: Cell<bool> = const { Cell::new(false) };
+    /// The backtrace of the last panic caught on this thread.
+    static BACKTRACE: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Runs `f`, catching a panic, with this thread marked as catching for the
+/// panic hook.
+#[inline]
+fn catching<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    let outer = CATCHING.replace(true);
+    let result = catch_unwind(AssertUnwindSafe(f));
+    CATCHING.set(outer);
+    result
+}
+
+/// Whether std prints backtraces: `RUST_LIB_BACKTRACE`, else
+/// `RUST_BACKTRACE`, set to anything but `0`.
+fn backtraces_on() -> bool {
+    let set = |name| std::env::var_os(name).map(|v| v != "0");
+    set("RUST_LIB_BACKTRACE").or_else(|| set("RUST_BACKTRACE")).unwrap_or(false)
+}
+
+/// Chains a panic hook that keeps the backtrace of a panic inside a
+/// `CatchPanic`, when backtraces are on; once per process.
+fn install_backtrace_hook() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        if !backtraces_on() {
+            return;
+        }
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if CATCHING.get() {
+                BACKTRACE.set(Some(std::backtrace::Backtrace::force_capture().to_string()));
+            }
+            previous(info);
+        }));
+    });
 }
 
 pin_project! {

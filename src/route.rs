@@ -166,33 +166,87 @@ fn nested_template(_: &Extensions) -> Option<Arc<str>> {
     None
 }
 
-/// Route templates a layer leaves alone.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct RouteFilter(Option<Arc<[Box<str>]>>);
+/// Which routes a setting applies to: route templates, predicates over
+/// the template, or both (a route matches when any of them does).
+///
+/// Used to leave routes out of some signals
+/// (`ObservabilityLayer::exclude_from_metrics` and its siblings) or to
+/// sample them differently (`HttpTraceLayer::sample_routes`). A matcher is
+/// asked once per route label, when a layer first sees the route, never
+/// per request. Requests that matched no route ([`UNMATCHED_ROUTE`]) are
+/// never matched: 404s stay observed.
+///
+/// # Example
+///
+/// ```
+/// use tower_observability::route::RouteMatcher;
+///
+/// let probes = RouteMatcher::templates(["/health/live", "/health/ready"])
+///     .or(RouteMatcher::predicate(|route| route.starts_with("/internal/")));
+/// assert!(probes.matches("/health/live"));
+/// assert!(probes.matches("/internal/{*rest}"));
+/// assert!(!probes.matches("/users/{id}"));
+/// assert!(!probes.matches("_unmatched"));
+/// ```
+#[derive(Clone, Default)]
+pub struct RouteMatcher {
+    templates: Option<Arc<[Box<str>]>>,
+    predicates: Option<Arc<[Predicate]>>,
+}
 
-impl RouteFilter {
-    pub(crate) fn new<I, T>(routes: I) -> Self
+type Predicate = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+impl RouteMatcher {
+    /// Matches no route.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Matches these route templates, exactly (`/users/{id}`).
+    pub fn templates<I, T>(routes: I) -> Self
     where
         I: IntoIterator<Item = T>,
         T: Into<Box<str>>,
     {
         let routes: Arc<[Box<str>]> = routes.into_iter().map(Into::into).collect();
-        Self((!routes.is_empty()).then_some(routes))
+        Self { templates: (!routes.is_empty()).then_some(routes), predicates: None }
     }
 
-    /// Both filters' templates.
-    pub(crate) fn union(&self, other: &Self) -> Self {
-        match (&self.0, &other.0) {
-            (None, _) => other.clone(),
-            (_, None) => self.clone(),
-            (Some(a), Some(b)) => Self::new(a.iter().chain(b.iter()).cloned()),
+    /// Matches the routes whose template `predicate` accepts.
+    pub fn predicate(predicate: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        Self { templates: None, predicates: Some(Arc::new([Arc::new(predicate) as Predicate])) }
+    }
+
+    /// Matches what either matcher matches.
+    pub fn or(self, other: Self) -> Self {
+        fn join<T: Clone>(a: Option<Arc<[T]>>, b: Option<Arc<[T]>>) -> Option<Arc<[T]>> {
+            match (a, b) {
+                (None, b) => b,
+                (a, None) => a,
+                (Some(a), Some(b)) => Some(a.iter().chain(b.iter()).cloned().collect()),
+            }
+        }
+        Self {
+            templates: join(self.templates, other.templates),
+            predicates: join(self.predicates, other.predicates),
         }
     }
 
-    /// Whether the route labelled `label` is excluded; requests that matched
-    /// no route never are.
-    pub(crate) fn excludes(&self, label: &str) -> bool {
-        label != UNMATCHED_ROUTE && self.0.as_ref().is_some_and(|routes| routes.iter().any(|r| &**r == label))
+    /// Whether the route labelled `route` matches; [`UNMATCHED_ROUTE`]
+    /// never does.
+    pub fn matches(&self, route: &str) -> bool {
+        route != UNMATCHED_ROUTE
+            && (self.templates.as_ref().is_some_and(|t| t.iter().any(|r| &**r == route))
+                || self.predicates.as_ref().is_some_and(|p| p.iter().any(|p| p(route))))
+    }
+}
+
+impl fmt::Debug for RouteMatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RouteMatcher")
+            .field("templates", &self.templates.as_deref().unwrap_or_default())
+            .field("predicates", &self.predicates.as_ref().map_or(0, |p| p.len()))
+            .finish()
     }
 }
 
@@ -316,13 +370,16 @@ mod tests {
 
     #[test]
     fn route_filter_excludes_only_listed_templates() {
-        let filter = RouteFilter::new(["/metrics", "/health/live"]);
-        assert!(filter.excludes("/metrics"));
-        assert!(!filter.excludes("/metrics/x"));
-        assert!(!filter.excludes(UNMATCHED_ROUTE), "unmatched requests are always observed");
-        assert!(!RouteFilter::default().excludes("/metrics"));
-        let both = filter.union(&RouteFilter::new(["/other"]));
-        assert!(both.excludes("/other") && both.excludes("/metrics"));
+        let filter = RouteMatcher::templates(["/metrics", "/health/live"]);
+        assert!(filter.matches("/metrics"));
+        assert!(!filter.matches("/metrics/x"));
+        assert!(!filter.matches(UNMATCHED_ROUTE), "unmatched requests are always observed");
+        assert!(!RouteMatcher::default().matches("/metrics"));
+        let both = filter.or(RouteMatcher::templates(["/other"]));
+        assert!(both.matches("/other") && both.matches("/metrics"));
+        let any = both.or(RouteMatcher::predicate(|r| r.ends_with("/x")));
+        assert!(any.matches("/metrics/x") && any.matches("/other"));
+        assert!(!RouteMatcher::predicate(|_| true).matches(UNMATCHED_ROUTE));
     }
 
     #[test]

@@ -4,14 +4,16 @@ use http::Request;
 use tower_layer::Layer;
 
 use super::{
-    series::{ActiveGauges, Measurement, RouteSeries, SeriesKey},
+    series::{ActiveGauges, KnownHost, Measurement, RouteSeries, SeriesKey, SeriesLabels, host_index},
     stats::{HttpStats, RouteWindows},
 };
 use crate::{
+    address::{self, TrustedProxies},
     classify::StatusClassifier,
     context::{Parts, RequestContext},
+    labeler::{Labeler, MetricLabels},
     observe::{Finished, Observe, Routed, Routes, Stage, route_in},
-    route::RouteFilter,
+    route::RouteMatcher,
 };
 
 /// The number of distinct route labels a layer keeps by default.
@@ -48,7 +50,9 @@ pub type HttpMetrics<S> = Observe<S, HttpMetricsLayer>;
 
 #[derive(Debug, Clone)]
 struct Config {
-    exclude: RouteFilter,
+    exclude: RouteMatcher,
+    proxies: TrustedProxies,
+    labels: SeriesLabels,
     classifier: Option<StatusClassifier>,
     ttfb: bool,
     max_routes: usize,
@@ -59,6 +63,8 @@ struct Config {
 pub(crate) struct MetricsRoute {
     excluded: bool,
     series: RouteSeries,
+    /// The layer's trusted proxies, for `server_address`.
+    proxies: Option<TrustedProxies>,
     /// Found in the layer's [`HttpStats`] at the route's first request, so
     /// that a label shows there only once requests were given it.
     windows: OnceLock<Arc<RouteWindows>>,
@@ -81,7 +87,9 @@ impl HttpMetricsLayer {
     pub fn new() -> Self {
         super::describe();
         let config = Config {
-            exclude: RouteFilter::default(),
+            exclude: RouteMatcher::default(),
+            proxies: TrustedProxies::default(),
+            labels: SeriesLabels::default(),
             classifier: None,
             ttfb: false,
             max_routes: DEFAULT_MAX_ROUTES,
@@ -91,7 +99,7 @@ impl HttpMetricsLayer {
 
     fn from_parts(config: Arc<Config>, gauges: Arc<ActiveGauges>, stats: HttpStats) -> Self {
         let routes = Routes::new(config.max_routes, |label| {
-            Routed::new(make_route(&config, &gauges, &stats, label, &RouteFilter::default()))
+            Routed::new(make_route(&config, &gauges, &stats, label, &RouteMatcher::default()))
         });
         Self { config, gauges, stats, routes: Arc::new(routes) }
     }
@@ -120,13 +128,71 @@ impl HttpMetricsLayer {
 
     /// Leaves requests on these route templates unmeasured (e.g. `/metrics`
     /// and health probes), adding to those given before. Requests that
-    /// matched no route are always measured.
+    /// matched no route are always measured. Same as
+    /// [`exclude`](Self::exclude) with [`RouteMatcher::templates`].
     pub fn exclude_routes<I, T>(self, routes: I) -> Self
     where
         I: IntoIterator<Item = T>,
         T: Into<Box<str>>,
     {
-        self.with(|c| c.exclude = c.exclude.union(&RouteFilter::new(routes)))
+        self.exclude(RouteMatcher::templates(routes))
+    }
+
+    /// Leaves requests on the routes `routes` matches unmeasured (no
+    /// series, no in-process windows), adding to those given before.
+    pub fn exclude(self, routes: RouteMatcher) -> Self {
+        self.with(|c| c.exclude = c.exclude.clone().or(routes))
+    }
+
+    /// Believes the `Forwarded: proto=` and `X-Forwarded-Proto` headers of
+    /// requests whose socket peer is one of `proxies`, for the `url_scheme`
+    /// label; see [`crate::address`]. None by default.
+    pub fn trusted_proxies(self, proxies: TrustedProxies) -> Self {
+        self.with(|c| c.proxies = proxies)
+    }
+
+    /// The trusted proxies of the layer, when it has any.
+    pub(crate) fn proxies(&self) -> Option<&TrustedProxies> {
+        (!self.config.proxies.is_empty()).then_some(&self.config.proxies)
+    }
+
+    /// Lets handlers set these metric labels on their requests' series,
+    /// through the request's [`Labeler`]; see [`crate::labeler`].
+    pub fn labels(self, labels: MetricLabels) -> Self {
+        self.with(|c| c.labels.declared = Some(labels))
+    }
+
+    /// Labels the series with `server_address` (and `server_port` for a
+    /// `host:port` entry): the host the request was sent to (`Host`,
+    /// `:authority`, or a trusted proxy's `Forwarded: host=`) when it is
+    /// one of `hosts`, else `_OTHER`. Off by default: the conventions make
+    /// these attributes opt-in, as the `Host` header is the client's to
+    /// choose; the list bounds them. Entries are matched case-insensitively;
+    /// an entry without a port matches any port.
+    ///
+    /// ```
+    /// use tower_observability::metrics::HttpMetricsLayer;
+    ///
+    /// let layer = HttpMetricsLayer::new().server_address(["api.example.com", "admin.example.com:8443"]);
+    /// ```
+    pub fn server_address<I, T>(self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        let hosts: Arc<[KnownHost]> = hosts
+            .into_iter()
+            .filter_map(|h| {
+                let (host, port) = address::host_and_port(h.as_ref())?;
+                Some(KnownHost { host: host.to_ascii_lowercase().into(), port })
+            })
+            .collect();
+        self.with(|c| c.labels.hosts = Some(hosts))
+    }
+
+    /// A new [`Labeler`] for a request, when labels are declared.
+    pub(crate) fn new_labeler(&self) -> Option<Labeler> {
+        self.config.labels.declared.as_ref().map(|labels| Labeler::new(Some(labels.clone())))
     }
 
     /// Keeps at most `max` distinct `http_route` values; requests on routes
@@ -175,7 +241,7 @@ impl HttpMetricsLayer {
 
     /// The state of a new route label; `exclude` adds the templates of an
     /// enclosing layer.
-    pub(crate) fn make_route(&self, label: &str, exclude: &RouteFilter) -> MetricsRoute {
+    pub(crate) fn make_route(&self, label: &str, exclude: &RouteMatcher) -> MetricsRoute {
         make_route(&self.config, &self.gauges, &self.stats, label, exclude)
     }
 
@@ -192,7 +258,15 @@ impl HttpMetricsLayer {
         }
         route.gauges.get(cx.known_method(), cx.is_https()).increment(1.0);
         route.windows().stats.start_request();
-        Some(MetricsPending { request_size: request_size(req) })
+        let server = route.series.known_hosts().map(|hosts| {
+            let forwarded = route
+                .proxies
+                .as_ref()
+                .filter(|p| address::is_forwarded(req, p))
+                .and_then(|_| address::forwarded_server(req.headers()).host);
+            host_index(hosts, address::server(req, forwarded))
+        });
+        Some(MetricsPending { request_size: request_size(req), server })
     }
 }
 
@@ -201,11 +275,12 @@ fn make_route(
     gauges: &Arc<ActiveGauges>,
     stats: &HttpStats,
     label: &str,
-    exclude: &RouteFilter,
+    exclude: &RouteMatcher,
 ) -> MetricsRoute {
     MetricsRoute {
-        excluded: config.exclude.excludes(label) || exclude.excludes(label),
-        series: RouteSeries::new(label, config.ttfb),
+        excluded: config.exclude.matches(label) || exclude.matches(label),
+        series: RouteSeries::new(label, config.ttfb, config.labels.clone()),
+        proxies: (!config.proxies.is_empty()).then(|| config.proxies.clone()),
         windows: OnceLock::new(),
         stats: stats.clone(),
         gauges: gauges.clone(),
@@ -230,6 +305,7 @@ impl<S> Layer<S> for HttpMetricsLayer {
 #[derive(Debug)]
 pub(crate) struct MetricsPending {
     request_size: RequestSize,
+    server: Option<u16>,
 }
 
 impl MetricsPending {
@@ -256,8 +332,11 @@ impl MetricsPending {
         let key = SeriesKey {
             method: cx.known_method(),
             https: cx.is_https(),
+            version: cx.protocol_version(),
+            server: pending.server,
             status: finished.status,
             error: finished.error,
+            labels: cx.labeler().map(Labeler::values).unwrap_or_default(),
         };
         route.series.record(key, measurement);
     }
@@ -271,7 +350,7 @@ impl Stage for HttpMetricsLayer {
 
     #[inline]
     fn route(&self, template: Option<&str>) -> Arc<Routed<MetricsRoute>> {
-        route_in(&self.routes, template, |label| self.make_route(label, &RouteFilter::default()))
+        route_in(&self.routes, template, |label| self.make_route(label, &RouteMatcher::default()))
     }
 
     fn classifier(&self) -> StatusClassifier {
@@ -280,6 +359,16 @@ impl Stage for HttpMetricsLayer {
 
     fn wants_first_byte(&self) -> bool {
         self.config.ttfb
+    }
+
+    #[inline]
+    fn proxies(&self) -> Option<&TrustedProxies> {
+        HttpMetricsLayer::proxies(self)
+    }
+
+    #[inline]
+    fn labeler(&self) -> Option<Labeler> {
+        self.new_labeler()
     }
 
     #[inline]

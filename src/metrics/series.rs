@@ -4,7 +4,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Mutex, OnceLock, PoisonError, RwLock},
+    sync::{Arc, Mutex, OnceLock, PoisonError, RwLock},
 };
 
 use ::metrics::{Gauge, Histogram, Label, SharedString};
@@ -16,6 +16,7 @@ use super::{
 };
 use crate::{
     classify::ErrorType,
+    labeler::{LabelValues, MetricLabels},
     semconv::{KnownMethod, scheme_name},
 };
 
@@ -43,8 +44,25 @@ impl ActiveGauges {
 pub(crate) struct SeriesKey {
     pub(crate) method: KnownMethod,
     pub(crate) https: bool,
+    /// `network.protocol.version`.
+    pub(crate) version: &'static str,
+    /// The index of `server.address` among the known hosts, when recorded
+    /// (see `HttpMetricsLayer::server_address`).
+    pub(crate) server: Option<u16>,
     pub(crate) status: Option<StatusCode>,
     pub(crate) error: Option<ErrorType>,
+    /// The labels the handler set.
+    pub(crate) labels: LabelValues,
+}
+
+/// What a route's series add to the key's labels.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SeriesLabels {
+    /// The known hosts: `server_address` and, for a `host:port` entry,
+    /// `server_port`, by index.
+    pub(crate) hosts: Option<Arc<[KnownHost]>>,
+    /// The handlers' declared labels.
+    pub(crate) declared: Option<MetricLabels>,
 }
 
 /// The histograms of one label set.
@@ -65,6 +83,31 @@ pub(crate) struct Measurement {
     pub(crate) first_byte_seconds: Option<f64>,
 }
 
+/// A host the metrics may name in `server_address`: `host`, or
+/// `host:port` to name the port too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KnownHost {
+    pub(crate) host: SharedString,
+    pub(crate) port: Option<u16>,
+}
+
+impl KnownHost {
+    /// Whether a request to `host` and `port` is this host's.
+    pub(crate) fn matches(&self, host: &str, port: Option<u16>) -> bool {
+        host.eq_ignore_ascii_case(&self.host) && (self.port.is_none() || self.port == port)
+    }
+}
+
+/// The index of the known host of `host` and `port` among `hosts`, else
+/// one past them (`_OTHER`).
+pub(crate) fn host_index(hosts: &[KnownHost], host: Option<(&str, Option<u16>)>) -> u16 {
+    host.and_then(|(host, port)| hosts.iter().position(|k| k.matches(host, port))).unwrap_or(hosts.len())
+        as u16
+}
+
+/// The `server_address` of a host that is not among the known ones.
+pub(crate) const OTHER_HOST: &str = "_OTHER";
+
 /// How many label sets of a route are found without a lock: a route sees a
 /// handful (one method, a few statuses, the odd error type).
 pub(crate) const SERIES_SLOTS: usize = 8;
@@ -74,6 +117,7 @@ pub(crate) const SERIES_SLOTS: usize = 8;
 pub(crate) struct RouteSeries {
     route: SharedString,
     ttfb: bool,
+    extra: SeriesLabels,
     /// The first label sets, each set once and then read without a lock.
     slots: [OnceLock<(SeriesKey, Series)>; SERIES_SLOTS],
     /// Label sets beyond the slots (rare: a route answering many statuses).
@@ -84,14 +128,21 @@ pub(crate) struct RouteSeries {
 
 impl RouteSeries {
     /// The series of route label `route`; `ttfb` adds the time to first byte.
-    pub(crate) fn new(route: &str, ttfb: bool) -> Self {
+    pub(crate) fn new(route: &str, ttfb: bool, extra: SeriesLabels) -> Self {
         Self {
             route: SharedString::from(route.to_owned()),
             ttfb,
+            extra,
             slots: Default::default(),
             more: RwLock::default(),
             filling: Mutex::new(()),
         }
+    }
+
+    /// The known hosts, when `server_address` is recorded.
+    #[inline]
+    pub(crate) fn known_hosts(&self) -> Option<&[KnownHost]> {
+        self.extra.hosts.as_deref()
     }
 
     /// The route label.
@@ -150,15 +201,30 @@ impl RouteSeries {
     }
 
     fn build(&self, key: SeriesKey) -> Series {
-        let mut labels = Vec::with_capacity(5);
+        let mut labels = Vec::with_capacity(8);
         labels.push(Label::new("http_request_method", key.method.as_str()));
         labels.push(Label::new("http_route", self.route.clone()));
         if let Some(status) = key.status {
             labels.push(Label::new("http_response_status_code", status.as_str().to_owned()));
         }
         labels.push(Label::new("url_scheme", scheme_name(key.https)));
+        labels.push(Label::new("network_protocol_version", key.version));
+        if let (Some(hosts), Some(server)) = (&self.extra.hosts, key.server) {
+            match hosts.get(usize::from(server)) {
+                Some(known) => {
+                    labels.push(Label::new("server_address", known.host.clone()));
+                    if let Some(port) = known.port {
+                        labels.push(Label::new("server_port", port.to_string()));
+                    }
+                }
+                None => labels.push(Label::new("server_address", OTHER_HOST)),
+            }
+        }
         if let Some(error) = key.error {
             labels.push(Label::new("error_type", error.as_str().to_owned()));
+        }
+        if let Some(declared) = &self.extra.declared {
+            labels.extend(declared.labels(&key.labels));
         }
         Series {
             duration: ::metrics::histogram!(HTTP_SERVER_REQUEST_DURATION, labels.clone()),
@@ -175,12 +241,15 @@ mod tests {
 
     #[test]
     fn label_sets_beyond_the_slots_are_kept_too() {
-        let route = RouteSeries::new("/a", false);
+        let route = RouteSeries::new("/a", false, SeriesLabels::default());
         let key = |code: u16| SeriesKey {
             method: KnownMethod::of(&http::Method::GET),
             https: false,
+            version: "1.1",
+            server: None,
             status: Some(StatusCode::from_u16(code).unwrap()),
             error: None,
+            labels: LabelValues::default(),
         };
         let m = Measurement { seconds: 0.1, request_bytes: 1, response_bytes: 2, first_byte_seconds: None };
         for round in 0..2 {

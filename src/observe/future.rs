@@ -162,7 +162,11 @@ impl<St: Stage> BodyObserver for Finish<St> {
         let finished = Finished {
             at: Instant::now(),
             status: Some(self.status),
-            error: end.error(self.classifier, Some(self.status), self.marked),
+            error: end.error(
+                self.classifier,
+                Some(self.status),
+                self.marked.or_else(|| self.cx.labeler()?.marked_error().map(ErrorType::Application)),
+            ),
             response_bytes: self.response_bytes,
             first_byte: match self.first_byte {
                 FirstByte::At(at) => Some(at),

@@ -45,8 +45,10 @@ pub use self::{
     service::Observe,
 };
 use crate::{
+    address::TrustedProxies,
     classify::{End, ErrorType, StatusClassifier},
     context::RequestContext,
+    labeler::Labeler,
     route::RouteTable,
 };
 
@@ -95,6 +97,19 @@ pub(crate) trait Stage: Clone + Send + Sync + 'static {
 
     /// Which statuses are errors.
     fn classifier(&self) -> StatusClassifier;
+
+    /// The proxies whose headers tell the request's original scheme (and
+    /// client and host); `None` when no proxy is trusted.
+    #[inline]
+    fn proxies(&self) -> Option<&TrustedProxies> {
+        None
+    }
+
+    /// A new [`Labeler`] for a request, when the part gives requests one.
+    #[inline]
+    fn labeler(&self) -> Option<Labeler> {
+        None
+    }
 
     /// Whether the end needs the instant of the first response byte.
     fn wants_first_byte(&self) -> bool {

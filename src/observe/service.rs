@@ -51,7 +51,12 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let mut cx = RequestContext::of(&req, &self.untemplated);
+        let mut cx = RequestContext::of(&req, &self.untemplated, self.stage.proxies());
+        if let Some(labeler) = self.stage.labeler()
+            && cx.set_labeler(labeler.clone())
+        {
+            req.extensions_mut().insert(labeler);
+        }
         let route = self.stage.route(cx.route_name().template());
         let observed = route.observed();
         let classifier = self.stage.classifier();

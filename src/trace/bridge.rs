@@ -28,10 +28,12 @@ use super::correlation::RequestScope;
 /// - an event whose innermost span is the request's becomes an event of
 ///   the server span (name: the message; attributes: `level`, `target`
 ///   and the event's fields), and one at `ERROR` sets the span's status to
-///   error, as `tracing-opentelemetry` does for its spans. Events inside a span of the handler's own belong to that
-///   span, and `tracing-opentelemetry` records them there. The access log
-///   (target `tower_observability::access`) is left out: the span holds
-///   all it says.
+///   error, as `tracing-opentelemetry` does for its spans. Events inside a
+///   span of the handler's own belong to that span, and
+///   `tracing-opentelemetry` records them there. The access log (target
+///   `tower_observability::access`) and the panic log line (target
+///   `tower_observability::panic`) are left out: the span holds all they
+///   say, the panic as its `exception` event.
 ///
 /// [`Observability`](crate::Observability) installs it (it is part of
 /// [`Observability::otel_layer`](crate::Observability::otel_layer)); add it
@@ -105,8 +107,9 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        // The access log repeats what the span holds.
-        if event.metadata().target() == ACCESS_TARGET {
+        // The access log repeats what the span holds; the trace layer
+        // records a caught panic as the span's `exception` event itself.
+        if matches!(event.metadata().target(), ACCESS_TARGET | PANIC_TARGET) {
             return;
         }
         let Some(span) = ctx.event_span(event) else { return };
@@ -135,6 +138,7 @@ where
 }
 
 const ACCESS_TARGET: &str = "tower_observability::access";
+const PANIC_TARGET: &str = "tower_observability::panic";
 const LEVEL: Key = Key::from_static_str("level");
 const TARGET: Key = Key::from_static_str("target");
 

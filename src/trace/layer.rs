@@ -11,15 +11,19 @@ use tracing::Level;
 
 use super::{
     access_log,
+    attributes::{AttributeConfig, CaptureError, HeaderCapture},
     headers::TraceHeaders,
+    sampling::RouteSampling,
     span::{self, RequestSpan, RouteNames, SpanOptions, SpanSource},
 };
 use crate::{
+    address::TrustedProxies,
     cache::CacheStatus,
     classify::StatusClassifier,
     context::{Parts, RequestContext},
     observe::{Finished, Observe, Routed, Routes, Stage, route_in},
-    route::RouteFilter,
+    panic::CaughtPanic,
+    route::RouteMatcher,
     semconv::CACHE_RESULT,
 };
 
@@ -56,18 +60,54 @@ struct Config {
     /// `None`: W3C Trace Context and Baggage, read by the layer itself.
     propagator: Option<Arc<dyn TextMapPropagator + Send + Sync>>,
     source: SpanSource,
-    exclude: RouteFilter,
+    rules: TraceRules,
     classifier: Option<StatusClassifier>,
     /// Open no OTel span for a W3C parent whose sampled flag is unset.
     follow_parent_sampling: bool,
     access_log: Option<Level>,
     headers: TraceHeaders,
+    attributes: AttributeConfig,
+}
+
+/// Which routes the span part leaves out or samples its own way; a
+/// composite layer adds its own to a part's.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TraceRules {
+    /// No span, no access log.
+    pub(crate) exclude: RouteMatcher,
+    /// No access log line.
+    pub(crate) exclude_access_log: RouteMatcher,
+    pub(crate) never_sample: RouteMatcher,
+    pub(crate) always_sample: RouteMatcher,
+}
+
+impl TraceRules {
+    /// Both rule sets.
+    pub(crate) fn or(&self, other: &Self) -> Self {
+        Self {
+            exclude: self.exclude.clone().or(other.exclude.clone()),
+            exclude_access_log: self.exclude_access_log.clone().or(other.exclude_access_log.clone()),
+            never_sample: self.never_sample.clone().or(other.never_sample.clone()),
+            always_sample: self.always_sample.clone().or(other.always_sample.clone()),
+        }
+    }
+
+    /// `routes` sampled as `sampling` says, on top of these rules.
+    pub(crate) fn sample(mut self, routes: RouteMatcher, sampling: RouteSampling) -> Self {
+        match sampling {
+            RouteSampling::Never => self.never_sample = self.never_sample.or(routes),
+            RouteSampling::Always => self.always_sample = self.always_sample.or(routes),
+        }
+        self
+    }
 }
 
 /// What the span part keeps per route label.
 #[derive(Debug)]
 pub(crate) struct TraceRoute {
     excluded: bool,
+    access_log: bool,
+    sampling: Option<RouteSampling>,
     /// The route's span names, `None` for no template or past the caps.
     kept: Option<&'static RouteNames>,
 }
@@ -78,11 +118,12 @@ impl HttpTraceLayer {
         Self::from_config(Config {
             propagator: None,
             source: SpanSource::global(),
-            exclude: RouteFilter::default(),
+            rules: TraceRules::default(),
             classifier: None,
             follow_parent_sampling: true,
             access_log: Some(Level::INFO),
             headers: TraceHeaders::default(),
+            attributes: AttributeConfig::new(),
         })
     }
 
@@ -91,7 +132,9 @@ impl HttpTraceLayer {
     }
 
     fn table() -> Routes<TraceRoute> {
-        Routes::new(DEFAULT_MAX_ROUTES, |_| Routed::new(TraceRoute { excluded: false, kept: None }))
+        Routes::new(DEFAULT_MAX_ROUTES, |_| {
+            Routed::new(TraceRoute { excluded: false, access_log: true, sampling: None, kept: None })
+        })
     }
 
     /// A new layer with `change` made to the configuration; the route
@@ -167,13 +210,101 @@ impl HttpTraceLayer {
 
     /// Opens no span for requests on these route templates (e.g. `/metrics`
     /// and health probes), adding to those given before. Requests that
-    /// matched no route are always traced.
+    /// matched no route are always traced. Same as
+    /// [`exclude`](Self::exclude) with [`RouteMatcher::templates`].
     pub fn exclude_routes<I, T>(self, routes: I) -> Self
     where
         I: IntoIterator<Item = T>,
         T: Into<Box<str>>,
     {
-        self.with(|c| c.exclude = c.exclude.union(&RouteFilter::new(routes)))
+        self.exclude(RouteMatcher::templates(routes))
+    }
+
+    /// Opens no span (and logs no access line) for requests on the routes
+    /// `routes` matches, adding to those given before.
+    pub fn exclude(self, routes: RouteMatcher) -> Self {
+        self.with(|c| c.rules.exclude = c.rules.exclude.clone().or(routes))
+    }
+
+    /// Logs no access line for requests on the routes `routes` matches
+    /// (their spans are still made), adding to those given before.
+    pub fn exclude_from_access_log(self, routes: RouteMatcher) -> Self {
+        self.with(|c| c.rules.exclude_access_log = c.rules.exclude_access_log.clone().or(routes))
+    }
+
+    /// Samples the requests of the routes `routes` matches as `sampling`
+    /// says, whatever the head sampler or the caller's `traceparent` would
+    /// decide: `/health/*` never, `/checkout` always. A route given both is
+    /// never sampled. See [`RouteSampling`] for what `Always` needs of the
+    /// tracer provider.
+    ///
+    /// ```
+    /// use tower_observability::{route::RouteMatcher, trace::{HttpTraceLayer, RouteSampling}};
+    ///
+    /// let layer = HttpTraceLayer::new()
+    ///     .sample_routes(RouteMatcher::predicate(|r| r.starts_with("/health/")), RouteSampling::Never)
+    ///     .sample_routes(RouteMatcher::templates(["/checkout"]), RouteSampling::Always);
+    /// ```
+    pub fn sample_routes(self, routes: RouteMatcher, sampling: RouteSampling) -> Self {
+        self.with(|c| c.rules = c.rules.clone().sample(routes, sampling))
+    }
+
+    /// Believes the proxy headers (`Forwarded`, `X-Forwarded-For`,
+    /// `X-Forwarded-Host`, `X-Forwarded-Proto`) of requests whose socket
+    /// peer is one of `proxies`, for `client.address`, `server.address`
+    /// and `url.scheme`; see [`crate::address`]. None by default.
+    pub fn trusted_proxies(self, proxies: TrustedProxies) -> Self {
+        self.with(|c| c.attributes.trusted_proxies = proxies)
+    }
+
+    /// Records these request and response headers as span attributes
+    /// (`http.request.header.<name>`, `http.response.header.<name>`),
+    /// replacing the capture given before.
+    ///
+    /// # Errors
+    ///
+    /// [`CaptureError`] when a sensitive header (`authorization`,
+    /// `proxy-authorization`, `cookie`, `set-cookie`) is listed without
+    /// [`HeaderCapture::allow_sensitive`].
+    pub fn capture_headers(self, capture: HeaderCapture) -> Result<Self, CaptureError> {
+        let headers = capture.checked()?;
+        Ok(self.with(|c| c.attributes.headers = headers))
+    }
+
+    /// Redacts the values of these query parameters in `url.query` too,
+    /// beside [`SENSITIVE_QUERY_PARAMETERS`](super::SENSITIVE_QUERY_PARAMETERS)
+    /// (case-sensitive keys, as the conventions say).
+    pub fn redact_query_parameters<I, T>(self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<Box<str>>,
+    {
+        self.with(|c| {
+            let keys = c.attributes.sensitive_query.iter().cloned().chain(keys.into_iter().map(Into::into));
+            c.attributes.sensitive_query = keys.collect();
+        })
+    }
+
+    /// Caps every attribute value taken from a request (path, query, user
+    /// agent, captured headers, a panic's message) at `bytes` bytes, cut at
+    /// a character boundary. Defaults to `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`,
+    /// else `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`, else
+    /// [`DEFAULT_VALUE_LENGTH_LIMIT`](super::DEFAULT_VALUE_LENGTH_LIMIT)
+    /// (4 KiB).
+    pub fn attribute_value_length_limit(self, bytes: usize) -> Self {
+        self.with(|c| c.attributes.value_limit = bytes)
+    }
+
+    /// Also records `client.port` (an opt-in attribute of the
+    /// conventions). Off by default.
+    pub fn client_port(self, enabled: bool) -> Self {
+        self.with(|c| c.attributes.client_port = enabled)
+    }
+
+    /// The trusted proxies of the layer, when it has any.
+    pub(crate) fn proxies(&self) -> Option<&TrustedProxies> {
+        let proxies = &self.config.attributes.trusted_proxies;
+        (!proxies.is_empty()).then_some(proxies)
     }
 
     /// Extracts the parent context with `propagator` instead. The W3C
@@ -207,12 +338,23 @@ impl HttpTraceLayer {
         self.config.classifier
     }
 
-    /// The state of a new route label; `exclude` adds the templates of an
+    /// The state of a new route label; `outer` adds the rules of an
     /// enclosing layer.
-    pub(crate) fn make_route(&self, label: &str, exclude: &RouteFilter) -> TraceRoute {
-        let excluded = self.config.exclude.excludes(label) || exclude.excludes(label);
+    pub(crate) fn make_route(&self, label: &str, outer: &TraceRules) -> TraceRoute {
+        let rules = self.config.rules.or(outer);
+        let excluded = rules.exclude.matches(label);
+        let sampling = if rules.never_sample.matches(label) {
+            Some(RouteSampling::Never)
+        } else {
+            rules.always_sample.matches(label).then_some(RouteSampling::Always)
+        };
         let template = (label != crate::route::UNMATCHED_ROUTE).then_some(label);
-        TraceRoute { excluded, kept: if excluded { None } else { template.and_then(span::route_names) } }
+        TraceRoute {
+            excluded,
+            access_log: !rules.exclude_access_log.matches(label),
+            sampling,
+            kept: if excluded { None } else { template.and_then(span::route_names) },
+        }
     }
 
     /// The span part of a request.
@@ -233,10 +375,19 @@ impl HttpTraceLayer {
             source: &config.source,
             follow_parent_sampling: config.follow_parent_sampling,
             kept: route.kept,
+            sampling: route.sampling,
+            attributes: &config.attributes,
         };
         let span = span::start(req, cx, &options);
         cx.set_span_context(span.cx.span().span_context());
-        Some(TracePending { span, access_log: config.access_log, headers: config.headers })
+        if let Some(labeler) = cx.labeler() {
+            labeler.set_span(&span.cx);
+        }
+        Some(TracePending {
+            span,
+            access_log: config.access_log.filter(|_| route.access_log),
+            config: self.config.clone(),
+        })
     }
 }
 
@@ -245,7 +396,7 @@ impl HttpTraceLayer {
 pub(crate) struct TracePending {
     span: RequestSpan,
     access_log: Option<Level>,
-    headers: TraceHeaders,
+    config: Arc<Config>,
 }
 
 impl TracePending {
@@ -262,9 +413,19 @@ impl TracePending {
     #[inline]
     pub(crate) fn respond<B>(this: &Option<Self>, res: &mut Response<B>) {
         let Some(pending) = this else { return };
-        pending.headers.write(res.headers_mut(), pending.span.cx.span().span_context());
+        let span = pending.span.cx.span();
+        pending.config.headers.write(res.headers_mut(), span.span_context());
+        if !span.is_recording() {
+            return;
+        }
         if let Some(status) = res.extensions().get::<CacheStatus>() {
-            pending.span.cx.span().set_attribute(KeyValue::new(CACHE_RESULT, status.as_str()));
+            span.set_attribute(KeyValue::new(CACHE_RESULT, status.as_str()));
+        }
+        if let Some(caught) = res.extensions().get::<CaughtPanic>() {
+            pending.span.record_panic(caught, pending.config.attributes.value_limit);
+        }
+        if pending.config.attributes.captures_response_headers() {
+            span.set_attributes(pending.config.attributes.response(res.headers()));
         }
     }
 
@@ -284,6 +445,17 @@ impl TracePending {
 impl Default for HttpTraceLayer {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("source", &self.source)
+            .field("rules", &self.rules)
+            .field("access_log", &self.access_log)
+            .field("attributes", &self.attributes)
+            .finish_non_exhaustive()
     }
 }
 
@@ -310,11 +482,16 @@ impl Stage for HttpTraceLayer {
 
     #[inline]
     fn route(&self, template: Option<&str>) -> Arc<Routed<TraceRoute>> {
-        route_in(&self.routes, template, |label| self.make_route(label, &RouteFilter::default()))
+        route_in(&self.routes, template, |label| self.make_route(label, &TraceRules::default()))
     }
 
     fn classifier(&self) -> StatusClassifier {
         self.config.classifier.unwrap_or_default()
+    }
+
+    #[inline]
+    fn proxies(&self) -> Option<&TrustedProxies> {
+        HttpTraceLayer::proxies(self)
     }
 
     #[inline]

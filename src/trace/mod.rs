@@ -58,21 +58,30 @@
 //! ```
 
 mod access_log;
+mod attributes;
 mod bridge;
 mod client;
 mod correlation;
 mod headers;
 mod layer;
 mod propagation;
+mod sampling;
 mod span;
 
-pub(crate) use self::layer::{TracePending, TraceRoute};
+pub(crate) use self::layer::{TracePending, TraceRoute, TraceRules};
+#[cfg(feature = "telemetry")]
+pub use self::sampling::RouteSampler;
 #[cfg(feature = "telemetry")]
 pub(crate) use self::span::instrumentation_scope;
 pub use self::{
+    attributes::{
+        CaptureError, DEFAULT_VALUE_LENGTH_LIMIT, HeaderCapture, SENSITIVE_HEADERS,
+        SENSITIVE_QUERY_PARAMETERS,
+    },
     bridge::ServerSpanLayer,
     client::{HeaderInjector, PropagateContext, PropagateContextLayer},
     correlation::Correlation,
     layer::{HttpTrace, HttpTraceLayer},
     propagation::{HeaderExtractor, W3cPropagator, is_valid_traceparent},
+    sampling::RouteSampling,
 };

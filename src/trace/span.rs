@@ -14,24 +14,27 @@ use opentelemetry::{
     InstrumentationScope, KeyValue, StringValue,
     global::BoxedTracer,
     propagation::TextMapPropagator,
-    trace::{SpanBuilder, SpanContext, SpanId, SpanKind, Status, TraceContextExt, Tracer},
+    trace::{SpanBuilder, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceId, Tracer},
 };
 #[cfg(feature = "telemetry")]
 use opentelemetry_sdk::trace::SdkTracer;
 use tracing::Span;
 
 use super::{
+    attributes::AttributeConfig,
     correlation,
     propagation::{CheckedExtractor, w3c_context, w3c_parent},
+    sampling::{RouteSampling, force_sampled},
 };
 use crate::{
     classify::ErrorType,
     context::RequestContext,
+    panic::CaughtPanic,
     request_id::RequestId,
     semconv::{
-        self, ERROR_TYPE, HTTP_REQUEST_METHOD, HTTP_REQUEST_METHOD_ORIGINAL, HTTP_RESPONSE_STATUS_CODE,
-        HTTP_ROUTE, KnownMethod, NETWORK_PROTOCOL_VERSION, REQUEST_ID, URL_PATH, URL_SCHEME,
-        USER_AGENT_ORIGINAL,
+        self, ERROR_TYPE, EXCEPTION_MESSAGE, EXCEPTION_STACKTRACE, EXCEPTION_TYPE, HTTP_REQUEST_METHOD,
+        HTTP_REQUEST_METHOD_ORIGINAL, HTTP_RESPONSE_STATUS_CODE, HTTP_ROUTE, KnownMethod,
+        NETWORK_PROTOCOL_VERSION, REQUEST_ID, URL_SCHEME,
     },
 };
 
@@ -202,6 +205,8 @@ pub(super) struct SpanOptions<'a> {
     pub(super) source: &'a SpanSource,
     pub(super) follow_parent_sampling: bool,
     pub(super) kept: Option<&'static RouteNames>,
+    pub(super) sampling: Option<RouteSampling>,
+    pub(super) attributes: &'a AttributeConfig,
 }
 
 /// Opens the span of `req`, its parent set from the request headers.
@@ -212,30 +217,46 @@ pub(super) fn start<B>(req: &Request<B>, cx: &RequestContext, options: &SpanOpti
     if let Some(propagator) = options.propagator {
         // Asked every time: the headers it reads are its own (B3, Jaeger...).
         let parent = propagator.extract(&CheckedExtractor::new(req.headers()));
+        if options.sampling == Some(RouteSampling::Never) {
+            let parent = parent.has_active_span().then(|| parent.span().span_context().clone());
+            return unsampled_span(req, cx, parent.as_ref());
+        }
         return server_span(req, cx, options, Some(parent));
     }
     let parent = w3c_parent(req.headers());
-    if options.follow_parent_sampling
-        && let Some(parent) = parent.as_ref().filter(|p| !p.is_sampled())
-    {
-        return unsampled_span(req, cx, parent);
+    let unsampled = match options.sampling {
+        Some(RouteSampling::Never) => true,
+        Some(RouteSampling::Always) => false,
+        None => options.follow_parent_sampling && parent.as_ref().is_some_and(|p| !p.is_sampled()),
+    };
+    if unsampled {
+        return unsampled_span(req, cx, parent.as_ref());
     }
     server_span(req, cx, options, w3c_context(req.headers(), parent))
 }
 
-/// The request span of a request whose parent is not sampled: no OTel span
-/// is built, no attribute either.
-fn unsampled_span<B>(req: &Request<B>, cx: &RequestContext, parent: &SpanContext) -> RequestSpan {
+/// The request span of a request that is not sampled (its parent is not,
+/// or its route never is): no OTel span is built, no attribute either.
+fn unsampled_span<B>(req: &Request<B>, cx: &RequestContext, parent: Option<&SpanContext>) -> RequestSpan {
     // The non-recording span that stands for this server: the caller's
-    // trace, a span id of its own, not sampled (what the SDK makes when a
-    // sampler drops a span).
-    let own = SpanContext::new(
-        parent.trace_id(),
-        random_span_id(),
-        parent.trace_flags(),
-        false,
-        parent.trace_state().clone(),
-    );
+    // trace (or a new one), a span id of its own, not sampled (what the SDK
+    // makes when a sampler drops a span).
+    let own = match parent {
+        Some(parent) => SpanContext::new(
+            parent.trace_id(),
+            random_span_id(),
+            parent.trace_flags().with_sampled(false),
+            false,
+            parent.trace_state().clone(),
+        ),
+        None => SpanContext::new(
+            random_trace_id(),
+            random_span_id(),
+            opentelemetry::trace::TraceFlags::default(),
+            false,
+            opentelemetry::trace::TraceState::default(),
+        ),
+    };
     let otel = w3c_context(req.headers(), Some(own)).expect("a span context was given");
     RequestSpan::new(req, cx, otel)
 }
@@ -248,6 +269,16 @@ fn random_span_id() -> SpanId {
         let id: [u8; 8] = bytes[..8].try_into().expect("8 of 16 bytes");
         if id != [0; 8] {
             return SpanId::from_bytes(id);
+        }
+    }
+}
+
+/// A random, valid trace id, as [`random_span_id`].
+fn random_trace_id() -> TraceId {
+    loop {
+        let bytes = uuid::Uuid::new_v4().into_bytes();
+        if bytes != [0; 16] {
+            return TraceId::from_bytes(bytes);
         }
     }
 }
@@ -268,20 +299,19 @@ fn server_span<B>(
     }
     let method = cx.known_method();
     let (name, route) = name_and_route(method, cx.route_name().template(), options.kept);
-    let mut attributes = Vec::with_capacity(8);
+    let limit = options.attributes.value_limit;
+    let mut attributes = Vec::with_capacity(16);
     attributes.push(KeyValue::new(HTTP_REQUEST_METHOD, method.as_str()));
-    if method.is_other() {
-        attributes.push(KeyValue::new(HTTP_REQUEST_METHOD_ORIGINAL, req.method().as_str().to_owned()));
+    if method.as_str() != req.method().as_str() {
+        let original = semconv::capped(req.method().as_str(), limit);
+        attributes.push(KeyValue::new(HTTP_REQUEST_METHOD_ORIGINAL, original.to_owned()));
     }
     if let Some(route) = route {
         attributes.push(KeyValue::new(HTTP_ROUTE, route));
     }
-    attributes.push(KeyValue::new(URL_PATH, req.uri().path().to_owned()));
     attributes.push(KeyValue::new(URL_SCHEME, cx.scheme()));
     attributes.push(KeyValue::new(NETWORK_PROTOCOL_VERSION, semconv::protocol_version(req.version())));
-    if let Some(agent) = req.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()) {
-        attributes.push(KeyValue::new(USER_AGENT_ORIGINAL, agent.to_owned()));
-    }
+    options.attributes.request(req, &mut attributes);
     if let Some(id) = req.extensions().get::<RequestId>() {
         attributes.push(KeyValue::new(REQUEST_ID, id.as_str().to_owned()));
     }
@@ -290,11 +320,15 @@ fn server_span<B>(
         attributes: Some(attributes),
         ..SpanBuilder::from_name(name)
     };
-    let otel = match parent {
-        Some(parent) => options.source.start(builder, &parent),
-        // A clone, not `map_current`: the sampler and span processors may
-        // attach contexts of their own while the span starts.
-        None => options.source.start(builder, &opentelemetry::Context::current()),
+    // A clone, not `map_current`: the sampler and span processors may
+    // attach contexts of their own while the span starts.
+    let parent = parent.unwrap_or_else(opentelemetry::Context::current);
+    let otel = if options.sampling == Some(RouteSampling::Always) {
+        // The mark stays in the context the handler runs in: its own spans
+        // are children of a sampled span, sampled by their parent anyway.
+        options.source.start(builder, &force_sampled(&parent))
+    } else {
+        options.source.start(builder, &parent)
     };
     RequestSpan::new(req, cx, otel)
 }
@@ -320,6 +354,19 @@ impl RequestSpan {
         };
         correlation::attach(&span, request_id, &otel);
         Self { span, cx: otel }
+    }
+
+    /// Records a panic the response says was caught as an `exception` event
+    /// (OTel semconv v1.44, "Exceptions").
+    pub(super) fn record_panic(&self, caught: &CaughtPanic, limit: usize) {
+        let mut attributes = vec![
+            KeyValue::new(EXCEPTION_TYPE, "panic"),
+            KeyValue::new(EXCEPTION_MESSAGE, semconv::capped(&caught.message, limit).to_owned()),
+        ];
+        if let Some(stacktrace) = &caught.stacktrace {
+            attributes.push(KeyValue::new(EXCEPTION_STACKTRACE, stacktrace.clone()));
+        }
+        self.cx.span().add_event("exception", attributes);
     }
 
     /// Records how the request ended on the OTel span (a no-op on a span

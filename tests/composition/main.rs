@@ -76,7 +76,8 @@ fn describe(span: &SpanData) -> String {
     let attributes: BTreeMap<String, String> = span
         .attributes
         .iter()
-        .filter(|kv| !matches!(kv.key.as_str(), "request_id" | "user_agent.original"))
+        // Ids and ports differ from server to server.
+        .filter(|kv| !matches!(kv.key.as_str(), "request_id" | "user_agent.original" | "server.port"))
         .map(|kv| (kv.key.to_string(), kv.value.to_string()))
         .collect();
     format!("{} {:?} {:?} {attributes:?}", span.name, span.span_kind, span.status)

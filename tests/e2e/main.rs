@@ -116,7 +116,7 @@ async fn metrics_count_every_request_by_route_template_and_status() {
 
     // Real histograms, with the semconv buckets, and body sizes.
     assert!(text.contains("# TYPE http_server_request_duration_seconds histogram"));
-    assert!(text.contains(r#"http_server_request_duration_seconds_bucket{http_request_method="GET",http_route="/users/{id}",http_response_status_code="200",url_scheme="http",le="0.005"}"#));
+    assert!(text.contains(r#"http_server_request_duration_seconds_bucket{http_request_method="GET",http_route="/users/{id}",http_response_status_code="200",url_scheme="http",network_protocol_version="1.1",le="0.005"}"#));
     assert!(!text.contains("quantile="), "histograms must not render as summaries");
     let report = [("http_route", "/report")];
     assert_eq!(
