@@ -379,6 +379,47 @@ mod tests {
         assert_eq!(host_and_port(&"a".repeat(MAX_HOST_LEN + 1)), None);
     }
 
+    fn header_value() -> impl proptest::strategy::Strategy<Value = http::HeaderValue> {
+        use proptest::prelude::*;
+        prop_oneof![
+            proptest::collection::vec(prop_oneof![0x20u8..0x7f, Just(b'\t'), 0x80u8..=0xff], 0..300),
+            "[0-9a-f:.\\[\\], ;=\"a-z_]{0,80}".prop_map(String::into_bytes),
+        ]
+        .prop_map(|bytes| http::HeaderValue::from_bytes(&bytes).expect("visible ASCII, obs-text, SP or HTAB"))
+    }
+
+    proptest::proptest! {
+        /// Hostile proxy and host headers: no panic, and what comes out is
+        /// an IP address, a port, or a host within its cap and charset.
+        #[test]
+        fn hostile_headers_give_addresses_or_nothing(
+            forwarded in header_value(),
+            xff in header_value(),
+            host in header_value(),
+            xfh in header_value(),
+            proto in header_value(),
+        ) {
+            let mut req = Request::new(());
+            let headers = req.headers_mut();
+            headers.insert(header::FORWARDED, forwarded);
+            headers.insert(X_FORWARDED_FOR, xff.clone());
+            headers.insert(header::HOST, host);
+            headers.insert(X_FORWARDED_HOST, xfh);
+            headers.insert(X_FORWARDED_PROTO, proto);
+            req.extensions_mut().insert(PeerAddr("10.0.0.1:9".parse().unwrap()));
+            let c = client(&req, &proxies()).unwrap();
+            proptest::prop_assert!(c.client.address.parse::<IpAddr>().is_ok(), "{:?}", c.client.address);
+            req.headers_mut().remove(header::FORWARDED);
+            let c = client(&req, &proxies()).unwrap();
+            proptest::prop_assert!(c.client.address.parse::<IpAddr>().is_ok());
+            let forwarded = forwarded_server(req.headers());
+            for host in [server(&req, forwarded.host), server(&req, None)].into_iter().flatten() {
+                proptest::prop_assert!(host.0.len() <= MAX_HOST_LEN);
+                proptest::prop_assert!(host.0.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~:".contains(&b)), "{:?}", host);
+            }
+        }
+    }
+
     #[test]
     fn server_prefers_forwarded_then_authority_then_host() {
         let mut r = req("10.0.0.1:1", &[("host", "internal:8080")]);

@@ -227,12 +227,7 @@ impl<'n> Selection<'n> {
 
     /// Parses one field line, a List, and keeps the members it chooses.
     fn feed(&mut self, line: &[u8]) -> Parsed<()> {
-        let mut p = Parser { s: line, i: 0 };
-        p.skip(|c| c == b' ' || c == b'\t');
-        if p.at_end() {
-            return Ok(());
-        }
-        loop {
+        each_member(line, |p| {
             self.members += 1;
             if self.members > MAX_MEMBERS {
                 return Err(Invalid);
@@ -242,20 +237,34 @@ impl<'n> Selection<'n> {
                 self.named = Some(status);
             }
             self.last = Some(status);
-            p.skip(|c| c == b' ' || c == b'\t');
-            if p.at_end() {
-                return Ok(());
-            }
-            p.expect(b',')?;
-            p.skip(|c| c == b' ' || c == b'\t');
-            if p.at_end() {
-                return Err(Invalid); // a trailing comma
-            }
-        }
+            Ok(())
+        })
     }
 
     fn outcome(&self) -> CacheStatus {
         self.named.or(self.last).unwrap_or(CacheStatus::Unknown)
+    }
+}
+
+/// Parses one field line as a List (RFC 9651, 4.2.1), calling `member` to
+/// parse each member where it starts.
+fn each_member<'a>(line: &'a [u8], mut member: impl FnMut(&mut Parser<'a>) -> Parsed<()>) -> Parsed<()> {
+    let mut p = Parser { s: line, i: 0 };
+    p.skip(|c| c == b' ');
+    if p.at_end() {
+        return Ok(());
+    }
+    loop {
+        member(&mut p)?;
+        p.skip(|c| c == b' ' || c == b'\t');
+        if p.at_end() {
+            return Ok(());
+        }
+        p.expect(b',')?;
+        p.skip(|c| c == b' ' || c == b'\t');
+        if p.at_end() {
+            return Err(Invalid); // a trailing comma
+        }
     }
 }
 
@@ -371,6 +380,18 @@ impl<'a> Parser<'a> {
     /// `*( ";" *SP key [ "=" bare-item ] )`; a repeated key overrides.
     fn parameters(&mut self) -> Parsed<Params<'a>> {
         let mut params = Params::default();
+        self.each_parameter(|key, value| match key {
+            b"hit" => params.hit = value == Bare::Boolean(true),
+            b"fwd" => params.fwd = Some(value),
+            b"fwd-status" => params.fwd_status = integer(value),
+            b"ttl" => params.ttl = integer(value),
+            _ => {}
+        })?;
+        Ok(params)
+    }
+
+    /// Parses the parameters, giving `f` each key and value in order.
+    fn each_parameter(&mut self, mut f: impl FnMut(&'a [u8], Bare<'a>)) -> Parsed<()> {
         while self.peek() == Some(b';') {
             self.i += 1;
             self.skip(|c| c == b' ');
@@ -381,15 +402,9 @@ impl<'a> Parser<'a> {
             } else {
                 Bare::Boolean(true)
             };
-            match key {
-                b"hit" => params.hit = value == Bare::Boolean(true),
-                b"fwd" => params.fwd = Some(value),
-                b"fwd-status" => params.fwd_status = integer(value),
-                b"ttl" => params.ttl = integer(value),
-                _ => {}
-            }
+            f(key, value);
         }
-        Ok(params)
+        Ok(())
     }
 
     /// `key = ( lcalpha / "*" ) *( lcalpha / DIGIT / "_" / "-" / "." / "*" )`
@@ -475,11 +490,21 @@ impl<'a> Parser<'a> {
         Bare::Token(&self.s[start..self.i])
     }
 
+    /// `:` base64 `:`, whose content must decode (RFC 9651, 4.2.7).
     fn byte_sequence(&mut self) -> Parsed<Bare<'a>> {
         self.expect(b':')?;
+        let start = self.i;
         self.skip(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='));
+        let content = &self.s[start..self.i];
         self.expect(b':')?;
-        Ok(Bare::Other)
+        let data_len = content.iter().position(|&c| c == b'=').unwrap_or(content.len());
+        let padding = content.len() - data_len;
+        // Padding may be short or absent, never more than the data needs
+        // (what the `base64` crate accepts with padding "indifferent").
+        let valid = content[data_len..].iter().all(|&c| c == b'=')
+            && data_len % 4 != 1
+            && padding <= (4 - data_len % 4) % 4;
+        if valid { Ok(Bare::Other) } else { Err(Invalid) }
     }
 
     fn boolean(&mut self) -> Parsed<Bare<'a>> {
@@ -573,9 +598,178 @@ fn identifies(id: Bare<'_>, name: &[u8]) -> bool {
     }
 }
 
+/// The members of a `Cache-Status` value as this parser reads them, for
+/// the differential test against the `sfv` crate: each member's
+/// identifier and its parameters (later keys override earlier ones, in
+/// the first one's place, as RFC 9651 says).
+#[cfg(test)]
+pub(crate) mod structure {
+    use super::{Bare, Invalid, MAX_MEMBERS, each_member};
+
+    /// A bare item, compared by kind and, where the parser keeps it, value.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub(crate) enum Value {
+        Integer(i64),
+        /// Unescaped.
+        String(Vec<u8>),
+        Token(Vec<u8>),
+        Boolean(bool),
+        /// A decimal, byte sequence, date or display string.
+        Other,
+        /// An inner list (as a member's identifier).
+        InnerList,
+    }
+
+    impl From<Bare<'_>> for Value {
+        fn from(bare: Bare<'_>) -> Self {
+            match bare {
+                Bare::Integer(n) => Self::Integer(n),
+                Bare::String(raw) => {
+                    let mut out = Vec::new();
+                    let mut escaped = false;
+                    for &c in raw {
+                        if !escaped && c == b'\\' {
+                            escaped = true;
+                        } else {
+                            out.push(c);
+                            escaped = false;
+                        }
+                    }
+                    Self::String(out)
+                }
+                Bare::Token(t) => Self::Token(t.to_vec()),
+                Bare::Boolean(b) => Self::Boolean(b),
+                Bare::Other => Self::Other,
+            }
+        }
+    }
+
+    /// One member: identifier, then parameters.
+    pub(crate) type Member = (Value, Vec<(Vec<u8>, Value)>);
+
+    /// The members of `line`, `None` when it is not a valid List (or has
+    /// more than the parser's cap of members).
+    pub(crate) fn members(line: &[u8]) -> Option<Vec<Member>> {
+        let mut out = Vec::new();
+        each_member(line, |p| {
+            if out.len() == MAX_MEMBERS {
+                return Err(Invalid);
+            }
+            let id = if p.peek() == Some(b'(') {
+                p.inner_list()?;
+                Value::InnerList
+            } else {
+                p.bare_item()?.into()
+            };
+            let mut params: Vec<(Vec<u8>, Value)> = Vec::new();
+            p.each_parameter(|key, value| match params.iter_mut().find(|(k, _)| k == key) {
+                Some((_, v)) => *v = value.into(),
+                None => params.push((key.to_vec(), value.into())),
+            })?;
+            out.push((id, params));
+            Ok(())
+        })
+        .ok()?;
+        Some(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+
+    use super::structure::{self, Value};
+
+    /// The members of `input` as the `sfv` crate (RFC 9651) reads them;
+    /// `None` for an invalid List.
+    fn sfv_members(input: &[u8]) -> Option<Vec<structure::Member>> {
+        fn value(item: &sfv::BareItem) -> Value {
+            match item {
+                sfv::BareItem::Integer(n) => Value::Integer(i64::from(*n)),
+                sfv::BareItem::String(s) => Value::String(s.as_str().as_bytes().to_vec()),
+                sfv::BareItem::Token(t) => Value::Token(t.as_str().as_bytes().to_vec()),
+                sfv::BareItem::Boolean(b) => Value::Boolean(*b),
+                _ => Value::Other,
+            }
+        }
+        fn params(params: &sfv::Parameters) -> Vec<(Vec<u8>, Value)> {
+            params.iter().map(|(k, v)| (k.as_str().as_bytes().to_vec(), value(v))).collect()
+        }
+        let list: sfv::List = sfv::Parser::new(input).parse().ok()?;
+        Some(
+            list.iter()
+                .map(|entry| match entry {
+                    sfv::ListEntry::Item(item) => (value(&item.bare_item), params(&item.params)),
+                    sfv::ListEntry::InnerList(inner) => (Value::InnerList, params(&inner.params)),
+                })
+                .collect(),
+        )
+    }
+
+    /// Agreement of the crate's parser with `sfv` on `input`, within the
+    /// crate's cap on members.
+    fn agree(input: &[u8]) -> Result<(), TestCaseError> {
+        let ours = structure::members(input);
+        let theirs = sfv_members(input).filter(|m| m.len() <= MAX_MEMBERS);
+        prop_assert_eq!(ours, theirs, "{:?}", String::from_utf8_lossy(input));
+        Ok(())
+    }
+
+    proptest! {
+        /// Any input from the alphabet of Structured Fields.
+        #[test]
+        fn the_parser_agrees_with_sfv_on_any_input(input in r#"[a-zA-Z0-9;=,?:"\\ ()*%@./_\t+-]{0,48}"#) {
+            agree(input.as_bytes())?;
+        }
+
+        /// Lists built from valid members, and then one byte changed.
+        #[test]
+        fn the_parser_agrees_with_sfv_on_lists(
+            members in proptest::collection::vec(
+                (
+                    prop_oneof![
+                        "[a-zA-Z*][a-zA-Z0-9:/!#$%&'*+.^_`|~-]{0,8}",
+                        r#""[ a-zA-Z0-9!#-\[\]-~]{0,8}""#,
+                        "\\([a-z]{1,3}( [a-z]{1,3}){0,2}\\)",
+                        "-?[0-9]{1,16}(\\.[0-9]{1,4})?",
+                    ],
+                    proptest::collection::vec(
+                        (
+                            "[a-z*][a-z0-9_.*-]{0,6}",
+                            prop_oneof![
+                                Just(String::new()),
+                                "=-?[0-9]{1,16}",
+                                "=[a-z][a-z0-9]{0,4}",
+                                "=\\?[01]",
+                                r#"="[a-z\\"]{0,4}""#,
+                                "=:[a-zA-Z0-9+/=]{0,8}:",
+                                "=@-?[0-9]{1,11}",
+                            ],
+                        ),
+                        0..4,
+                    ),
+                ),
+                0..5,
+            ),
+            separator in prop_oneof![Just(", "), Just(","), Just(" ,\t "), Just(",,")],
+            flip in proptest::option::of((0usize..200, any::<u8>())),
+        ) {
+            let text: Vec<String> = members
+                .iter()
+                .map(|(id, params)| {
+                    let params: String = params.iter().map(|(k, v)| format!(";{k}{v}")).collect();
+                    format!("{id}{params}")
+                })
+                .collect();
+            let mut input = text.join(separator).into_bytes();
+            agree(&input)?;
+            if let Some((at, byte)) = flip.filter(|_| !input.is_empty()) {
+                let at = at % input.len();
+                input[at] = byte;
+                agree(&input)?;
+            }
+        }
+    }
 
     use super::*;
     use crate::cache::CacheStatus::{Bypass, Hit, Miss, Revalidated, StaleHit, Unknown};

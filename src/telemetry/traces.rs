@@ -6,6 +6,7 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing_subscriber::{Layer as _, filter::Targets};
 
 use super::{InitError, OtlpProtocol, config, exporter, exporter::ExporterRuntime, pipeline, sampler};
+use crate::trace::RouteSampler;
 use crate::trace::{ServerSpanLayer, instrumentation_scope};
 
 /// Targets the OTel layer of [`Observability::otel_layer`] leaves out: the
@@ -106,16 +107,15 @@ pub(crate) fn tracer_provider(
         .with_span_processor(pipeline::GuardedProcessor::new(batch, pipeline))
         .with_resource(resource.build());
     let sampler = sampler.filter(|_| config::env("OTEL_TRACES_SAMPLER").is_none());
-    match (sampler, trust_remote_sampling) {
-        (Some(sampler), true) => provider = provider.with_sampler(sampler),
-        (Some(sampler), false) => provider = provider.with_sampler(sampler::LocalDecision::new(sampler)),
-        (None, false) => {
-            // The SDK's default sampler, as read from OTEL_TRACES_SAMPLER.
-            let root = opentelemetry_sdk::trace::Config::default().sampler;
-            provider = provider.with_sampler(sampler::LocalDecision::new(root));
-        }
-        (None, true) => {}
-    }
+    // The SDK's default sampler, as read from OTEL_TRACES_SAMPLER.
+    let root = || opentelemetry_sdk::trace::Config::default().sampler;
+    // Wrapped so that routes sampled `Always` are (trace::RouteSampling).
+    provider = provider.with_sampler(match (sampler, trust_remote_sampling) {
+        (Some(sampler), true) => RouteSampler::new(sampler),
+        (Some(sampler), false) => RouteSampler::new(sampler::LocalDecision::new(sampler)),
+        (None, false) => RouteSampler::new(sampler::LocalDecision::new(root())),
+        (None, true) => RouteSampler::boxed(root()),
+    });
     let provider = provider.build();
     opentelemetry::global::set_tracer_provider(provider.clone());
     Ok((provider, runtime))

@@ -318,6 +318,35 @@ mod tests {
         assert!(redact_query(&"y".repeat(50), &sensitive(), 7).len() == 7);
     }
 
+    proptest::proptest! {
+        /// Any query: no panic, within the cap, and no value of a sensitive
+        /// key left.
+        #[test]
+        fn queries_are_capped_and_redacted(query in "[a-zA-Z0-9=&%_.~-]{0,200}", limit in 0usize..64) {
+            let redacted = redact_query(&query, &sensitive(), limit);
+            proptest::prop_assert!(redacted.len() <= limit);
+            for pair in redacted.split('&') {
+                if let Some((key, value)) = pair.split_once('=')
+                    && SENSITIVE_QUERY_PARAMETERS.contains(&key)
+                {
+                    proptest::prop_assert!(REDACTED.starts_with(value), "{:?}", redacted);
+                }
+            }
+        }
+
+        /// Any header bytes: captured values are within the cap.
+        #[test]
+        fn captured_values_are_capped(bytes in proptest::collection::vec(proptest::prop_oneof![0x20u8..0x7f, 0x80u8..=0xff], 0..600), limit in 0usize..100) {
+            let capture = HeaderCapture::new().request_headers([HeaderName::from_static("x-h")]).checked().unwrap();
+            let mut headers = HeaderMap::new();
+            headers.insert("x-h", http::HeaderValue::from_bytes(&bytes).unwrap());
+            let mut out = Vec::new();
+            captured(&headers, &capture.request, limit, &mut out);
+            let Value::Array(Array::String(values)) = &out[0].value else { panic!() };
+            proptest::prop_assert!(values.iter().all(|v| v.as_str().len() <= limit));
+        }
+    }
+
     #[test]
     fn sensitive_headers_need_consent() {
         for name in SENSITIVE_HEADERS {

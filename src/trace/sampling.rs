@@ -46,7 +46,7 @@ mod sampler {
     /// A head sampler that samples the spans
     /// [`HttpTraceLayer::sample_routes`](crate::trace::HttpTraceLayer::sample_routes)
     /// marks [`RouteSampling::Always`](super::RouteSampling::Always), and
-    /// asks `S` for every other span. [`Observability`](crate::Observability)
+    /// asks the sampler it wraps for every other span. [`Observability`](crate::Observability)
     /// wraps its sampler in it; wrap yours when you build the tracer
     /// provider yourself.
     ///
@@ -60,19 +60,31 @@ mod sampler {
     ///     .with_sampler(RouteSampler::new(Sampler::TraceIdRatioBased(0.01)))
     ///     .build();
     /// ```
-    #[derive(Debug, Clone)]
-    pub struct RouteSampler<S> {
-        inner: S,
+    #[derive(Debug)]
+    pub struct RouteSampler {
+        inner: Box<dyn ShouldSample>,
     }
 
-    impl<S: ShouldSample + Clone + 'static> RouteSampler<S> {
+    impl RouteSampler {
         /// Samples marked spans, and asks `inner` for the others.
-        pub fn new(inner: S) -> Self {
+        pub fn new(inner: impl ShouldSample + 'static) -> Self {
+            Self { inner: Box::new(inner) }
+        }
+
+        /// As [`new`](Self::new), for a boxed sampler (such as the SDK's
+        /// default, `opentelemetry_sdk::trace::Config::default().sampler`).
+        pub fn boxed(inner: Box<dyn ShouldSample>) -> Self {
             Self { inner }
         }
     }
 
-    impl<S: ShouldSample + Clone + 'static> ShouldSample for RouteSampler<S> {
+    impl Clone for RouteSampler {
+        fn clone(&self) -> Self {
+            Self { inner: self.inner.box_clone() }
+        }
+    }
+
+    impl ShouldSample for RouteSampler {
         fn should_sample(
             &self,
             parent_context: Option<&Context>,
