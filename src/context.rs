@@ -177,6 +177,11 @@ impl RequestContext {
     }
 
     #[inline]
+    pub(crate) fn version(&self) -> Version {
+        self.version
+    }
+
+    #[inline]
     pub(crate) fn known_method(&self) -> KnownMethod {
         self.method
     }

@@ -332,7 +332,7 @@ impl MetricsPending {
         let key = SeriesKey {
             method: cx.known_method(),
             https: cx.is_https(),
-            version: cx.protocol_version(),
+            version: cx.version(),
             server: pending.server,
             status: finished.status,
             error: finished.error,

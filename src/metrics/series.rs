@@ -44,8 +44,8 @@ impl ActiveGauges {
 pub(crate) struct SeriesKey {
     pub(crate) method: KnownMethod,
     pub(crate) https: bool,
-    /// `network.protocol.version`.
-    pub(crate) version: &'static str,
+    /// `network.protocol.version` (compared as a value, not a string).
+    pub(crate) version: http::Version,
     /// The index of `server.address` among the known hosts, when recorded
     /// (see `HttpMetricsLayer::server_address`).
     pub(crate) server: Option<u16>,
@@ -208,7 +208,7 @@ impl RouteSeries {
             labels.push(Label::new("http_response_status_code", status.as_str().to_owned()));
         }
         labels.push(Label::new("url_scheme", scheme_name(key.https)));
-        labels.push(Label::new("network_protocol_version", key.version));
+        labels.push(Label::new("network_protocol_version", crate::semconv::protocol_version(key.version)));
         if let (Some(hosts), Some(server)) = (&self.extra.hosts, key.server) {
             match hosts.get(usize::from(server)) {
                 Some(known) => {
@@ -245,7 +245,7 @@ mod tests {
         let key = |code: u16| SeriesKey {
             method: KnownMethod::of(&http::Method::GET),
             https: false,
-            version: "1.1",
+            version: http::Version::HTTP_11,
             server: None,
             status: Some(StatusCode::from_u16(code).unwrap()),
             error: None,

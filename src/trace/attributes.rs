@@ -144,9 +144,24 @@ impl Error for CaptureError {}
 
 /// The headers a layer captures, with their attribute keys made once.
 #[derive(Debug, Clone, Default)]
-pub(super) struct CapturedHeaders {
+pub(crate) struct CapturedHeaders {
     request: Arc<[(HeaderName, Key)]>,
     response: Arc<[(HeaderName, Key)]>,
+}
+
+impl CapturedHeaders {
+    /// Whether response headers are captured.
+    #[inline]
+    pub(super) fn captures_response(&self) -> bool {
+        !self.response.is_empty()
+    }
+
+    /// The captured response headers of `headers`, capped at `limit`.
+    pub(super) fn response(&self, headers: &HeaderMap, limit: usize) -> Vec<KeyValue> {
+        let mut out = Vec::new();
+        captured(headers, &self.response, limit, &mut out);
+        out
+    }
 }
 
 /// What the trace part reads from requests beyond method, route and scheme.
@@ -192,33 +207,105 @@ impl AttributeConfig {
             out.push(KeyValue::new(USER_AGENT_ORIGINAL, capped(agent, limit).to_owned()));
         }
         if let Some(client) = address::client(req, &self.trusted_proxies) {
-            out.push(KeyValue::new(CLIENT_ADDRESS, client.client.address));
+            let peer = recent::ip(client.peer.ip());
+            let address = if client.client.ip == client.peer.ip() {
+                peer.clone()
+            } else {
+                recent::ip(client.client.ip)
+            };
+            out.push(KeyValue::new(CLIENT_ADDRESS, address));
             if let Some(port) = client.client.port.filter(|_| self.client_port) {
                 out.push(KeyValue::new(CLIENT_PORT, i64::from(port)));
             }
-            out.push(KeyValue::new(NETWORK_PEER_ADDRESS, client.peer.ip().to_string()));
+            out.push(KeyValue::new(NETWORK_PEER_ADDRESS, peer));
             out.push(KeyValue::new(NETWORK_PEER_PORT, i64::from(client.peer.port())));
         }
         if let Some((host, port)) = address::server(req, forwarded_host) {
-            out.push(KeyValue::new(SERVER_ADDRESS, host.to_ascii_lowercase()));
+            out.push(KeyValue::new(SERVER_ADDRESS, recent::host(host)));
             if let Some(port) = port {
                 out.push(KeyValue::new(SERVER_PORT, i64::from(port)));
             }
         }
         captured(req.headers(), &self.headers.request, limit, out);
     }
+}
 
-    /// Whether response headers are captured.
-    #[inline]
-    pub(super) fn captures_response_headers(&self) -> bool {
-        !self.headers.response.is_empty()
+/// The attribute values of recent addresses and hosts, per thread: a
+/// peer's requests share its connection, a service answers to few host
+/// names, so their values are found again (a reference count) instead of
+/// formatted and allocated per request. Direct-mapped, 16 entries per
+/// thread each: bounded whatever the traffic.
+mod recent {
+    use std::{
+        cell::RefCell,
+        hash::{BuildHasher, Hash},
+        net::IpAddr,
+        sync::{Arc, LazyLock},
+    };
+
+    use opentelemetry::StringValue;
+
+    const SLOTS: usize = 16;
+
+    type Slots<T> = RefCell<[Option<T>; SLOTS]>;
+
+    thread_local! {
+        static IPS: Slots<(IpAddr, Arc<str>)> = RefCell::default();
+        static HOSTS: Slots<Arc<str>> = RefCell::default();
     }
 
-    /// The captured response headers of `headers`.
-    pub(super) fn response(&self, headers: &HeaderMap) -> Vec<KeyValue> {
-        let mut out = Vec::new();
-        captured(headers, &self.headers.response, self.value_limit, &mut out);
-        out
+    static HASHER: LazyLock<foldhash::fast::RandomState> = LazyLock::new(Default::default);
+
+    fn slot(key: impl Hash) -> usize {
+        (HASHER.hash_one(key) as usize) % SLOTS
+    }
+
+    /// The text of `ip` (`client.address`, `network.peer.address`).
+    pub(super) fn ip(ip: IpAddr) -> StringValue {
+        IPS.with_borrow_mut(|slots| {
+            let entry = &mut slots[slot(ip)];
+            match entry {
+                Some((seen, text)) if *seen == ip => StringValue::from(text.clone()),
+                _ => {
+                    let text: Arc<str> = ip.to_string().into();
+                    *entry = Some((ip, text.clone()));
+                    StringValue::from(text)
+                }
+            }
+        })
+    }
+
+    /// `host` in lowercase (`server.address`).
+    pub(super) fn host(host: &str) -> StringValue {
+        HOSTS.with_borrow_mut(|slots| {
+            let entry = &mut slots[slot(host.as_bytes())];
+            match entry {
+                Some(text) if text.eq_ignore_ascii_case(host) => StringValue::from(text.clone()),
+                _ => {
+                    let text: Arc<str> = host.to_ascii_lowercase().into();
+                    *entry = Some(text.clone());
+                    StringValue::from(text)
+                }
+            }
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn values_are_shared_and_right() {
+            let a = super::ip("10.0.0.1".parse().unwrap());
+            assert_eq!(a.as_str(), "10.0.0.1");
+            assert_eq!(super::ip("10.0.0.1".parse().unwrap()).as_str().as_ptr(), a.as_str().as_ptr());
+            assert_eq!(super::ip("::1".parse().unwrap()).as_str(), "::1");
+            assert_eq!(super::host("API.example.com").as_str(), "api.example.com");
+            // A host that differs in case only hashes elsewhere: still right.
+            assert_eq!(super::host("api.example.com").as_str(), "api.example.com");
+            for i in 0..100 {
+                let host = format!("h{i}.example");
+                assert_eq!(super::host(&host).as_str(), host);
+            }
+        }
     }
 }
 

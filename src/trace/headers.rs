@@ -1,7 +1,7 @@
 //! The opt-in response headers that tell a client its trace: W3C
 //! `traceparent` and `Server-Timing`.
 
-use opentelemetry::trace::SpanContext;
+use opentelemetry::trace::TraceContextExt as _;
 
 use super::propagation::{TRACEPARENT, traceparent_of};
 
@@ -13,12 +13,13 @@ pub(super) struct TraceHeaders {
 }
 
 impl TraceHeaders {
-    /// Writes the headers asked for, for the span `sc`.
-    pub(super) fn write(self, headers: &mut http::HeaderMap, sc: &SpanContext) {
+    /// Writes the headers asked for, for the span of `cx`.
+    #[inline]
+    pub(super) fn write(self, headers: &mut http::HeaderMap, cx: &opentelemetry::Context) {
         if !(self.traceparent || self.server_timing) {
             return;
         }
-        let Some(traceparent) = traceparent_of(sc) else { return };
+        let Some(traceparent) = traceparent_of(cx.span().span_context()) else { return };
         if self.server_timing {
             let timing = format!("traceparent;desc=\"{}\"", traceparent.to_str().unwrap_or_default());
             if let Ok(timing) = http::HeaderValue::from_str(&timing) {

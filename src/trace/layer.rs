@@ -11,7 +11,7 @@ use tracing::Level;
 
 use super::{
     access_log,
-    attributes::{AttributeConfig, CaptureError, HeaderCapture},
+    attributes::{AttributeConfig, CaptureError, CapturedHeaders, HeaderCapture},
     headers::TraceHeaders,
     sampling::RouteSampling,
     span::{self, RequestSpan, RouteNames, SpanOptions, SpanSource},
@@ -383,20 +383,27 @@ impl HttpTraceLayer {
         if let Some(labeler) = cx.labeler() {
             labeler.set_span(&span.cx);
         }
+        let capture = &config.attributes.headers;
         Some(TracePending {
             span,
             access_log: config.access_log.filter(|_| route.access_log),
-            config: self.config.clone(),
+            headers: config.headers,
+            value_limit: config.attributes.value_limit,
+            capture: capture.captures_response().then(|| capture.clone()),
         })
     }
 }
 
-/// What the span part keeps until the request is over.
+/// What the span part keeps until the request is over: copies of the
+/// settings the response needs (no reference count to touch per request).
 #[derive(Debug)]
 pub(crate) struct TracePending {
     span: RequestSpan,
     access_log: Option<Level>,
-    config: Arc<Config>,
+    headers: TraceHeaders,
+    value_limit: usize,
+    /// The headers to capture from the response, when there are any.
+    capture: Option<CapturedHeaders>,
 }
 
 impl TracePending {
@@ -413,19 +420,22 @@ impl TracePending {
     #[inline]
     pub(crate) fn respond<B>(this: &Option<Self>, res: &mut Response<B>) {
         let Some(pending) = this else { return };
-        let span = pending.span.cx.span();
-        pending.config.headers.write(res.headers_mut(), span.span_context());
-        if !span.is_recording() {
+        pending.headers.write(res.headers_mut(), &pending.span.cx);
+        if !pending.span.recording {
             return;
         }
+        let span = pending.span.cx.span();
         if let Some(status) = res.extensions().get::<CacheStatus>() {
             span.set_attribute(KeyValue::new(CACHE_RESULT, status.as_str()));
         }
-        if let Some(caught) = res.extensions().get::<CaughtPanic>() {
-            pending.span.record_panic(caught, pending.config.attributes.value_limit);
+        // A caught panic is a 500: no lookup for the other statuses.
+        if res.status() == http::StatusCode::INTERNAL_SERVER_ERROR
+            && let Some(caught) = res.extensions().get::<CaughtPanic>()
+        {
+            pending.span.record_panic(caught, pending.value_limit);
         }
-        if pending.config.attributes.captures_response_headers() {
-            span.set_attributes(pending.config.attributes.response(res.headers()));
+        if let Some(capture) = &pending.capture {
+            span.set_attributes(capture.response(res.headers(), pending.value_limit));
         }
     }
 

@@ -197,6 +197,9 @@ pub(super) fn name_and_route(
 pub(super) struct RequestSpan {
     pub(super) span: Span,
     pub(super) cx: opentelemetry::Context,
+    /// Whether the OTel span records: read once, as the SDK's span answers
+    /// it under a lock.
+    pub(super) recording: bool,
 }
 
 /// What [`start`] needs of the layer.
@@ -258,7 +261,7 @@ fn unsampled_span<B>(req: &Request<B>, cx: &RequestContext, parent: Option<&Span
         ),
     };
     let otel = w3c_context(req.headers(), Some(own)).expect("a span context was given");
-    RequestSpan::new(req, cx, otel)
+    RequestSpan::new(req, cx, otel, false)
 }
 
 /// A random, valid span id (W3C Trace Context: not all zeros), from the
@@ -295,7 +298,7 @@ fn server_span<B>(
     if matches!(options.source, SpanSource::Disabled) {
         // No span to describe: no attribute is built.
         let otel = parent.unwrap_or_else(opentelemetry::Context::current);
-        return RequestSpan::new(req, cx, otel);
+        return RequestSpan::new(req, cx, otel, false);
     }
     let method = cx.known_method();
     let (name, route) = name_and_route(method, cx.route_name().template(), options.kept);
@@ -330,13 +333,14 @@ fn server_span<B>(
     } else {
         options.source.start(builder, &parent)
     };
-    RequestSpan::new(req, cx, otel)
+    let recording = otel.span().is_recording();
+    RequestSpan::new(req, cx, otel, recording)
 }
 
 impl RequestSpan {
     /// The request span running in `otel`, with the `tracing` span (target
     /// `tower_observability::request`) that carries its correlation.
-    fn new<B>(req: &Request<B>, cx: &RequestContext, otel: opentelemetry::Context) -> Self {
+    fn new<B>(req: &Request<B>, cx: &RequestContext, otel: opentelemetry::Context, recording: bool) -> Self {
         let request_id = req.extensions().get::<RequestId>();
         // Made inside `otel`: a `tracing-opentelemetry` layer that does not
         // leave the target out makes it a child of the server span (or
@@ -353,7 +357,7 @@ impl RequestSpan {
             )
         };
         correlation::attach(&span, request_id, &otel);
-        Self { span, cx: otel }
+        Self { span, cx: otel, recording }
     }
 
     /// Records a panic the response says was caught as an `exception` event
