@@ -17,7 +17,6 @@
 //! use tower_observability::{
 //!     ObservabilityLayer,
 //!     labeler::{Labeler, MetricLabels},
-//!     metrics::HttpMetricsLayer,
 //! };
 //!
 //! async fn checkout(Extension(labeler): Extension<Labeler>) -> &'static str {
@@ -32,7 +31,7 @@
 //! let labels = MetricLabels::new(["tenant"]).expect("valid label names").max_values(50);
 //! let app: Router = Router::new()
 //!     .route("/checkout", post(checkout))
-//!     .layer(ObservabilityLayer::new().metrics(HttpMetricsLayer::new().labels(labels)));
+//!     .layer(ObservabilityLayer::new().metric_labels(labels));
 //! ```
 
 use std::{

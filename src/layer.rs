@@ -11,13 +11,15 @@ use crate::{
     cache::{CachePending, CacheRoute, RecordCacheStatusLayer},
     classify::StatusClassifier,
     context::RequestContext,
-    labeler::Labeler,
+    labeler::{Labeler, MetricLabels},
     metrics::{HttpMetricsLayer, HttpStats, MetricsPending, MetricsRoute},
     observe::{Finished, Observe, Routed, Routes, Stage, route_in},
     panic::CatchPanic,
     request_id::{MakeRequestId, MakeRequestUuid, SetRequestIdLayer},
     route::RouteMatcher,
-    trace::{HttpTraceLayer, RouteSampling, TracePending, TraceRoute, TraceRules},
+    trace::{
+        CaptureError, HeaderCapture, HttpTraceLayer, RouteSampling, TracePending, TraceRoute, TraceRules,
+    },
 };
 
 /// The service of [`ObservabilityLayer`]: the crate's
@@ -76,6 +78,12 @@ struct Rules {
     classifier: Option<StatusClassifier>,
     /// `None`: the trace part's.
     proxies: Option<TrustedProxies>,
+    /// `None`: the trace part's.
+    capture: Option<HeaderCapture>,
+    /// `None`: the metrics part's.
+    labels: Option<MetricLabels>,
+    /// `None`: the metrics part's.
+    hosts: Option<Arc<[Box<str>]>>,
     /// Give every request a [`Labeler`], labels declared or not.
     labeler: bool,
 }
@@ -119,6 +127,18 @@ impl<M> ObservabilityLayer<M> {
         let trace = match &rules.proxies {
             Some(proxies) => trace.trusted_proxies(proxies.clone()),
             None => trace,
+        };
+        let trace = match &rules.capture {
+            Some(capture) => trace.capture_headers(capture.clone()).expect("checked when given"),
+            None => trace,
+        };
+        let metrics = match &rules.labels {
+            Some(labels) => metrics.labels(labels.clone()),
+            None => metrics,
+        };
+        let metrics = match &rules.hosts {
+            Some(hosts) => metrics.server_address(hosts.iter()),
+            None => metrics,
         };
         let routes = Routes::new(metrics.max_route_count(), |label| {
             Routed::new(make_parts(&trace, &metrics, &cache, &rules, label))
@@ -187,6 +207,40 @@ impl<M> ObservabilityLayer<M> {
     /// says; see [`HttpTraceLayer::sample_routes`].
     pub fn sample_routes(mut self, routes: RouteMatcher, sampling: RouteSampling) -> Self {
         self.rules.trace = self.rules.trace.sample(routes, sampling);
+        self.rebuilt()
+    }
+
+    /// Records these request and response headers on the server span; see
+    /// [`HttpTraceLayer::capture_headers`]. Holds whatever trace part is
+    /// given after.
+    ///
+    /// # Errors
+    ///
+    /// [`CaptureError`] when a sensitive header is listed without
+    /// [`HeaderCapture::allow_sensitive`].
+    pub fn capture_headers(mut self, capture: HeaderCapture) -> Result<Self, CaptureError> {
+        self.trace = self.trace.capture_headers(capture.clone())?;
+        self.rules.capture = Some(capture);
+        Ok(self.rebuilt())
+    }
+
+    /// Lets handlers set these metric labels through their request's
+    /// [`Labeler`]; see [`HttpMetricsLayer::labels`]. Holds whatever
+    /// metrics part is given after.
+    pub fn metric_labels(mut self, labels: MetricLabels) -> Self {
+        self.rules.labels = Some(labels);
+        self.rebuilt()
+    }
+
+    /// Labels the series with `server_address` among these known hosts;
+    /// see [`HttpMetricsLayer::server_address`]. Holds whatever metrics
+    /// part is given after.
+    pub fn server_address<I, T>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<Box<str>>,
+    {
+        self.rules.hosts = Some(hosts.into_iter().map(Into::into).collect());
         self.rebuilt()
     }
 

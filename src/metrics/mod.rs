@@ -3,7 +3,7 @@
 //!
 //! | metric | type | unit | labels |
 //! |---|---|---|---|
-//! | [`HTTP_SERVER_REQUEST_DURATION`] | histogram | seconds | method, route, status, scheme, `error_type` on errors |
+//! | [`HTTP_SERVER_REQUEST_DURATION`] | histogram | seconds | method, route, status, scheme, protocol version, `error_type` on errors |
 //! | [`HTTP_SERVER_ACTIVE_REQUESTS`] | gauge | requests | method, scheme |
 //! | [`HTTP_SERVER_REQUEST_BODY_SIZE`] | histogram | bytes | as duration |
 //! | [`HTTP_SERVER_RESPONSE_BODY_SIZE`] | histogram | bytes | as duration |
@@ -12,7 +12,12 @@
 //! Labels are `http_request_method` (unknown methods become `_OTHER`),
 //! `http_route` (the route template, [`UNMATCHED_ROUTE`](crate::UNMATCHED_ROUTE)
 //! for requests that matched no route), `http_response_status_code`,
-//! `url_scheme` and `error_type` (see [`ErrorType`](crate::ErrorType)).
+//! `url_scheme`, `network_protocol_version` (`1.1`, `2`) and `error_type`
+//! (see [`ErrorType`](crate::ErrorType)). Opt-in:
+//! `server_address`/`server_port` among a list of known hosts
+//! ([`HttpMetricsLayer::server_address`]) and the labels handlers set from
+//! a declared set ([`HttpMetricsLayer::labels`], see [`crate::labeler`]).
+//! No label ever holds a raw path, query, header or id.
 //! Duration runs from the call to the end of the response body, or to its
 //! drop. Body sizes are the bytes that flow: the response's data frames as
 //! sent, and the request's `Content-Length` (which hyper enforces) or, for a

@@ -9,15 +9,31 @@
 //! when the response body ends, fails or is dropped, so its duration covers
 //! the whole response.
 //!
-//! Attributes: `http.request.method` (`_OTHER` for unknown methods, with
-//! `http.request.method_original`), `http.route`, `url.path`, `url.scheme`,
-//! `user_agent.original`, `network.protocol.version`,
-//! `http.response.status_code`, `error.type` and `request_id` (the
-//! [`RequestId`](crate::request_id::RequestId) of the request, when
-//! [`SetRequestIdLayer`](crate::request_id::SetRequestIdLayer) runs before this
-//! layer); `cache.result` when [`RecordCacheStatusLayer`](crate::cache::RecordCacheStatusLayer)
-//! runs inside it (it leaves its outcome in the response extensions). The span status is error on 5xx and on failures, unset
-//! otherwise.
+//! Attributes (OTel HTTP semconv v1.44, "HTTP server span"), all but the
+//! response's given at the start, so that samplers see them:
+//!
+//! | attribute | requirement | source |
+//! |---|---|---|
+//! | `http.request.method`, `http.request.method_original` | required / when `_OTHER` | the method |
+//! | `url.path`, `url.query` | required / when present | the target; sensitive query values `REDACTED` ([`SENSITIVE_QUERY_PARAMETERS`]) |
+//! | `url.scheme` | required | a trusted proxy's `proto`, else the URI |
+//! | `http.route` | when matched | the route template |
+//! | `network.protocol.version` | recommended | `1.1`, `2` |
+//! | `client.address`, `network.peer.address`, `network.peer.port` | recommended | the socket peer ([`crate::address`]); behind trusted proxies, the original client |
+//! | `server.address`, `server.port` | recommended | a trusted proxy's host, `:authority` or `Host` |
+//! | `user_agent.original` | recommended | `User-Agent` |
+//! | `client.port` | opt-in | [`HttpTraceLayer::client_port`] |
+//! | `http.request.header.<name>`, `http.response.header.<name>` | opt-in | [`HttpTraceLayer::capture_headers`] |
+//! | `http.response.status_code`, `error.type` | when sent / on errors | the response and its end |
+//! | `request_id`, `cache.result` | not semconv | the [`RequestId`](crate::request_id::RequestId); the cache part's outcome |
+//!
+//! Every value taken from the request is capped at
+//! [`DEFAULT_VALUE_LENGTH_LIMIT`] bytes (or
+//! `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`, `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`,
+//! [`HttpTraceLayer::attribute_value_length_limit`]). The span status is
+//! error on 5xx and on failures, unset otherwise; a caught panic adds an
+//! `exception` event. Handlers add attributes through the request's
+//! [`Labeler`](crate::labeler::Labeler) or `Context::current().span()`.
 //!
 //! While the inner service is polled, the span's context is the current
 //! OTel context (`opentelemetry::Context::current()`): spans the handler

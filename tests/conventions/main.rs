@@ -27,7 +27,7 @@ use tower_observability::{
     labeler::{Labeler, MetricLabels},
     metrics::HttpMetricsLayer,
     route::RouteMatcher,
-    trace::{HeaderCapture, HttpTraceLayer, RouteSampling},
+    trace::{HeaderCapture, RouteSampling},
 };
 
 const UNSAMPLED_PARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
@@ -64,14 +64,11 @@ fn layer(obs: &Observability, proxies: TrustedProxies) -> ObservabilityLayer {
     let capture = HeaderCapture::new()
         .request_headers([HeaderName::from_static("x-tenant")])
         .response_headers([HeaderName::from_static("content-type")]);
-    let trace = HttpTraceLayer::new()
-        .tracer(opentelemetry::trace::TracerProvider::tracer(obs.tracer_provider().unwrap(), "conventions"))
-        .capture_headers(capture)
-        .unwrap();
     let labels = MetricLabels::new(["tenant"]).unwrap();
     obs.layer()
-        .trace(trace)
-        .metrics(HttpMetricsLayer::new().labels(labels))
+        .capture_headers(capture)
+        .unwrap()
+        .metric_labels(labels)
         .trusted_proxies(proxies)
         .sample_routes(RouteMatcher::templates(["/health/live"]), RouteSampling::Never)
         .sample_routes(RouteMatcher::templates(["/checkout"]), RouteSampling::Always)
