@@ -7,6 +7,7 @@ use http::{Request, Version};
 use opentelemetry::trace::{SpanContext, SpanId, TraceId};
 
 use crate::{
+    grpc::RpcCall,
     route::{self, RouteName, Untemplated},
     semconv::{self, KnownMethod},
 };
@@ -48,6 +49,8 @@ pub struct RequestContext {
     route: RouteName,
     span: Option<SpanIds>,
     done: Parts,
+    /// The gRPC call, for a gRPC request (see [`crate::grpc`]).
+    rpc: Option<RpcCall>,
 }
 
 /// The ids of a request's server span, and whether it is sampled.
@@ -86,6 +89,7 @@ impl RequestContext {
             route: route::resolve(req.extensions(), untemplated),
             span: None,
             done: Parts::default(),
+            rpc: RpcCall::of(req),
         }
     }
 
@@ -168,6 +172,17 @@ impl RequestContext {
     pub(crate) fn set_span_context(&mut self, span: &SpanContext) {
         self.span =
             Some(SpanIds { trace_id: span.trace_id(), span_id: span.span_id(), sampled: span.is_sampled() });
+    }
+
+    /// The gRPC call the request makes, `None` for an HTTP request.
+    #[inline]
+    pub(crate) fn rpc(&self) -> Option<&RpcCall> {
+        self.rpc.as_ref()
+    }
+
+    #[inline]
+    pub(crate) fn rpc_mut(&mut self) -> Option<&mut RpcCall> {
+        self.rpc.as_mut()
     }
 
     /// Marks `part` as done; `false` when an outer layer did it already.

@@ -99,6 +99,7 @@ pub mod body;
 pub mod cache;
 mod classify;
 mod context;
+pub mod grpc;
 #[cfg(feature = "health")]
 pub mod health;
 mod layer;

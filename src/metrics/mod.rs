@@ -54,12 +54,14 @@
 //! ```
 
 mod layer;
+mod rpc;
 mod series;
 mod stats;
 
 pub(crate) use self::layer::{MetricsPending, MetricsRoute};
 pub use self::{
     layer::{HttpMetrics, HttpMetricsLayer},
+    rpc::{RPC_SERVER_ACTIVE_CALLS, RPC_SERVER_CALL_DURATION},
     stats::{HttpStats, HttpWindowStats, RouteStats},
 };
 pub use crate::semconv::{DURATION_BUCKETS, SIZE_BUCKETS};
@@ -101,4 +103,5 @@ pub fn describe() {
         Unit::Bytes,
         "Size of HTTP server response bodies, as sent."
     );
+    rpc::describe();
 }

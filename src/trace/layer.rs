@@ -12,6 +12,7 @@ use tracing::Level;
 use super::{
     access_log,
     headers::TraceHeaders,
+    rpc,
     span::{self, RequestSpan, RouteNames, SpanOptions, SpanSource},
 };
 use crate::{
@@ -236,7 +237,8 @@ impl HttpTraceLayer {
         };
         let span = span::start(req, cx, &options);
         cx.set_span_context(span.cx.span().span_context());
-        Some(TracePending { span, access_log: config.access_log, headers: config.headers })
+        let unnamed_rpc = cx.rpc().is_some_and(|call| call.recognized().is_none());
+        Some(TracePending { span, access_log: config.access_log, headers: config.headers, unnamed_rpc })
     }
 }
 
@@ -246,6 +248,8 @@ pub(crate) struct TracePending {
     span: RequestSpan,
     access_log: Option<Level>,
     headers: TraceHeaders,
+    /// A gRPC call whose span started without its method's name.
+    unnamed_rpc: bool,
 }
 
 impl TracePending {
@@ -260,8 +264,14 @@ impl TracePending {
     /// Writes the trace headers, and the cache outcome an inner part left in
     /// the response extensions on the span.
     #[inline]
-    pub(crate) fn respond<B>(this: &Option<Self>, res: &mut Response<B>) {
+    pub(crate) fn respond<B>(this: &mut Option<Self>, cx: &RequestContext, res: &mut Response<B>) {
         let Some(pending) = this else { return };
+        if pending.unnamed_rpc
+            && let Some(method) = cx.rpc().and_then(|call| call.recognized())
+        {
+            rpc::recognized(&pending.span, method);
+            pending.unnamed_rpc = false;
+        }
         pending.headers.write(res.headers_mut(), pending.span.cx.span().span_context());
         if let Some(status) = res.extensions().get::<CacheStatus>() {
             pending.span.cx.span().set_attribute(KeyValue::new(CACHE_RESULT, status.as_str()));
@@ -277,7 +287,10 @@ impl TracePending {
         }
         // Ends the OTel span now, at the body's end; the SDK hands it to
         // the span processors.
-        pending.span.end(finished.status, finished.error);
+        match (cx.rpc(), &finished.rpc) {
+            (Some(call), Some(end)) => rpc::end(&pending.span, call, end, finished.error),
+            _ => pending.span.end(finished.status, finished.error),
+        }
     }
 }
 
@@ -337,10 +350,10 @@ impl Stage for HttpTraceLayer {
     fn on_response<B>(
         pending: &mut Self::Pending,
         _route: &TraceRoute,
-        _cx: &RequestContext,
+        cx: &RequestContext,
         res: &mut Response<B>,
     ) {
-        TracePending::respond(pending, res);
+        TracePending::respond(pending, cx, res);
     }
 
     #[inline]

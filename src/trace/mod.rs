@@ -64,6 +64,7 @@ mod correlation;
 mod headers;
 mod layer;
 mod propagation;
+mod rpc;
 mod span;
 
 pub(crate) use self::layer::{TracePending, TraceRoute};

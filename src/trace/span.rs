@@ -266,6 +266,10 @@ fn server_span<B>(
         let otel = parent.unwrap_or_else(opentelemetry::Context::current);
         return RequestSpan::new(req, cx, otel);
     }
+    if let Some(call) = cx.rpc() {
+        let parent = parent.unwrap_or_else(opentelemetry::Context::current);
+        return RequestSpan::new(req, cx, options.source.start(super::rpc::builder(req, call), &parent));
+    }
     let method = cx.known_method();
     let (name, route) = name_and_route(method, cx.route_name().template(), options.kept);
     let mut attributes = Vec::with_capacity(8);
