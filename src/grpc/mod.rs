@@ -27,7 +27,15 @@
 //!   `UNAVAILABLE`, `DATA_LOSS`), and absent for the others (`OK`,
 //!   `NOT_FOUND`, `CANCELLED`...); an [`ErrorType`](crate::ErrorType) the
 //!   handler puts in the response extensions (or the panic catcher's
-//!   `panic`) wins, as for HTTP.
+//!   `panic`) wins, as for HTTP. A panic caught by
+//!   [`CatchPanic`](crate::panic::CatchPanic) is answered with an HTTP
+//!   `500` without `grpc-status`, which the client and the crate read as
+//!   `UNKNOWN` (`error_type="panic"`).
+//! - **Not covered.** Message counts per call (OTel semconv v1.44.0
+//!   deprecated `rpc.server.requests_per_rpc` and `responses_per_rpc`
+//!   without a replacement; counting would mean parsing the frames of both
+//!   bodies), `server.address`/`server.port` and `network.peer.*` on the
+//!   span, and gRPC-Web.
 //! - **Method.** `rpc.method` is the path without its leading `/`,
 //!   `{package.Service}/{Method}`, for a method the server serves, and
 //!   `_OTHER` for any other path (semconv: "MUST be set to `_OTHER`" when the
