@@ -71,6 +71,14 @@ pub trait BodyObserver {
         let _ = len;
     }
 
+    /// The body's trailers went through (a gRPC response's `grpc-status`
+    /// travels there); [`on_end`](Self::on_end) follows at once, with
+    /// [`BodyEnd::Complete`]. The default does nothing.
+    #[inline]
+    fn on_trailers(&mut self, trailers: &http::HeaderMap) {
+        let _ = trailers;
+    }
+
     /// The body ended; see [`BodyEnd`]. Called exactly once.
     fn on_end(self, end: BodyEnd);
 }
@@ -176,6 +184,8 @@ where
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     observer.on_data(data.remaining());
+                } else if let Some(trailers) = frame.trailers_ref() {
+                    observer.on_trailers(trailers);
                 }
                 (frame.is_trailers() || this.inner.is_end_stream()).then_some(BodyEnd::Complete)
             }
@@ -370,6 +380,26 @@ mod tests {
         let collected = body.collect().await.unwrap().to_bytes();
         assert_eq!(collected.len(), 50);
         assert_eq!(record.get(), (50, vec![BodyEnd::Complete]));
+    }
+
+    #[tokio::test]
+    async fn trailers_reach_the_observer_before_the_end() {
+        struct Trailers(Arc<Mutex<Vec<String>>>);
+        impl BodyObserver for Trailers {
+            fn on_trailers(&mut self, trailers: &http::HeaderMap) {
+                let status = trailers["grpc-status"].to_str().unwrap();
+                self.0.lock().unwrap().push(format!("trailers {status}"));
+            }
+            fn on_end(self, end: BodyEnd) {
+                self.0.lock().unwrap().push(format!("{end:?}"));
+            }
+        }
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("14"));
+        let chunks = vec![Ok(Frame::data(Bytes::from_static(b"abc"))), Ok(Frame::trailers(trailers))];
+        ResponseBody::new(stream(chunks), Trailers(seen.clone())).collect().await.unwrap();
+        assert_eq!(*seen.lock().unwrap(), ["trailers 14", "Complete"]);
     }
 
     #[tokio::test]

@@ -5,6 +5,8 @@
 
 use std::{any::Any, error::Error as StdError, fmt};
 
+use crate::grpc::Code;
+
 /// Why a request counts as failed; the value of `error_type` / `error.type`.
 ///
 /// One taxonomy feeds the metric label, the span's `error.type` and status,
@@ -56,6 +58,10 @@ pub enum ErrorType {
     Body,
     /// The client went away before the response ended: `client_abort`.
     ClientAbort,
+    /// A gRPC call ended with a status code a server counts as an error
+    /// ([`Code::is_server_error`]); the label is the code's name, e.g.
+    /// `"UNAVAILABLE"` (OTel RPC semconv v1.44.0, `error.type`).
+    Grpc(Code),
 }
 
 /// The `error.type` of an error the crate cannot name (OTel semconv's
@@ -136,6 +142,7 @@ impl ErrorType {
             Self::Timeout => "timeout",
             Self::Body => "body_error",
             Self::ClientAbort => "client_abort",
+            Self::Grpc(code) => code.as_str(),
         }
     }
 }
@@ -246,6 +253,36 @@ impl End {
     }
 }
 
+impl End {
+    /// The status code and error of a gRPC call that ended this way, with
+    /// `status` (from its trailers, or the headers of a trailers-only
+    /// response), `http` (the response's status, when one was given) and
+    /// `marked` (an [`ErrorType`] in its extensions); `deadline_passed`
+    /// tells whether the client's `grpc-timeout` ran out (see
+    /// [`crate::grpc`] for the rules).
+    #[inline]
+    pub(crate) fn rpc(
+        self,
+        status: Option<Code>,
+        http: Option<http::StatusCode>,
+        marked: Option<ErrorType>,
+        deadline_passed: bool,
+    ) -> (Code, Option<ErrorType>) {
+        let unanswered = if deadline_passed { Code::DeadlineExceeded } else { Code::Cancelled };
+        let code = match self {
+            Self::ServiceError(_) => Code::Unknown,
+            Self::Complete => status.unwrap_or_else(|| http.map_or(Code::Unknown, Code::from_http_status)),
+            Self::BodyError => status.unwrap_or(Code::Unknown),
+            Self::BodyAborted | Self::Cancelled => status.unwrap_or(unanswered),
+        };
+        let error = match self {
+            Self::ServiceError(error) => Some(error),
+            _ => marked.or_else(|| code.is_server_error().then_some(ErrorType::Grpc(code))),
+        };
+        (code, error)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,6 +350,23 @@ mod tests {
         assert_eq!(End::Complete.error(c, s200, None), None);
         assert_eq!(End::ServiceError(ErrorType::Timeout).error(c, None, None), Some(ErrorType::Timeout));
         let strict = StatusClassifier::new(|s| s.as_u16() >= 429);
+        let rpc = |end: End, status, http, deadline| end.rpc(status, http, None, deadline);
+        assert_eq!(rpc(End::Complete, Some(Code::NotFound), s200, false), (Code::NotFound, None));
+        let internal = (Code::Internal, Some(ErrorType::Grpc(Code::Internal)));
+        assert_eq!(rpc(End::Complete, Some(Code::Internal), s200, false), internal);
+        assert_eq!(rpc(End::Complete, None, s200, false).0, Code::Unknown, "ended without a status");
+        let s503 = Some(http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(rpc(End::Complete, None, s503, false).0, Code::Unavailable);
+        assert_eq!(rpc(End::Cancelled, None, None, false), (Code::Cancelled, None));
+        let deadline = (Code::DeadlineExceeded, Some(ErrorType::Grpc(Code::DeadlineExceeded)));
+        assert_eq!(rpc(End::Cancelled, None, None, true), deadline);
+        assert_eq!(rpc(End::BodyAborted, None, s200, true), deadline);
+        assert_eq!(rpc(End::BodyError, None, s200, false).0, Code::Unknown);
+        let marked = End::Complete.rpc(Some(Code::Ok), s200, Some(ErrorType::Panic), false);
+        assert_eq!(marked, (Code::Ok, Some(ErrorType::Panic)));
+        let failed = End::ServiceError(ErrorType::Timeout).rpc(None, None, None, false);
+        assert_eq!(failed, (Code::Unknown, Some(ErrorType::Timeout)));
+        assert_eq!(ErrorType::Grpc(Code::DataLoss).as_str(), "DATA_LOSS");
         let s429 = Some(http::StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(End::Complete.error(strict, s429, None).unwrap().as_str(), "429");
     }

@@ -8,6 +8,7 @@ use opentelemetry::trace::{SpanContext, SpanId, TraceId};
 
 use crate::{
     address::{self, TrustedProxies},
+    grpc::RpcCall,
     labeler::Labeler,
     route::{self, RouteName, Untemplated},
     semconv::{self, KnownMethod},
@@ -51,6 +52,8 @@ pub struct RequestContext {
     span: Option<SpanIds>,
     labeler: Option<Labeler>,
     done: Parts,
+    /// The gRPC call, for a gRPC request (see [`crate::grpc`]).
+    rpc: Option<RpcCall>,
 }
 
 /// The ids of a request's server span, and whether it is sampled.
@@ -101,6 +104,7 @@ impl RequestContext {
             span: None,
             labeler: None,
             done: Parts::default(),
+            rpc: RpcCall::of(req),
         }
     }
 
@@ -205,6 +209,17 @@ impl RequestContext {
     pub(crate) fn set_span_context(&mut self, span: &SpanContext) {
         self.span =
             Some(SpanIds { trace_id: span.trace_id(), span_id: span.span_id(), sampled: span.is_sampled() });
+    }
+
+    /// The gRPC call the request makes, `None` for an HTTP request.
+    #[inline]
+    pub(crate) fn rpc(&self) -> Option<&RpcCall> {
+        self.rpc.as_ref()
+    }
+
+    #[inline]
+    pub(crate) fn rpc_mut(&mut self) -> Option<&mut RpcCall> {
+        self.rpc.as_mut()
     }
 
     /// Marks `part` as done; `false` when an outer layer did it already.

@@ -439,7 +439,8 @@ where
     ) {
         // Inner parts first: the span reads the cache outcome.
         pending.3.respond(&route.cache, res);
-        TracePending::respond(&pending.1, res);
+        MetricsPending::respond(&mut pending.2, &route.metrics, cx);
+        TracePending::respond(&mut pending.1, cx, res);
         <SetRequestIdLayer<M> as Stage>::on_response(&mut pending.0, &(), cx, res);
     }
 

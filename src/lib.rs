@@ -53,6 +53,15 @@
 //! whatever the stacking. They all make the same service,
 //! [`observe::Observe`].
 //!
+//! # gRPC
+//!
+//! The same layer wraps a tonic server
+//! (`Server::builder().layer(obs.layer())`, or a tonic service mounted in an
+//! axum `Router`): a request whose `content-type` is `application/grpc` is
+//! observed with the OpenTelemetry RPC conventions (v1.44.0), its status
+//! read from the trailers, and recorded in `rpc_server_*` instead of
+//! `http_server_*`; see [`grpc`]. Observing gRPC needs no feature.
+//!
 //! # Composing with the monitoring routes
 //!
 //! Both orders observe every application request once and no monitoring
@@ -78,6 +87,7 @@
 //! | `process-metrics` | no | the `process_*` metrics on `/metrics` and in the overview |
 //! | `moka` | no | [`cache::InstrumentedCache`]: cache metrics for `moka::future::Cache` |
 //! | `tower-http` | no | tower-http's `RequestId` extension beside the crate's |
+//! | `grpc` | no | [`grpc::HealthService`]: the health registry as `grpc.health.v1.Health` (tonic-health) |
 //! | `full` | no | all of the above |
 //!
 //! Without default features the layers need only the OpenTelemetry API:
@@ -100,6 +110,7 @@ pub mod body;
 pub mod cache;
 mod classify;
 mod context;
+pub mod grpc;
 #[cfg(feature = "health")]
 pub mod health;
 pub mod labeler;

@@ -10,10 +10,10 @@
 //! share [`OVERFLOW_ROUTE`].
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     fmt,
     sync::{
-        Arc, OnceLock, PoisonError, RwLock,
+        Arc, LazyLock, OnceLock, PoisonError, RwLock,
         atomic::{AtomicBool, Ordering},
     },
 };
@@ -164,6 +164,79 @@ fn nested_template(extensions: &Extensions) -> Option<Arc<str>> {
 #[cfg(not(feature = "axum"))]
 fn nested_template(_: &Extensions) -> Option<Arc<str>> {
     None
+}
+
+/// The most gRPC methods recognized in one process; past it, methods are
+/// labelled `_OTHER` (see [`crate::grpc`]).
+pub const MAX_RPC_METHODS: usize = 1024;
+
+/// The longest gRPC method name recognized, in bytes.
+pub(crate) const MAX_RPC_METHOD_LEN: usize = 256;
+
+type Methods = RwLock<HashSet<&'static str, foldhash::fast::RandomState>>;
+
+/// The gRPC methods recognized in this process (`pkg.Service/Method`),
+/// shared by every layer: kept for the life of the process, so that a
+/// method name goes into spans and labels without a copy. Only methods a
+/// server answered (or that were declared) get in, at most
+/// [`MAX_RPC_METHODS`] of at most [`MAX_RPC_METHOD_LEN`] bytes: a client
+/// sending random paths adds nothing.
+static RPC_METHODS: LazyLock<Methods> = LazyLock::new(RwLock::default);
+
+/// The recognized method a gRPC request path (`/pkg.Service/Method`) names.
+#[inline]
+pub(crate) fn rpc_method(path: &str) -> Option<&'static str> {
+    let name = path.strip_prefix('/')?;
+    RPC_METHODS.read().unwrap_or_else(PoisonError::into_inner).get(name).copied()
+}
+
+/// Recognizes the method of `path` (`/pkg.Service/Method`), answered by a
+/// server; `None` for a path that does not name a method, or past the cap.
+pub(crate) fn learn_rpc_method(path: &str) -> Option<&'static str> {
+    path.strip_prefix('/').and_then(intern_rpc_method)
+}
+
+/// Declares `method` (`pkg.Service/Method`, with or without a leading
+/// `/`) as served, so that its calls are labelled with it from the first
+/// one (OTel RPC semconv: an instrumentation "SHOULD provide a way to
+/// configure the list of recognized RPC methods"). Without it, a method is
+/// recognized once a call to it is answered; see [`crate::grpc`].
+///
+/// Returns `false`, and recognizes nothing, for a name that is not
+/// `{service}/{method}` (both non-empty, visible ASCII, no other `/`),
+/// longer than 256 bytes, or past the [`MAX_RPC_METHODS`] of the process.
+///
+/// ```
+/// use tower_observability::grpc::recognize_method;
+///
+/// assert!(recognize_method("/demo.Greeter/SayHello"));
+/// assert!(!recognize_method("no-slash"));
+/// ```
+pub fn recognize_method(method: &str) -> bool {
+    intern_rpc_method(method.strip_prefix('/').unwrap_or(method)).is_some()
+}
+
+fn intern_rpc_method(name: &str) -> Option<&'static str> {
+    let well_formed = name.len() <= MAX_RPC_METHOD_LEN
+        && name.bytes().all(|b| b.is_ascii_graphic())
+        && matches!(name.split_once('/'), Some((service, method))
+            if !service.is_empty() && !method.is_empty() && !method.contains('/'));
+    if !well_formed {
+        return None;
+    }
+    if let Some(known) = RPC_METHODS.read().unwrap_or_else(PoisonError::into_inner).get(name) {
+        return Some(known);
+    }
+    let mut all = RPC_METHODS.write().unwrap_or_else(PoisonError::into_inner);
+    if let Some(known) = all.get(name) {
+        return Some(known);
+    }
+    if all.len() >= MAX_RPC_METHODS {
+        return None;
+    }
+    let name: &'static str = Box::leak(name.into());
+    all.insert(name);
+    Some(name)
 }
 
 /// Which routes a setting applies to: route templates, predicates over
@@ -366,6 +439,20 @@ mod tests {
         assert_eq!(table.find("/b").as_deref().map(String::as_str), Some("/b"));
         assert_eq!(table.find(OVERFLOW_ROUTE).as_deref().map(String::as_str), Some(OVERFLOW_ROUTE));
         assert!(table.find("/c").is_none(), "an overflowed route has no entry of its own");
+    }
+
+    #[test]
+    fn rpc_methods_are_recognized_only_when_well_formed() {
+        assert_eq!(rpc_method("/route.tests.Svc/M"), None);
+        assert_eq!(learn_rpc_method("/route.tests.Svc/M"), Some("route.tests.Svc/M"));
+        assert_eq!(rpc_method("/route.tests.Svc/M"), Some("route.tests.Svc/M"));
+        for bad in ["/", "//M", "/S/", "/S/M/x", "/S M/x", "S/M", "/S/\u{e9}"] {
+            assert_eq!(learn_rpc_method(bad), None, "{bad}");
+        }
+        let long = format!("/s/{}", "m".repeat(MAX_RPC_METHOD_LEN));
+        assert_eq!(learn_rpc_method(&long), None);
+        assert!(recognize_method("route.tests.Declared/M"));
+        assert_eq!(rpc_method("/route.tests.Declared/M"), Some("route.tests.Declared/M"));
     }
 
     #[test]

@@ -236,6 +236,28 @@ pub(crate) fn protocol_version(version: Version) -> &'static str {
     }
 }
 
+// RPC: OpenTelemetry semantic conventions v1.44.0, "Semantic conventions
+// for RPC spans", "... for RPC metrics" and "... for gRPC" (release
+// candidate). v1.39 renamed `rpc.system` to `rpc.system.name`, merged
+// `rpc.service` into a fully qualified `rpc.method`, replaced
+// `rpc.grpc.status_code` (an int) with `rpc.response.status_code` (the
+// code's name), and `rpc.server.duration` (ms) with
+// `rpc.server.call.duration` (s).
+
+/// `rpc.system.name`: the RPC system, `grpc`.
+pub(crate) const RPC_SYSTEM_NAME: Key = Key::from_static_str("rpc.system.name");
+/// `rpc.method`: `{package.Service}/{Method}`, or `_OTHER`.
+pub(crate) const RPC_METHOD: Key = Key::from_static_str("rpc.method");
+/// `rpc.method_original`: the method the client named, when `rpc.method`
+/// is `_OTHER`.
+pub(crate) const RPC_METHOD_ORIGINAL: Key = Key::from_static_str("rpc.method_original");
+/// `rpc.response.status_code`: the status code's name, `OK`, `NOT_FOUND`...
+pub(crate) const RPC_RESPONSE_STATUS_CODE: Key = Key::from_static_str("rpc.response.status_code");
+/// The `rpc.system.name` of gRPC.
+pub(crate) const RPC_SYSTEM_GRPC: &str = "grpc";
+/// The `rpc.method` of a method the server does not recognize.
+pub(crate) const RPC_METHOD_OTHER: &str = "_OTHER";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@ use http::Request;
 use tower_layer::Layer;
 
 use super::{
+    rpc::{self, RpcMethod, RpcMethods},
     series::{ActiveGauges, KnownHost, Measurement, RouteSeries, SeriesKey, SeriesLabels, host_index},
     stats::{HttpStats, RouteWindows},
 };
@@ -42,6 +43,8 @@ pub struct HttpMetricsLayer {
     gauges: Arc<ActiveGauges>,
     stats: HttpStats,
     routes: Arc<Routes<MetricsRoute>>,
+    /// The RPC series of gRPC calls, per method.
+    rpc: Arc<RpcMethods>,
 }
 
 /// Service made by [`HttpMetricsLayer`]: the crate's
@@ -70,6 +73,7 @@ pub(crate) struct MetricsRoute {
     windows: OnceLock<Arc<RouteWindows>>,
     stats: HttpStats,
     gauges: Arc<ActiveGauges>,
+    rpc: Arc<RpcMethods>,
 }
 
 impl MetricsRoute {
@@ -98,10 +102,11 @@ impl HttpMetricsLayer {
     }
 
     fn from_parts(config: Arc<Config>, gauges: Arc<ActiveGauges>, stats: HttpStats) -> Self {
+        let rpc = Arc::new(rpc::methods(config.max_routes, &stats));
         let routes = Routes::new(config.max_routes, |label| {
-            Routed::new(make_route(&config, &gauges, &stats, label, &RouteMatcher::default()))
+            Routed::new(make_route(&config, &gauges, &stats, &rpc, label, &RouteMatcher::default()))
         });
-        Self { config, gauges, stats, routes: Arc::new(routes) }
+        Self { config, gauges, stats, routes: Arc::new(routes), rpc }
     }
 
     /// A new layer with `change` made to the configuration, keeping the
@@ -242,7 +247,7 @@ impl HttpMetricsLayer {
     /// The state of a new route label; `exclude` adds the templates of an
     /// enclosing layer.
     pub(crate) fn make_route(&self, label: &str, exclude: &RouteMatcher) -> MetricsRoute {
-        make_route(&self.config, &self.gauges, &self.stats, label, exclude)
+        make_route(&self.config, &self.gauges, &self.stats, &self.rpc, label, exclude)
     }
 
     /// The metrics part of a request: counts it as active.
@@ -256,6 +261,15 @@ impl HttpMetricsLayer {
         if !cx.claim(Parts::METRICS) || route.excluded || !observed {
             return None;
         }
+        if let Some(call) = cx.rpc() {
+            let method = route.rpc_method(call.recognized());
+            method.start();
+            return Some(MetricsPending {
+                request_size: RequestSize::Known(0),
+                server: None,
+                rpc: Some(method),
+            });
+        }
         route.gauges.get(cx.known_method(), cx.is_https()).increment(1.0);
         route.windows().stats.start_request();
         let server = route.series.known_hosts().map(|hosts| {
@@ -266,7 +280,7 @@ impl HttpMetricsLayer {
                 .and_then(|_| address::forwarded_server(req.headers()).host);
             host_index(hosts, address::server(req, forwarded))
         });
-        Some(MetricsPending { request_size: request_size(req), server })
+        Some(MetricsPending { request_size: request_size(req), server, rpc: None })
     }
 }
 
@@ -274,6 +288,7 @@ fn make_route(
     config: &Config,
     gauges: &Arc<ActiveGauges>,
     stats: &HttpStats,
+    rpc: &Arc<RpcMethods>,
     label: &str,
     exclude: &RouteMatcher,
 ) -> MetricsRoute {
@@ -284,6 +299,15 @@ fn make_route(
         windows: OnceLock::new(),
         stats: stats.clone(),
         gauges: gauges.clone(),
+        rpc: rpc.clone(),
+    }
+}
+
+impl MetricsRoute {
+    /// The RPC metrics of a gRPC method (`None`: not recognized, `_OTHER`).
+    #[inline]
+    fn rpc_method(&self, method: Option<&str>) -> Arc<RpcMethod> {
+        self.rpc.get(method, |label| RpcMethod::new(label, self.stats.clone()))
     }
 }
 
@@ -306,13 +330,39 @@ impl<S> Layer<S> for HttpMetricsLayer {
 pub(crate) struct MetricsPending {
     request_size: RequestSize,
     server: Option<u16>,
+    /// For a gRPC call, the method it is counted under as active.
+    rpc: Option<Arc<RpcMethod>>,
 }
 
 impl MetricsPending {
+    /// A gRPC call whose method was recognized from its response head
+    /// moves from `_OTHER` to its method.
+    #[inline]
+    pub(crate) fn respond(this: &mut Option<Self>, route: &MetricsRoute, cx: &RequestContext) {
+        let Some(Self { rpc: Some(counted), .. }) = this else { return };
+        let Some(name) = cx.rpc().and_then(|call| call.recognized()) else { return };
+        if counted.label() != name {
+            let method = route.rpc_method(Some(name));
+            counted.end();
+            method.start();
+            *counted = method;
+        }
+    }
+
     /// Records the finished request into its series and windows.
     #[inline]
     pub(crate) fn finish(this: Option<Self>, route: &MetricsRoute, cx: &RequestContext, finished: &Finished) {
         let Some(pending) = this else { return };
+        if let Some(method) = pending.rpc {
+            method.end();
+            if finished.observed
+                && let Some(end) = &finished.rpc
+            {
+                let seconds = finished.at.saturating_duration_since(cx.start()).as_secs_f64();
+                method.record(seconds, end.code, finished.error, finished.at);
+            }
+            return;
+        }
         route.gauges.get(cx.known_method(), cx.is_https()).decrement(1.0);
         let windows = &route.windows().stats;
         windows.end_request();
@@ -380,6 +430,16 @@ impl Stage for HttpMetricsLayer {
         req: &mut Request<B>,
     ) -> Self::Pending {
         Self::start(cx, route, observed, req)
+    }
+
+    #[inline]
+    fn on_response<B>(
+        pending: &mut Self::Pending,
+        route: &MetricsRoute,
+        cx: &RequestContext,
+        _res: &mut http::Response<B>,
+    ) {
+        MetricsPending::respond(pending, route, cx);
     }
 
     #[inline]

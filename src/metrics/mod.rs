@@ -8,6 +8,11 @@
 //! | [`HTTP_SERVER_REQUEST_BODY_SIZE`] | histogram | bytes | as duration |
 //! | [`HTTP_SERVER_RESPONSE_BODY_SIZE`] | histogram | bytes | as duration |
 //! | [`HTTP_SERVER_TIME_TO_FIRST_BYTE`] (opt-in) | histogram | seconds | as duration |
+//! | [`RPC_SERVER_CALL_DURATION`] | histogram | seconds | `rpc_system_name`, `rpc_method`, `rpc_response_status_code`, `error_type` on errors |
+//! | [`RPC_SERVER_ACTIVE_CALLS`] | gauge | calls | `rpc_system_name`, `rpc_method` |
+//!
+//! A gRPC call is recorded in the two RPC metrics only (OTel RPC semconv
+//! v1.44.0; see [`crate::grpc`]), not in the HTTP ones.
 //!
 //! Labels are `http_request_method` (unknown methods become `_OTHER`),
 //! `http_route` (the route template, [`UNMATCHED_ROUTE`](crate::UNMATCHED_ROUTE)
@@ -59,12 +64,14 @@
 //! ```
 
 mod layer;
+mod rpc;
 mod series;
 mod stats;
 
 pub(crate) use self::layer::{MetricsPending, MetricsRoute};
 pub use self::{
     layer::{HttpMetrics, HttpMetricsLayer},
+    rpc::{RPC_SERVER_ACTIVE_CALLS, RPC_SERVER_CALL_DURATION},
     stats::{HttpStats, HttpWindowStats, RouteStats},
 };
 pub use crate::semconv::{DURATION_BUCKETS, SIZE_BUCKETS};
@@ -106,4 +113,5 @@ pub fn describe() {
         Unit::Bytes,
         "Size of HTTP server response bodies, as sent."
     );
+    rpc::describe();
 }

@@ -11,14 +11,15 @@ use std::{
     time::Instant,
 };
 
-use http::{Response, StatusCode};
+use http::{HeaderValue, Response, StatusCode};
 use pin_project_lite::pin_project;
 
-use super::{Finished, ResponseBody, Routed, Stage, Unobserved};
+use super::{Finished, ResponseBody, Routed, RpcEnd, Stage, Unobserved};
 use crate::{
     body::{self, BodyEnd, BodyObserver},
     classify::{End, ErrorType, StatusClassifier},
     context::RequestContext,
+    grpc::{self, Code},
 };
 
 /// What a request keeps until its response is ready.
@@ -53,7 +54,8 @@ pin_project! {
     {
         fn drop(this: Pin<&mut Self>) {
             if let Some(State { cx, route, pending, observed, .. }) = this.project().state.take() {
-                St::on_end(pending, &route.state, &cx, &Finished::without_response(End::Cancelled, observed));
+                let finished = Finished::without_response(End::Cancelled, &cx, observed);
+                St::on_end(pending, &route.state, &cx, &finished);
             }
         }
     }
@@ -78,7 +80,7 @@ where
         let mut this = self.project();
         let state = this.state.as_ref().expect("ResponseFuture polled after completion");
         let result = ready!(St::in_scope(&state.pending, || this.inner.as_mut().poll(cx)));
-        let State { cx: rcx, route, mut pending, classifier, first_byte, mut observed } =
+        let State { cx: mut rcx, route, mut pending, classifier, first_byte, mut observed } =
             this.state.take().expect("checked above");
         Poll::Ready(match result {
             Ok(mut res) => {
@@ -86,6 +88,13 @@ where
                     route.unobserved.store(true, std::sync::atomic::Ordering::Relaxed);
                     observed = false;
                 }
+                // A gRPC call: the status of a trailers-only response, and
+                // the method, recognized from the answer.
+                let grpc = rcx.rpc_mut().and_then(|call| {
+                    let status = grpc::status_of(res.headers());
+                    call.learn(res.status(), status.as_ref());
+                    status
+                });
                 St::on_response(&mut pending, &route.state, &rcx, &mut res);
                 let status = res.status();
                 let finish = Finish {
@@ -98,13 +107,14 @@ where
                     response_bytes: 0,
                     first_byte: if first_byte { FirstByte::Waiting } else { FirstByte::NotAsked },
                     observed,
+                    grpc,
                 };
                 let is_head = finish.cx.is_head();
                 Ok(res.map(|body| body::observe(body, finish, is_head, status)))
             }
             Err(err) => {
                 let end = End::ServiceError(ErrorType::of_service_error(&err));
-                St::on_end(pending, &route.state, &rcx, &Finished::without_response(end, observed));
+                St::on_end(pending, &route.state, &rcx, &Finished::without_response(end, &rcx, observed));
                 Err(err)
             }
         })
@@ -133,6 +143,9 @@ where
     response_bytes: u64,
     first_byte: FirstByte,
     observed: bool,
+    /// For a gRPC call, its status so far: from the response headers
+    /// (trailers-only), then from the trailers.
+    grpc: Option<(Code, Option<HeaderValue>)>,
 }
 
 /// The instant of the first response byte, when a part asked for it.
@@ -153,20 +166,37 @@ impl<St: Stage> BodyObserver for Finish<St> {
     }
 
     #[inline]
+    fn on_trailers(&mut self, trailers: &http::HeaderMap) {
+        if self.cx.rpc().is_some()
+            && let Some(found) = grpc::status_of(trailers)
+        {
+            self.grpc = Some(found);
+        }
+    }
+
+    #[inline]
     fn on_end(self, end: BodyEnd) {
         let end = match end {
             BodyEnd::Complete => End::Complete,
             BodyEnd::Error => End::BodyError,
             BodyEnd::Aborted => End::BodyAborted,
         };
+        let at = Instant::now();
+        let marked = self.marked.or_else(|| self.cx.labeler()?.marked_error().map(ErrorType::Application));
+        let (error, rpc) = match self.cx.rpc() {
+            Some(call) => {
+                let (code, message) = self.grpc.map_or((None, None), |(code, message)| (Some(code), message));
+                let deadline = call.deadline_passed(at.saturating_duration_since(self.cx.start()));
+                let (code, error) = end.rpc(code, Some(self.status), marked, deadline);
+                (error, Some(RpcEnd { code, message }))
+            }
+            None => (end.error(self.classifier, Some(self.status), marked), None),
+        };
         let finished = Finished {
-            at: Instant::now(),
+            at,
             status: Some(self.status),
-            error: end.error(
-                self.classifier,
-                Some(self.status),
-                self.marked.or_else(|| self.cx.labeler()?.marked_error().map(ErrorType::Application)),
-            ),
+            error,
+            rpc,
             response_bytes: self.response_bytes,
             first_byte: match self.first_byte {
                 FirstByte::At(at) => Some(at),

@@ -38,7 +38,7 @@ use std::{
     time::Instant,
 };
 
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 
 pub use self::{
     future::{Finish, ResponseFuture},
@@ -48,6 +48,7 @@ use crate::{
     address::TrustedProxies,
     classify::{End, ErrorType, StatusClassifier},
     context::RequestContext,
+    grpc::Code,
     labeler::Labeler,
     route::RouteTable,
 };
@@ -149,7 +150,7 @@ pub(crate) trait Stage: Clone + Send + Sync + 'static {
 }
 
 /// How a request ended, classified once, as every part reads it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Finished {
     /// When it ended: one clock reading for every part.
     pub(crate) at: Instant,
@@ -163,19 +164,32 @@ pub(crate) struct Finished {
     pub(crate) first_byte: Option<Instant>,
     /// False for a response of the monitoring routes: nothing is recorded.
     pub(crate) observed: bool,
+    /// How a gRPC call ended; `None` for an HTTP request.
+    pub(crate) rpc: Option<RpcEnd>,
+}
+
+/// How a gRPC call ended.
+#[derive(Debug, Clone)]
+pub(crate) struct RpcEnd {
+    /// Its status code.
+    pub(crate) code: Code,
+    /// Its raw `grpc-message`, when it was not `OK`.
+    pub(crate) message: Option<HeaderValue>,
 }
 
 impl Finished {
-    /// A request that ended without a response.
-    pub(crate) fn without_response(end: End, observed: bool) -> Self {
-        Self {
-            at: Instant::now(),
-            status: None,
-            error: end.error(StatusClassifier::default(), None, None),
-            response_bytes: 0,
-            first_byte: None,
-            observed,
-        }
+    /// A request of `cx` that ended without a response.
+    pub(crate) fn without_response(end: End, cx: &RequestContext, observed: bool) -> Self {
+        let at = Instant::now();
+        let (error, rpc) = match cx.rpc() {
+            None => (end.error(StatusClassifier::default(), None, None), None),
+            Some(call) => {
+                let deadline = call.deadline_passed(at.saturating_duration_since(cx.start()));
+                let (code, error) = end.rpc(None, None, None, deadline);
+                (error, Some(RpcEnd { code, message: None }))
+            }
+        };
+        Self { at, status: None, error, response_bytes: 0, first_byte: None, observed, rpc }
     }
 }
 

@@ -22,7 +22,22 @@ macro_rules! access_event {
 /// registry lookup per subscriber layer). Fields: `http.request.method`,
 /// `http.route`, `http.response.status_code`, `duration_seconds` (from
 /// the context's start to the end of the response body), `error.type`.
+///
+/// A gRPC call logs `rpc.method` and `rpc.response.status_code` instead of
+/// the route and the HTTP status.
 pub(super) fn log(level: Level, span: &Span, cx: &RequestContext, finished: &Finished) {
+    if let (Some(call), Some(end)) = (cx.rpc(), &finished.rpc) {
+        access_event!(
+            level,
+            span,
+            rpc.method = call.method(),
+            rpc.response.status_code = end.code.as_str(),
+            duration_seconds = finished.at.saturating_duration_since(cx.start()).as_secs_f64(),
+            error.type = finished.error.as_ref().map(ErrorType::as_str),
+            "call finished"
+        );
+        return;
+    }
     access_event!(
         level,
         span,

@@ -13,6 +13,7 @@ use super::{
     access_log,
     attributes::{AttributeConfig, CaptureError, CapturedHeaders, HeaderCapture},
     headers::TraceHeaders,
+    rpc,
     sampling::RouteSampling,
     span::{self, RequestSpan, RouteNames, SpanOptions, SpanSource},
 };
@@ -384,12 +385,14 @@ impl HttpTraceLayer {
             labeler.set_span(&span.cx);
         }
         let capture = &config.attributes.headers;
+        let unnamed_rpc = cx.rpc().is_some_and(|call| call.recognized().is_none());
         Some(TracePending {
             span,
             access_log: config.access_log.filter(|_| route.access_log),
             headers: config.headers,
             value_limit: config.attributes.value_limit,
             capture: capture.captures_response().then(|| capture.clone()),
+            unnamed_rpc,
         })
     }
 }
@@ -404,6 +407,8 @@ pub(crate) struct TracePending {
     value_limit: usize,
     /// The headers to capture from the response, when there are any.
     capture: Option<CapturedHeaders>,
+    /// A gRPC call whose span started without its method's name.
+    unnamed_rpc: bool,
 }
 
 impl TracePending {
@@ -418,8 +423,14 @@ impl TracePending {
     /// Writes the trace headers, and the cache outcome an inner part left in
     /// the response extensions on the span.
     #[inline]
-    pub(crate) fn respond<B>(this: &Option<Self>, res: &mut Response<B>) {
+    pub(crate) fn respond<B>(this: &mut Option<Self>, cx: &RequestContext, res: &mut Response<B>) {
         let Some(pending) = this else { return };
+        if pending.unnamed_rpc
+            && let Some(method) = cx.rpc().and_then(|call| call.recognized())
+        {
+            rpc::recognized(&pending.span, method);
+            pending.unnamed_rpc = false;
+        }
         pending.headers.write(res.headers_mut(), &pending.span.cx);
         if !pending.span.recording {
             return;
@@ -448,7 +459,10 @@ impl TracePending {
         }
         // Ends the OTel span now, at the body's end; the SDK hands it to
         // the span processors.
-        pending.span.end(finished.status, finished.error);
+        match (cx.rpc(), &finished.rpc) {
+            (Some(call), Some(end)) => rpc::end(&pending.span, call, end, finished.error),
+            _ => pending.span.end(finished.status, finished.error),
+        }
     }
 }
 
@@ -524,10 +538,10 @@ impl Stage for HttpTraceLayer {
     fn on_response<B>(
         pending: &mut Self::Pending,
         _route: &TraceRoute,
-        _cx: &RequestContext,
+        cx: &RequestContext,
         res: &mut Response<B>,
     ) {
-        TracePending::respond(pending, res);
+        TracePending::respond(pending, cx, res);
     }
 
     #[inline]

@@ -81,6 +81,7 @@ mod correlation;
 mod headers;
 mod layer;
 mod propagation;
+mod rpc;
 mod sampling;
 mod span;
 

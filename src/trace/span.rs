@@ -300,6 +300,12 @@ fn server_span<B>(
         let otel = parent.unwrap_or_else(opentelemetry::Context::current);
         return RequestSpan::new(req, cx, otel, false);
     }
+    if let Some(call) = cx.rpc() {
+        let parent = parent.unwrap_or_else(opentelemetry::Context::current);
+        let otel = options.source.start(super::rpc::builder(req, call), &parent);
+        let recording = otel.span().is_recording();
+        return RequestSpan::new(req, cx, otel, recording);
+    }
     let method = cx.known_method();
     let (name, route) = name_and_route(method, cx.route_name().template(), options.kept);
     let limit = options.attributes.value_limit;

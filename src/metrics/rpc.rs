@@ -1,0 +1,218 @@
+//! RPC server metrics for gRPC calls, in the OpenTelemetry RPC semantic
+//! conventions v1.44.0 ("Semantic conventions for RPC metrics"): handles
+//! built once per method and status, and the per-method active count.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock, PoisonError, RwLock},
+    time::Instant,
+};
+
+use ::metrics::{Gauge, Histogram, Label, SharedString};
+
+use super::stats::{HttpStats, RouteWindows};
+use crate::{
+    classify::ErrorType,
+    grpc::Code,
+    route::{OVERFLOW_ROUTE, RouteTable, UNMATCHED_ROUTE},
+    semconv::{RPC_METHOD_OTHER, RPC_SYSTEM_GRPC},
+};
+
+/// `rpc.server.call.duration`: seconds from the call to the end of its
+/// response stream (its trailers), or to its cancellation (histogram;
+/// semconv buckets, as `http.server.request.duration`). Labels
+/// `rpc_system_name`, `rpc_method`, `rpc_response_status_code`, and
+/// `error_type` for the calls that failed (see [`crate::grpc`]).
+pub const RPC_SERVER_CALL_DURATION: &str = "rpc_server_call_duration_seconds";
+
+/// Calls under way: from the call to the end of its response stream
+/// (gauge; labels `rpc_system_name`, `rpc_method`). Not an OTel semconv
+/// metric (v1.44.0 defines none for RPC): the counterpart of
+/// `http_server_active_requests`, for streams held open.
+pub const RPC_SERVER_ACTIVE_CALLS: &str = "rpc_server_active_calls";
+
+/// Registers the `# HELP` text and unit of the RPC metrics with the
+/// installed recorder.
+pub(super) fn describe() {
+    use ::metrics::{Unit, describe_gauge, describe_histogram};
+    describe_histogram!(
+        RPC_SERVER_CALL_DURATION,
+        Unit::Seconds,
+        "Duration of incoming RPCs, to the end of the response stream."
+    );
+    describe_gauge!(RPC_SERVER_ACTIVE_CALLS, Unit::Count, "Number of incoming RPCs under way.");
+}
+
+/// The RPC metrics of one layer, per method: at most the layer's route cap
+/// of methods, and `_OTHER`.
+pub(crate) type RpcMethods = RouteTable<RpcMethod>;
+
+/// A new table of at most `max` methods.
+pub(crate) fn methods(max: usize, stats: &HttpStats) -> RpcMethods {
+    RouteTable::new(max, |label| RpcMethod::new(label, stats.clone()))
+}
+
+/// The metrics of one method (`rpc_method` label).
+#[derive(Debug)]
+pub(crate) struct RpcMethod {
+    method: SharedString,
+    active: OnceLock<Gauge>,
+    /// The duration of calls whose error is the one their code gives,
+    /// one per code.
+    by_code: [OnceLock<Histogram>; 17],
+    /// Calls with another error (a mark, a service error): rare.
+    marked: RwLock<HashMap<(Code, ErrorType), Histogram>>,
+    windows: OnceLock<Arc<RouteWindows>>,
+    stats: HttpStats,
+}
+
+impl RpcMethod {
+    pub(crate) fn new(label: &str, stats: HttpStats) -> Self {
+        let label =
+            if label == UNMATCHED_ROUTE || label == OVERFLOW_ROUTE { RPC_METHOD_OTHER } else { label };
+        Self {
+            method: SharedString::from(label.to_owned()),
+            active: OnceLock::new(),
+            by_code: Default::default(),
+            marked: RwLock::default(),
+            windows: OnceLock::new(),
+            stats,
+        }
+    }
+
+    /// The `rpc_method` label.
+    #[inline]
+    pub(crate) fn label(&self) -> &str {
+        &self.method
+    }
+
+    #[inline]
+    fn windows(&self) -> &RouteWindows {
+        self.windows.get_or_init(|| self.stats.windows_of(&self.method))
+    }
+
+    #[inline]
+    fn active(&self) -> &Gauge {
+        self.active.get_or_init(|| {
+            ::metrics::gauge!(
+                RPC_SERVER_ACTIVE_CALLS,
+                "rpc_system_name" => RPC_SYSTEM_GRPC,
+                "rpc_method" => self.method.clone(),
+            )
+        })
+    }
+
+    /// Counts a call of the method as under way.
+    #[inline]
+    pub(crate) fn start(&self) {
+        self.active().increment(1.0);
+        self.windows().stats.start_request();
+    }
+
+    /// Counts a call as over; pairs with [`start`](Self::start).
+    #[inline]
+    pub(crate) fn end(&self) {
+        self.active().decrement(1.0);
+        self.windows().stats.end_request();
+    }
+
+    /// Records a finished call of `seconds` that ended `at` with `code` and
+    /// `error`, in its series and windows.
+    #[inline]
+    pub(crate) fn record(&self, seconds: f64, code: Code, error: Option<ErrorType>, at: Instant) {
+        self.windows().stats.record_at(seconds, error.is_some(), at);
+        let by_code = code.is_server_error().then_some(ErrorType::Grpc(code));
+        match error {
+            marked @ Some(mark) if marked != by_code => self.record_marked(seconds, code, mark),
+            _ => self.by_code[code as usize].get_or_init(|| self.histogram(code, by_code)).record(seconds),
+        }
+    }
+
+    #[cold]
+    fn record_marked(&self, seconds: f64, code: Code, error: ErrorType) {
+        if let Some(histogram) =
+            self.marked.read().unwrap_or_else(PoisonError::into_inner).get(&(code, error))
+        {
+            return histogram.record(seconds);
+        }
+        let mut marked = self.marked.write().unwrap_or_else(PoisonError::into_inner);
+        marked.entry((code, error)).or_insert_with(|| self.histogram(code, Some(error))).record(seconds);
+    }
+
+    fn histogram(&self, code: Code, error: Option<ErrorType>) -> Histogram {
+        let mut labels = vec![
+            Label::new("rpc_system_name", RPC_SYSTEM_GRPC),
+            Label::new("rpc_method", self.method.clone()),
+            Label::new("rpc_response_status_code", code.as_str()),
+        ];
+        if let Some(error) = error {
+            labels.push(Label::new("error_type", error.as_str().to_owned()));
+        }
+        ::metrics::histogram!(RPC_SERVER_CALL_DURATION, labels)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    use super::*;
+
+    #[test]
+    fn calls_are_recorded_by_method_status_and_error() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        ::metrics::with_local_recorder(&recorder, || {
+            let table = methods(4, &HttpStats::new());
+            let say = table.get(Some("demo.Greeter/SayHello"), |l| RpcMethod::new(l, HttpStats::new()));
+            let other = table.get(None, |_| unreachable!("fixed"));
+            let now = Instant::now();
+            say.start();
+            say.record(0.5, Code::NotFound, None, now);
+            say.end();
+            say.record(0.5, Code::Unavailable, Some(ErrorType::Grpc(Code::Unavailable)), now);
+            say.record(0.5, Code::Internal, Some(ErrorType::Panic), now);
+            other.record(0.1, Code::Unimplemented, Some(ErrorType::Grpc(Code::Unimplemented)), now);
+        });
+        let mut seen: Vec<(String, String)> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| {
+                let (kind, name) = (key.kind(), key.key().name().to_owned());
+                let mut labels: Vec<String> =
+                    key.key().labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+                labels.sort();
+                let value = match value {
+                    DebugValue::Histogram(v) => format!("{kind:?} n={}", v.len()),
+                    DebugValue::Gauge(v) => format!("{kind:?} {}", v.into_inner()),
+                    DebugValue::Counter(v) => format!("{kind:?} {v}"),
+                };
+                (format!("{name}{{{}}}", labels.join(",")), value)
+            })
+            .collect();
+        seen.sort();
+        let expected = [
+            ("rpc_server_active_calls{rpc_method=demo.Greeter/SayHello,rpc_system_name=grpc}", "Gauge 0"),
+            (
+                "rpc_server_call_duration_seconds{error_type=UNAVAILABLE,rpc_method=demo.Greeter/SayHello,rpc_response_status_code=UNAVAILABLE,rpc_system_name=grpc}",
+                "Histogram n=1",
+            ),
+            (
+                "rpc_server_call_duration_seconds{error_type=UNIMPLEMENTED,rpc_method=_OTHER,rpc_response_status_code=UNIMPLEMENTED,rpc_system_name=grpc}",
+                "Histogram n=1",
+            ),
+            (
+                "rpc_server_call_duration_seconds{error_type=panic,rpc_method=demo.Greeter/SayHello,rpc_response_status_code=INTERNAL,rpc_system_name=grpc}",
+                "Histogram n=1",
+            ),
+            (
+                "rpc_server_call_duration_seconds{rpc_method=demo.Greeter/SayHello,rpc_response_status_code=NOT_FOUND,rpc_system_name=grpc}",
+                "Histogram n=1",
+            ),
+        ];
+        let expected: Vec<(String, String)> =
+            expected.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        assert_eq!(seen, expected);
+    }
+}
