@@ -129,6 +129,7 @@ pub use self::{
 pub use self::{
     observability::{Observability, ObservabilityBuilder},
     telemetry::{
-        InitError, LogFormat, OTEL_LAYER_EXCLUDED_TARGETS, OtlpProtocol, otel_layer, prometheus_builder,
+        InitError, LogFormat, MetricsExporters, OTEL_LAYER_EXCLUDED_TARGETS, OtlpProtocol, otel_layer,
+        prometheus_builder,
     },
 };

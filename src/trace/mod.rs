@@ -66,6 +66,8 @@ mod layer;
 mod propagation;
 mod span;
 
+#[cfg(feature = "telemetry")]
+pub(crate) use self::correlation::request_scope;
 pub(crate) use self::layer::{TracePending, TraceRoute};
 #[cfg(feature = "telemetry")]
 pub(crate) use self::span::instrumentation_scope;
