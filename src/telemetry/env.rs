@@ -144,8 +144,15 @@ fn check(name: &str, value: &str, kind: Kind) -> Result<Option<String>, InitErro
         Kind::Positive => integer(1),
         Kind::Bool => Ok((!value.eq_ignore_ascii_case("true") && !value.eq_ignore_ascii_case("false"))
             .then(|| format!("{name}={value:?} is neither true nor false: taken as false"))),
-        Kind::Protocol => OtlpProtocol::parse(value).map(|_| None),
-        Kind::Endpoint => config::validate_endpoint(value).map(|()| None),
+        Kind::Protocol => match OtlpProtocol::parse(value) {
+            Ok(_) => Ok(None),
+            Err(_) => Err(invalid(name, value, "expected grpc or http/protobuf (http/json is not offered)")),
+        },
+        Kind::Endpoint => match config::validate_endpoint(value) {
+            Ok(()) => Ok(None),
+            Err(InitError::InvalidEndpoint { reason, .. }) => Err(invalid(name, value, reason)),
+            Err(other) => Err(other),
+        },
         Kind::Pairs => {
             for pair in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 match pair.split_once('=') {

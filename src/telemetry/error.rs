@@ -27,8 +27,10 @@ pub enum InitError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// `OTEL_EXPORTER_OTLP_PROTOCOL` names a protocol this build cannot
-    /// speak (`http/json`, or one whose feature is off).
+    /// The protocol (from the builder or `OTEL_EXPORTER_OTLP_PROTOCOL`) is
+    /// one whose feature (`otlp-grpc`, `otlp-http`) is off in this build;
+    /// an unknown value in the environment is an
+    /// [`InvalidEnvVar`](Self::InvalidEnvVar).
     #[error("unsupported OTLP protocol {0:?} (expected \"grpc\" or \"http/protobuf\")")]
     UnsupportedProtocol(String),
     /// An `OTEL_*` environment variable holds a value that does not parse or
