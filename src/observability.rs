@@ -325,6 +325,19 @@ impl ObservabilityBuilder {
     }
 }
 
+/// A pipeline's counts as the overview shows them.
+#[cfg(feature = "monitoring")]
+fn exporter_overview(totals: telemetry::PipelineTotals) -> crate::monitoring::ExporterOverview {
+    crate::monitoring::ExporterOverview {
+        signal: totals.signal,
+        exported: totals.exported,
+        failed: totals.failed,
+        dropped: totals.dropped,
+        rejected: totals.rejected,
+        queued: totals.queued,
+    }
+}
+
 /// The layer of [`Observability::layer`]: the monitoring routes excluded;
 /// `follow_parent_sampling` when the sampler is parent-based; server spans
 /// made by `provider`'s tracer, none without a provider.
@@ -380,7 +393,7 @@ pub struct Observability {
     provider: Option<SdkTracerProvider>,
     /// The span pipeline and the URL spans go to.
     tracer: Option<(SharedArc<Pipeline>, String)>,
-    meter: Option<(SdkMeterProvider, String)>,
+    meter: Option<(SdkMeterProvider, telemetry::MetricsCounting, String)>,
     logger: Option<(SdkLoggerProvider, SharedArc<Pipeline>, String)>,
     layer: ObservabilityLayer,
     _upkeep: Option<Upkeep>,
@@ -433,7 +446,19 @@ impl Observability {
             version: self.service_version.clone(),
             started: self.started,
         };
-        MonitoringRouter::new(self.prometheus.clone(), Arc::new(info), self.layer.clone())
+        let router = MonitoringRouter::new(self.prometheus.clone(), Arc::new(info), self.layer.clone());
+        let pipelines: Vec<SharedArc<Pipeline>> = [
+            self.tracer.as_ref().map(|(pipeline, _)| SharedArc::clone(pipeline)),
+            self.meter.as_ref().and_then(|(_, counting, _)| counting.get().cloned()),
+            self.logger.as_ref().map(|(_, pipeline, _)| SharedArc::clone(pipeline)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if pipelines.is_empty() {
+            return router;
+        }
+        router.exporters(Arc::new(move || pipelines.iter().map(|p| exporter_overview(p.totals())).collect()))
     }
 
     /// The in-process windowed HTTP figures (rates, error ratios, latency
@@ -460,7 +485,7 @@ impl Observability {
 
     /// The URL metrics are pushed to; `None` unless OTLP metrics are on.
     pub fn otlp_metrics_endpoint(&self) -> Option<&str> {
-        self.meter.as_ref().map(|(_, endpoint)| endpoint.as_str())
+        self.meter.as_ref().map(|(_, _, endpoint)| endpoint.as_str())
     }
 
     /// The URL log records are pushed to; `None` unless OTLP logs are on.
@@ -470,7 +495,7 @@ impl Observability {
 
     /// The meter provider of OTLP metrics; `None` unless they are on.
     pub fn meter_provider(&self) -> Option<&SdkMeterProvider> {
-        self.meter.as_ref().map(|(provider, _)| provider)
+        self.meter.as_ref().map(|(provider, _, _)| provider)
     }
 
     /// The logger provider of OTLP logs; `None` unless they are on.
@@ -531,7 +556,7 @@ impl Observability {
     fn shutdown_pipelines(&mut self) {
         let tracer =
             self.provider.take().zip(self.tracer.as_ref().map(|(pipeline, _)| SharedArc::clone(pipeline)));
-        let meter = self.meter.take().map(|(provider, _)| provider);
+        let meter = self.meter.take().map(|(provider, _, _)| provider);
         let logger = self.logger.take().map(|(provider, pipeline, _)| (provider, pipeline));
         if tracer.is_none() && meter.is_none() && logger.is_none() {
             return;

@@ -47,11 +47,14 @@ pub use self::{
     recorder::prometheus_builder,
     traces::{OTEL_LAYER_EXCLUDED_TARGETS, otel_layer},
 };
+#[cfg(feature = "monitoring")]
+pub(crate) use self::pipeline::PipelineTotals;
 pub(crate) use self::{
     config::env,
     exporter::ExporterRuntime,
     logs::{fmt_layer, log_filter},
     logs_otlp::otlp_logs_layer,
+    metrics_otlp::Counting as MetricsCounting,
     pipeline::Pipeline,
     recorder::Upkeep,
     sdk_events::{Deferred, accounted_for, sdk_events_layer},

@@ -16,7 +16,7 @@ use std::{
     fmt,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -71,6 +71,9 @@ pub(crate) struct Signal {
     queue: Option<&'static str>,
     /// What one item is called in log lines: `span`, `log record`, `metric point`.
     pub(crate) noun: &'static str,
+    /// The signal's name in the overview: `spans`, `log_records`, `metric_points`.
+    #[cfg_attr(not(feature = "monitoring"), allow(dead_code))]
+    pub(crate) name: &'static str,
 }
 
 /// The span pipeline's names.
@@ -81,6 +84,7 @@ pub(crate) const SPANS: Signal = Signal {
     rejected: OTLP_EXPORTER_SPANS_REJECTED,
     queue: Some(OTLP_EXPORTER_QUEUE_SPANS),
     noun: "span",
+    name: "spans",
 };
 
 /// The log pipeline's names.
@@ -91,6 +95,7 @@ pub(crate) const LOG_RECORDS: Signal = Signal {
     rejected: OTLP_EXPORTER_LOG_RECORDS_REJECTED,
     queue: Some(OTLP_EXPORTER_QUEUE_LOG_RECORDS),
     noun: "log record",
+    name: "log_records",
 };
 
 /// The metric pipeline's names: no queue, no drops.
@@ -101,6 +106,7 @@ pub(crate) const METRIC_POINTS: Signal = Signal {
     rejected: OTLP_EXPORTER_METRIC_POINTS_REJECTED,
     queue: None,
     noun: "metric point",
+    name: "metric_points",
 };
 
 /// How often repeated failures or drops are summarised in the logs.
@@ -175,6 +181,20 @@ pub(crate) struct Pipeline {
     failures: Mutex<Episode>,
     drops: Mutex<Episode>,
     rejections: Mutex<Episode>,
+    /// The same counts, readable: exported, failed, dropped, rejected.
+    totals: [AtomicU64; 4],
+}
+
+/// A pipeline's counts since the start, for the overview.
+#[cfg_attr(not(feature = "monitoring"), allow(dead_code))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PipelineTotals {
+    pub(crate) signal: &'static str,
+    pub(crate) exported: u64,
+    pub(crate) failed: u64,
+    pub(crate) dropped: u64,
+    pub(crate) rejected: u64,
+    pub(crate) queued: u64,
 }
 
 impl fmt::Debug for Pipeline {
@@ -211,7 +231,26 @@ impl Pipeline {
             failures: Mutex::default(),
             drops: Mutex::default(),
             rejections: Mutex::default(),
+            totals: Default::default(),
         })
+    }
+
+    /// The counts since the start.
+    #[cfg_attr(not(feature = "monitoring"), allow(dead_code))]
+    pub(crate) fn totals(&self) -> PipelineTotals {
+        let [exported, failed, dropped, rejected] = self.totals.each_ref().map(|t| t.load(Ordering::Relaxed));
+        PipelineTotals {
+            signal: self.signal.name,
+            exported,
+            failed,
+            dropped,
+            rejected,
+            queued: self.pending() as u64,
+        }
+    }
+
+    fn add(&self, index: usize, n: u64) {
+        self.totals[index].fetch_add(n, Ordering::Relaxed);
     }
 
     /// Items waiting in the queue or being sent: what a shutdown that
@@ -241,6 +280,7 @@ impl Pipeline {
 
     pub(crate) fn on_dropped(&self) {
         self.dropped.increment(1);
+        self.add(2, 1);
         let report = self.drops.lock().unwrap_or_else(PoisonError::into_inner).record(1, Instant::now());
         let noun = self.signal.noun;
         if let Some((_, items, first)) = report {
@@ -272,6 +312,7 @@ impl Pipeline {
         let noun = self.signal.noun;
         let rejected_items = rejected.as_ref().map_or(0, |(n, _)| *n);
         self.exported.increment((items as u64).saturating_sub(rejected_items));
+        self.add(0, (items as u64).saturating_sub(rejected_items));
         if let Some(failures) = self.failures.lock().unwrap_or_else(PoisonError::into_inner).recover() {
             tracing::info!(target: TARGET, failures, "{noun} export recovered");
         }
@@ -279,6 +320,7 @@ impl Pipeline {
         match rejected {
             Some((count, message)) => {
                 self.rejected.increment(count);
+                self.add(3, count);
                 if let Some((exports, total, first)) = rejections.record(count, Instant::now()) {
                     if first {
                         tracing::warn!(
@@ -307,6 +349,7 @@ impl Pipeline {
 
     fn on_failed(&self, items: usize, error: &dyn fmt::Display) {
         self.failed.increment(items as u64);
+        self.add(1, items as u64);
         let noun = self.signal.noun;
         let report =
             self.failures.lock().unwrap_or_else(PoisonError::into_inner).record(items as u64, Instant::now());

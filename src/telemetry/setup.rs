@@ -169,7 +169,7 @@ pub(crate) fn plan(opts: &Options) -> Result<Plan, InitError> {
 pub(crate) struct Pipelines {
     pub(crate) prometheus: Option<PrometheusHandle>,
     pub(crate) tracer: Option<(SdkTracerProvider, Arc<Pipeline>, String)>,
-    pub(crate) meter: Option<(SdkMeterProvider, String)>,
+    pub(crate) meter: Option<(SdkMeterProvider, metrics_otlp::Counting, String)>,
     pub(crate) logger: Option<(SdkLoggerProvider, Arc<Pipeline>, String)>,
     pub(crate) runtime: Option<ExporterRuntime>,
 }
@@ -227,10 +227,9 @@ pub(crate) fn build(plan: Plan, opts: &Options, deferred: &Deferred) -> Result<P
             OtelRecorder::new(provider.meter_with_scope(crate::trace::instrumentation_scope()))
         });
         let prometheus = recorder::install(plan.prometheus, otel)?;
-        let meter = meter.map(|(provider, counting, endpoint)| {
-            metrics_otlp::start_counting(&counting);
-            (provider, endpoint)
-        });
+        if let Some((_, counting, _)) = &meter {
+            metrics_otlp::start_counting(counting);
+        }
         let tracer = span_exporter.map(|(exporter, queue, endpoint)| {
             let (provider, pipeline) = traces::tracer_provider(
                 resource.clone(),

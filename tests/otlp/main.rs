@@ -237,8 +237,9 @@ async fn one_recording_feeds_prometheus_and_otlp() {
     assert_eq!(scraped, 12.0);
     let pushed = latest_count(&points, "http.server.request.duration", &[("http.route", "/users/{id}")]);
     assert_eq!(pushed as f64, scraped, "the same recording on both sides");
-    assert!(exposition.sum("otlp_exporter_metric_points_exported_total", &[]) > 0.0);
     promtool_check(&text);
+    // The export is counted once the collector has answered it.
+    let exposition = scrape_until_positive(&client, &app, "otlp_exporter_metric_points_exported_total").await;
     // Metric exports are answered, so pushes do not fail.
     assert_eq!(exposition.sum("otlp_exporter_metric_points_failed_total", &[]), 0.0);
     assert!(app.terminate().success());
@@ -304,6 +305,16 @@ async fn a_refusing_collector_fails_no_request_and_every_signal_counts_it() {
     assert_eq!(exposition.sum("otlp_exporter_metric_points_exported_total", &[]), 0.0);
     for warning in ["span export failed", "metric point export failed", "log record export failed"] {
         assert_eq!(count_lines(&app, warning), 1, "{warning}: {:#?}", app.lines());
+    }
+    // The overview shows the same counts.
+    let overview: serde_json::Value =
+        client.get(app.url("/monitoring/overview")).send().await.unwrap().json().await.unwrap();
+    let exporters = overview["exporters"].as_array().expect("exporters in the overview");
+    let signals: Vec<&str> = exporters.iter().map(|e| e["signal"].as_str().unwrap()).collect();
+    assert_eq!(signals, ["spans", "metric_points", "log_records"]);
+    for exporter in exporters {
+        assert!(exporter["failed"].as_u64().unwrap() > 0, "{exporter}");
+        assert_eq!(exporter["exported"], 0, "{exporter}");
     }
     let status = tokio::task::spawn_blocking(move || app.terminate()).await.unwrap();
     assert!(status.success());
