@@ -99,6 +99,37 @@ mod stand_in {
 #[cfg(not(any(feature = "otlp-grpc", feature = "otlp-http")))]
 pub(crate) use stand_in::{LogExporter, MetricExporter, SpanExporter};
 
+/// Builds one OTLP exporter of type `$exporter` for `$protocol`: over gRPC
+/// inside the exporters' runtime, over HTTP on a plain thread; `$extra`
+/// adds the signal's own settings to the transport's builder.
+macro_rules! build_exporter {
+    ($self:ident, $exporter:ident, $what:literal, $protocol:expr, $endpoint:expr, |$b:ident| $extra:expr) => {
+        match $protocol {
+            #[cfg(feature = "otlp-grpc")]
+            OtlpProtocol::Grpc => $self.in_runtime($what, || {
+                let $b = $exporter::builder().with_tonic().with_endpoint($endpoint);
+                $extra.build()
+            }),
+            #[cfg(feature = "otlp-http")]
+            OtlpProtocol::HttpProtobuf => {
+                let endpoint = $endpoint.to_owned();
+                Self::on_thread($what, move || {
+                    let $b = $exporter::builder()
+                        .with_http()
+                        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                        .with_endpoint(endpoint);
+                    $extra.build()
+                })
+            }
+            #[allow(unreachable_patterns)]
+            other => {
+                let _ = $endpoint;
+                Err(missing_feature(other))
+            }
+        }
+    };
+}
+
 /// Builds the OTLP exporters; the gRPC ones share one [`ExporterRuntime`].
 #[derive(Debug, Default)]
 pub(crate) struct Exporters {
@@ -155,24 +186,7 @@ impl Exporters {
         protocol: OtlpProtocol,
         endpoint: &str,
     ) -> Result<SpanExporter, InitError> {
-        match protocol {
-            #[cfg(feature = "otlp-grpc")]
-            OtlpProtocol::Grpc => self
-                .in_runtime("spans", || SpanExporter::builder().with_tonic().with_endpoint(endpoint).build()),
-            #[cfg(feature = "otlp-http")]
-            OtlpProtocol::HttpProtobuf => {
-                let endpoint = endpoint.to_owned();
-                Self::on_thread("spans", move || {
-                    SpanExporter::builder()
-                        .with_http()
-                        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                        .with_endpoint(endpoint)
-                        .build()
-                })
-            }
-            #[allow(unreachable_patterns)]
-            other => Err(missing_feature(other)),
-        }
+        build_exporter!(self, SpanExporter, "spans", protocol, endpoint, |b| b)
     }
 
     /// The metric exporter for `protocol`, sending to `endpoint` with
@@ -187,30 +201,8 @@ impl Exporters {
         endpoint: &str,
         temporality: Temporality,
     ) -> Result<MetricExporter, InitError> {
-        match protocol {
-            #[cfg(feature = "otlp-grpc")]
-            OtlpProtocol::Grpc => self.in_runtime("metrics", || {
-                MetricExporter::builder()
-                    .with_tonic()
-                    .with_endpoint(endpoint)
-                    .with_temporality(temporality)
-                    .build()
-            }),
-            #[cfg(feature = "otlp-http")]
-            OtlpProtocol::HttpProtobuf => {
-                let endpoint = endpoint.to_owned();
-                Self::on_thread("metrics", move || {
-                    MetricExporter::builder()
-                        .with_http()
-                        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                        .with_endpoint(endpoint)
-                        .with_temporality(temporality)
-                        .build()
-                })
-            }
-            #[allow(unreachable_patterns)]
-            other => Err(missing_feature(other)),
-        }
+        build_exporter!(self, MetricExporter, "metrics", protocol, endpoint, |b| b
+            .with_temporality(temporality))
     }
 
     /// The log exporter for `protocol`, sending to `endpoint`.
@@ -219,24 +211,7 @@ impl Exporters {
     ///
     /// As [`spans`](Self::spans).
     pub(crate) fn logs(&mut self, protocol: OtlpProtocol, endpoint: &str) -> Result<LogExporter, InitError> {
-        match protocol {
-            #[cfg(feature = "otlp-grpc")]
-            OtlpProtocol::Grpc => self
-                .in_runtime("logs", || LogExporter::builder().with_tonic().with_endpoint(endpoint).build()),
-            #[cfg(feature = "otlp-http")]
-            OtlpProtocol::HttpProtobuf => {
-                let endpoint = endpoint.to_owned();
-                Self::on_thread("logs", move || {
-                    LogExporter::builder()
-                        .with_http()
-                        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                        .with_endpoint(endpoint)
-                        .build()
-                })
-            }
-            #[allow(unreachable_patterns)]
-            other => Err(missing_feature(other)),
-        }
+        build_exporter!(self, LogExporter, "logs", protocol, endpoint, |b| b)
     }
 }
 

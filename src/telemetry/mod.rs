@@ -31,6 +31,8 @@ mod sdk_events;
 mod setup;
 mod traces;
 
+#[cfg(feature = "monitoring")]
+pub(crate) use self::pipeline::PipelineTotals;
 pub use self::{
     config::OtlpProtocol,
     env::MetricsExporters,
@@ -47,8 +49,6 @@ pub use self::{
     recorder::prometheus_builder,
     traces::{OTEL_LAYER_EXCLUDED_TARGETS, otel_layer},
 };
-#[cfg(feature = "monitoring")]
-pub(crate) use self::pipeline::PipelineTotals;
 pub(crate) use self::{
     config::env,
     exporter::ExporterRuntime,

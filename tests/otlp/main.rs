@@ -320,17 +320,6 @@ async fn a_refusing_collector_fails_no_request_and_every_signal_counts_it() {
     assert!(status.success());
 }
 
-/// Resident memory of a process, in bytes (Linux `/proc/<pid>/status`).
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kib * 1024
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_collector_keeps_every_queue_bounded_and_counts_drops() {
     let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -354,11 +343,11 @@ async fn a_hung_collector_keeps_every_queue_bounded_and_counts_drops() {
     for i in 0..200 {
         get(&client, &app, &format!("/users/{}", i % 20), &format!("warm-{i}"), 200).await;
     }
-    let rss_before = rss_bytes(app.pid());
+    let rss_before = app::rss_bytes(app.pid());
     for i in 0..2000 {
         get(&client, &app, &format!("/users/{}", i % 20), &format!("hung-{i}"), 200).await;
     }
-    let rss_after = rss_bytes(app.pid());
+    let rss_after = app::rss_bytes(app.pid());
     let (text, exposition) = scrape(&client, &app).await;
     assert!(
         exposition.sum("otlp_exporter_log_records_dropped_total", &[]) >= 2000.0,

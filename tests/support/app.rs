@@ -78,6 +78,18 @@ pub fn run_to_exit(env: &[(&str, &str)]) -> (std::process::ExitStatus, Vec<Strin
     (status, lines)
 }
 
+/// Resident memory of a process, in bytes (Linux `/proc/<pid>/status`).
+#[allow(dead_code, unreachable_pub)]
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
 /// A running quickstart process; killed on drop.
 #[allow(dead_code, unreachable_pub)]
 pub struct App {
