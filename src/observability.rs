@@ -201,9 +201,11 @@ impl ObservabilityBuilder {
         self
     }
 
-    /// Whether to install a global `tracing` subscriber (logs and the OTel
-    /// layer). Defaults to `true`; with `false`, add
-    /// [`Observability::otel_layer`] to your own subscriber.
+    /// Whether to install a global `tracing` subscriber (stdout logs, the
+    /// OTel span layers, the OTLP log layer). Defaults to `true`; with
+    /// `false`, add [`Observability::layers`] to your own subscriber (without
+    /// it, spans are still exported but log lines do not join them, no log
+    /// record is exported and partial successes are not counted).
     pub fn install_subscriber(mut self, install: bool) -> Self {
         self.install_subscriber = install;
         self

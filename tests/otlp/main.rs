@@ -544,3 +544,45 @@ fn ignored_settings_get_one_warning_each_by_name() {
         assert!(app.terminate().success());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_cut_short_says_what_it_abandons() {
+    // Accepts connections and never answers; exports wait 30 s, longer
+    // than the 5 s the shutdown grants.
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", hung.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = hung.accept().await {
+            open.push(socket);
+        }
+    });
+    let app = App::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "30000"),
+        ("OTEL_LOGS_EXPORTER", "otlp"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+        ("OTEL_BLRP_SCHEDULE_DELAY", "600000"),
+    ]);
+    let client = reqwest::Client::new();
+    for i in 0..10 {
+        get(&client, &app, &format!("/users/{i}"), &format!("abandoned-{i}"), 200).await;
+    }
+    let (status, lines) = tokio::task::spawn_blocking(move || app.terminate_with_output()).await.unwrap();
+    assert!(status.success(), "{status}");
+    held.abort();
+    let said = |needle: &str| lines.iter().filter(|l| l.contains(needle)).cloned().collect::<Vec<_>>();
+    // Ten requests, ten spans, none sent: all ten abandoned, and said so.
+    let spans = said("span exporter shutdown did not complete");
+    assert_eq!(spans.len(), 1, "{lines:#?}");
+    assert!(
+        spans[0].contains("10 spans abandoned") && spans[0].contains(r#""abandoned":10"#),
+        "{}",
+        spans[0]
+    );
+    // At least the ten access log records.
+    let logs = said("log exporter shutdown did not complete");
+    assert_eq!(logs.len(), 1, "{lines:#?}");
+    let abandoned: serde_json::Value = serde_json::from_str(&logs[0]).unwrap();
+    assert!(abandoned["fields"]["abandoned"].as_u64().unwrap() >= 10, "{}", logs[0]);
+}

@@ -96,6 +96,8 @@ pub struct App {
     child: Option<Child>,
     pub address: String,
     lines: Arc<Mutex<Vec<String>>>,
+    /// The threads reading stdout and stderr; they end at the process's exit.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 #[allow(dead_code, unreachable_pub)]
@@ -110,16 +112,17 @@ impl App {
     pub fn start_example(name: &str, env: &[(&str, &str)]) -> App {
         let mut child = command(name, env).spawn().expect("spawn quickstart");
         let lines = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
         for stream in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().unwrap()),
         ] {
             let lines = lines.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     lines.lock().unwrap().push(line);
                 }
-            });
+            }));
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         let address = loop {
@@ -141,7 +144,7 @@ impl App {
             assert!(Instant::now() < deadline, "quickstart did not listen: {:#?}", lines.lock().unwrap());
             std::thread::sleep(Duration::from_millis(20));
         };
-        App { child: Some(child), address, lines }
+        App { child: Some(child), address, lines, readers }
     }
 
     /// The process id.
@@ -156,6 +159,19 @@ impl App {
     /// Every line the process wrote so far, stdout and stderr.
     pub fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM, waits (at most 15 s) for the exit, and returns its
+    /// status with every line the process wrote, to the last.
+    pub fn terminate_with_output(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let readers = std::mem::take(&mut self.readers);
+        let lines = Arc::clone(&self.lines);
+        let status = self.terminate();
+        for reader in readers {
+            let _ = reader.join();
+        }
+        let lines = lines.lock().unwrap().clone();
+        (status, lines)
     }
 
     /// Sends SIGTERM and waits (at most 15 s) for a clean exit.
