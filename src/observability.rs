@@ -1,17 +1,15 @@
 //! The [`Observability`] builder and guard: one call that installs the
-//! Prometheus recorder, the OTLP tracer provider and the `tracing`
-//! subscriber (the pipelines of [`telemetry`]), and the
-//! handle that builds the layer and the monitoring router and flushes spans
-//! when dropped.
+//! metrics recorder (Prometheus, OTLP or both), the OTLP traces, metrics
+//! and logs pipelines and the `tracing` subscriber (the pipelines of
+//! [`telemetry`]), and the handle that builds the layer and the monitoring
+//! router and flushes every signal when dropped.
 //!
 //! See [`Observability`] for the entry point and [`ObservabilityBuilder`] for
 //! every setting and the environment variables it reads.
 
-use std::{fmt, time::Duration};
 #[cfg(feature = "monitoring")]
-use std::{sync::Arc, time::Instant};
-
-use std::sync::Arc as SharedArc;
+use std::time::Instant;
+use std::{fmt, sync::Arc, time::Duration};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use opentelemetry::trace::TracerProvider as _;
@@ -394,9 +392,9 @@ pub struct Observability {
     prometheus: Option<PrometheusHandle>,
     provider: Option<SdkTracerProvider>,
     /// The span pipeline and the URL spans go to.
-    tracer: Option<(SharedArc<Pipeline>, String)>,
+    tracer: Option<(Arc<Pipeline>, String)>,
     meter: Option<(SdkMeterProvider, telemetry::MetricsCounting, String)>,
-    logger: Option<(SdkLoggerProvider, SharedArc<Pipeline>, String)>,
+    logger: Option<(SdkLoggerProvider, Arc<Pipeline>, String)>,
     layer: ObservabilityLayer,
     _upkeep: Option<Upkeep>,
     runtime: Option<ExporterRuntime>,
@@ -449,10 +447,10 @@ impl Observability {
             started: self.started,
         };
         let router = MonitoringRouter::new(self.prometheus.clone(), Arc::new(info), self.layer.clone());
-        let pipelines: Vec<SharedArc<Pipeline>> = [
-            self.tracer.as_ref().map(|(pipeline, _)| SharedArc::clone(pipeline)),
+        let pipelines: Vec<Arc<Pipeline>> = [
+            self.tracer.as_ref().map(|(pipeline, _)| Arc::clone(pipeline)),
             self.meter.as_ref().and_then(|(_, counting, _)| counting.get().cloned()),
-            self.logger.as_ref().map(|(_, pipeline, _)| SharedArc::clone(pipeline)),
+            self.logger.as_ref().map(|(_, pipeline, _)| Arc::clone(pipeline)),
         ]
         .into_iter()
         .flatten()
@@ -536,9 +534,9 @@ impl Observability {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
             // The exporters' HTTP stack and the SDK: their records would be
             // exported in turn.
-            let internals = Targets::new().with_default(LevelFilter::TRACE).with_targets(
-                telemetry::OTEL_LAYER_EXCLUDED_TARGETS[..6].iter().map(|t| (*t, LevelFilter::OFF)),
-            );
+            let internals = Targets::new()
+                .with_default(LevelFilter::TRACE)
+                .with_targets(telemetry::EXPORTER_TARGETS.iter().map(|t| (*t, LevelFilter::OFF)));
             telemetry::otlp_logs_layer(provider).with_filter(filter.and(internals))
         });
         // `Layer::and_then`, not `Option::and_then`.
@@ -556,8 +554,7 @@ impl Observability {
     }
 
     fn shutdown_pipelines(&mut self) {
-        let tracer =
-            self.provider.take().zip(self.tracer.as_ref().map(|(pipeline, _)| SharedArc::clone(pipeline)));
+        let tracer = self.provider.take().zip(self.tracer.as_ref().map(|(pipeline, _)| Arc::clone(pipeline)));
         let meter = self.meter.take().map(|(provider, _, _)| provider);
         let logger = self.logger.take().map(|(provider, pipeline, _)| (provider, pipeline));
         if tracer.is_none() && meter.is_none() && logger.is_none() {

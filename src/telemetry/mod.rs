@@ -59,4 +59,5 @@ pub(crate) use self::{
     recorder::Upkeep,
     sdk_events::{Deferred, accounted_for, sdk_events_layer},
     setup::{Options, build, plan},
+    traces::EXPORTER_TARGETS,
 };

@@ -34,6 +34,12 @@ pub const OTEL_LAYER_EXCLUDED_TARGETS: [&str; 8] = [
     REQUEST_SPAN_TARGET,
 ];
 
+/// The targets of the exporters' own HTTP stack and of the SDK: what no
+/// exporting layer takes (its records would be exported in turn, and
+/// reported again). The first entries of [`OTEL_LAYER_EXCLUDED_TARGETS`].
+pub(crate) const EXPORTER_TARGETS: [&str; 6] =
+    ["h2", "hyper", "tonic", "tower::", "reqwest", "opentelemetry"];
+
 /// The target of the request's `tracing` span (see the [trace module](crate::trace)).
 const REQUEST_SPAN_TARGET: &str = "tower_observability::request";
 
@@ -118,4 +124,14 @@ pub(crate) fn tracer_provider<E: opentelemetry_sdk::trace::SpanExporter + 'stati
     let provider = provider.build();
     opentelemetry::global::set_tracer_provider(provider.clone());
     (provider, pipeline)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exporter_targets_are_excluded_from_spans_too() {
+        assert_eq!(OTEL_LAYER_EXCLUDED_TARGETS[..EXPORTER_TARGETS.len()], EXPORTER_TARGETS);
+    }
 }
