@@ -525,6 +525,20 @@ impl Observability {
     /// log layer (when logs are; filtered by `RUST_LOG` or the builder's
     /// filter, the exporters' own HTTP stack left out), and the layer that
     /// counts the collector's partial successes.
+    ///
+    /// ```no_run
+    /// use tower_observability::Observability;
+    /// use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let obs = Observability::builder().otlp_logs(true).install_subscriber(false).init()?;
+    /// tracing_subscriber::registry()
+    ///     .with(tracing_subscriber::fmt::layer()) // your own lines
+    ///     .with(obs.layers())
+    ///     .init();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn layers<S>(&self) -> impl tracing_subscriber::Layer<S> + use<S>
     where
         S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
