@@ -105,13 +105,38 @@ mod imp {
         provider: SdkTracerProvider,
         exported: Arc<AtomicU64>,
         _prometheus: PrometheusHandle,
+        /// With `OVERHEAD_OTLP_METRICS=1`: what installed the recorder.
+        _observability: Option<tower_observability::Observability>,
+    }
+
+    /// The Prometheus recorder as `Observability` installs it; with
+    /// `OVERHEAD_OTLP_METRICS=1`, `Observability` itself installs it with
+    /// OTLP metrics on beside Prometheus (`MetricsExporters::BOTH`: the
+    /// fan-out recorder and the OTel bridge, pushing every 60 s to a closed
+    /// port). Run that with `OTEL_TRACES_EXPORTER=none`: the bench makes
+    /// its spans with a tracer of its own.
+    fn install_recorder() -> (PrometheusHandle, Option<tower_observability::Observability>) {
+        if std::env::var("OVERHEAD_OTLP_METRICS").is_ok_and(|v| v == "1") {
+            let obs = tower_observability::Observability::builder()
+                .metrics_exporters(tower_observability::MetricsExporters::BOTH)
+                .otlp_endpoint("http://127.0.0.1:9")
+                .install_subscriber(false)
+                .init()
+                .expect("OTLP metrics beside Prometheus");
+            assert!(obs.tracer_provider().is_none(), "run with OTEL_TRACES_EXPORTER=none");
+            let handle = obs.prometheus_handle().expect("Prometheus too").clone();
+            eprintln!("recorder: Prometheus + OTLP metrics (fan-out)");
+            return (handle, Some(obs));
+        }
+        let handle = tower_observability::prometheus_builder()
+            .install_recorder()
+            .expect("the bench installs the only recorder");
+        (handle, None)
     }
 
     fn install_pipeline() -> Pipeline {
         // As `Observability` installs it.
-        let prometheus = tower_observability::prometheus_builder()
-            .install_recorder()
-            .expect("the bench installs the only recorder");
+        let (prometheus, observability) = install_recorder();
         let upkeep = prometheus.clone();
         std::thread::spawn(move || {
             loop {
@@ -131,7 +156,7 @@ mod imp {
         // As `Observability::layer`: server spans made by the SDK's tracer.
         TRACER.set(provider.tracer("tower-observability")).expect("one pipeline");
         opentelemetry::global::set_tracer_provider(provider.clone());
-        Pipeline { provider, exported, _prometheus: prometheus }
+        Pipeline { provider, exported, _prometheus: prometheus, _observability: observability }
     }
 
     // ------------------------------------------------------------------ cases

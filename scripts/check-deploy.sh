@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Checks deploy/: the Prometheus alerting rules (promtool check rules), their unit tests
-# (promtool test rules), and the Grafana dashboard (valid JSON, the expected panels, one
-# datasource variable, and every panel query parsed by promtool).
+# (promtool test rules), the Prometheus configurations (promtool check config), the
+# OpenTelemetry Collector configuration and the compose files (YAML, every component a
+# pipeline names defined, every mounted file present), and the Grafana dashboard (valid
+# JSON, the expected panels, one datasource variable, and every panel query parsed by
+# promtool).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -82,5 +85,83 @@ if errors:
 print(f"  {len(panels)} panels, {len(exprs)} queries")
 EOF
 promtool check rules "$tmp/dashboard_rules.yml" >/dev/null
+
+echo "== promtool check config"
+for config in deploy/prometheus/prometheus.yml deploy/prometheus/prometheus.collector.yml; do
+  # The rule file's path inside the container, mapped to the repository's.
+  sed 's#/etc/prometheus/alerts.yml#'"$PWD"'/deploy/prometheus/alerts.yml#' "$config" >"$tmp/$(basename "$config")"
+  promtool check config --syntax-only "$tmp/$(basename "$config")" >/dev/null
+done
+
+echo "== collector config and compose files"
+python3 - <<'EOF'
+import os, sys
+import yaml
+
+errors = []
+
+def check(ok, msg):
+    if not ok:
+        errors.append(msg)
+
+def load(path):
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+# The Collector: OTLP in on 4317 (gRPC) and 4318 (HTTP); traces to Jaeger,
+# metrics to a Prometheus exporter, logs to debug; every component a
+# pipeline names is defined.
+c = load("deploy/otel-collector/config.yaml")
+for section in ["receivers", "processors", "exporters", "service"]:
+    check(isinstance(c.get(section), dict), f"collector: {section} missing")
+protocols = c["receivers"]["otlp"]["protocols"]
+check(protocols["grpc"]["endpoint"].endswith(":4317"), "collector: OTLP gRPC must listen on 4317")
+check(protocols["http"]["endpoint"].endswith(":4318"), "collector: OTLP HTTP must listen on 4318")
+pipelines = c["service"]["pipelines"]
+check(set(pipelines) == {"traces", "metrics", "logs"}, f"collector: pipelines {sorted(pipelines)}")
+for name, pipeline in pipelines.items():
+    for kind in ["receivers", "processors", "exporters"]:
+        for component in pipeline.get(kind, []):
+            check(component in c[kind], f"collector: pipeline {name} names undefined {kind[:-1]} {component!r}")
+    check("otlp" in pipeline["receivers"], f"collector: pipeline {name} must receive OTLP")
+
+def exporter_types(pipeline):
+    return {e.split("/")[0] for e in pipelines[pipeline]["exporters"]}
+
+check("otlp" in exporter_types("traces"), "collector: traces must go to Jaeger over OTLP")
+check(any(c["exporters"][e].get("endpoint", "").startswith("jaeger:") for e in pipelines["traces"]["exporters"]),
+      "collector: the traces exporter must point at jaeger")
+check("prometheus" in exporter_types("metrics"), "collector: metrics must go to the Prometheus exporter")
+check("debug" in exporter_types("logs"), "collector: logs must go to debug")
+for ext in c["service"].get("extensions", []):
+    check(ext in c.get("extensions", {}), f"collector: undefined extension {ext!r}")
+
+# Compose files: every service has an image; every mounted file exists.
+for compose in ["deploy/docker-compose.yml", "deploy/docker-compose.collector.yml"]:
+    d = load(compose)
+    services = d.get("services", {})
+    check(services, f"{compose}: no services")
+    for name, service in services.items():
+        check("image" in service, f"{compose}: service {name} has no image")
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            path = os.path.normpath(os.path.join("deploy", source))
+            check(os.path.exists(path), f"{compose}: service {name} mounts missing {source}")
+        for dep in service.get("depends_on", []):
+            check(dep in services, f"{compose}: service {name} depends on unknown {dep}")
+collector = load("deploy/docker-compose.collector.yml")["services"]
+check("otel-collector" in collector, "collector compose: no otel-collector service")
+ports = {p.split(":")[0] for p in collector["otel-collector"].get("ports", [])}
+check({"4317", "4318"} <= ports, "collector compose: the Collector must publish 4317 and 4318")
+prom = load("deploy/prometheus/prometheus.collector.yml")
+targets = [t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]]
+check("otel-collector:8889" in targets, "collector compose: Prometheus must scrape otel-collector:8889")
+check(c["exporters"]["prometheus"]["endpoint"].endswith(":8889"), "collector: Prometheus exporter on 8889")
+
+if errors:
+    print("\n".join(errors), file=sys.stderr)
+    sys.exit(1)
+print(f"  collector: {len(pipelines)} pipelines; 2 compose files")
+EOF
 
 echo "== deploy checks passed"

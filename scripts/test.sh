@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the crate on a fresh Debian machine: installs what the
 # tests need (promtool from Debian's `prometheus`, Alertmanager from
-# `prometheus-alertmanager`, headless Chromium from `chromium`), then checks
+# `prometheus-alertmanager`, headless Chromium from `chromium`, PyYAML for
+# the deploy checks from `python3-yaml`), then checks
 # deploy/, lints, documents, tests with all features, and checks that each
 # feature compiles alone.
 set -euo pipefail
@@ -11,6 +12,7 @@ need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
+python3 -c 'import yaml' >/dev/null 2>&1 || need+=(python3-yaml)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi

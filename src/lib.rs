@@ -77,12 +77,12 @@
 //! | feature | default | enables |
 //! |---|---|---|
 //! | `axum` | yes | route templates from axum's `MatchedPath`, and of nested services |
-//! | `telemetry` | yes | the [`Observability`] builder: Prometheus recorder, OTLP tracer provider (the OpenTelemetry SDK), log subscriber |
-//! | `otlp-grpc` | yes | OTLP/gRPC export (port 4317) |
+//! | `telemetry` | yes | the [`Observability`] builder: Prometheus recorder, OTLP traces, metrics and logs (the OpenTelemetry SDK, `OTEL_METRICS_EXPORTER`, `OTEL_LOGS_EXPORTER`), log subscriber |
+//! | `otlp-grpc` | yes | OTLP/gRPC export (port 4317), every signal |
 //! | `monitoring` | yes | [`monitoring::MonitoringRouter`]: `/metrics`, `/health/*`, `/monitoring/*`, the dashboard |
 //! | `health` | with `monitoring` | [`health::HealthRegistry`]: checks with timeouts, groups, a cache |
 //! | `alerts` | with `monitoring` | [`alerts::AlertEngine`]: rules over the in-process windows |
-//! | `otlp-http` | no | OTLP/HTTP protobuf export (port 4318) |
+//! | `otlp-http` | no | OTLP/HTTP protobuf export (port 4318), every signal |
 //! | `notify` | no | [`alerts::AlertNotifier`]: push alerts to Alertmanager and webhooks |
 //! | `process-metrics` | no | the `process_*` metrics on `/metrics` and in the overview |
 //! | `moka` | no | [`cache::InstrumentedCache`]: cache metrics for `moka::future::Cache` |
@@ -142,6 +142,7 @@ pub use self::{
 pub use self::{
     observability::{Observability, ObservabilityBuilder},
     telemetry::{
-        InitError, LogFormat, OTEL_LAYER_EXCLUDED_TARGETS, OtlpProtocol, otel_layer, prometheus_builder,
+        InitError, LogFormat, MetricsExporters, OTEL_LAYER_EXCLUDED_TARGETS, OtlpProtocol, otel_layer,
+        prometheus_builder,
     },
 };

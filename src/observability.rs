@@ -1,30 +1,43 @@
 //! The [`Observability`] builder and guard: one call that installs the
-//! Prometheus recorder, the OTLP tracer provider and the `tracing`
-//! subscriber (the pipelines of [`telemetry`]), and the
-//! handle that builds the layer and the monitoring router and flushes spans
-//! when dropped.
+//! metrics recorder (Prometheus, OTLP or both), the OTLP traces, metrics
+//! and logs pipelines and the `tracing` subscriber (the pipelines of
+//! [`telemetry`]), and the handle that builds the layer and the monitoring
+//! router and flushes every signal when dropped.
 //!
 //! See [`Observability`] for the entry point and [`ObservabilityBuilder`] for
 //! every setting and the environment variables it reads.
 
-use std::{fmt, time::Duration};
 #[cfg(feature = "monitoring")]
-use std::{sync::Arc, time::Instant};
+use std::time::Instant;
+use std::{fmt, sync::Arc, time::Duration};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
-use tracing_subscriber::{Layer as _, layer::SubscriberExt, util::SubscriberInitExt};
+use opentelemetry_sdk::{
+    logs::SdkLoggerProvider,
+    metrics::{SdkMeterProvider, Temporality},
+    trace::{Sampler, SdkTracerProvider},
+};
+use tracing_subscriber::{
+    Layer as _,
+    filter::{FilterExt as _, LevelFilter, Targets},
+    layer::SubscriberExt,
+    util::SubscriberInitExt,
+};
 
 #[cfg(feature = "monitoring")]
 use crate::monitoring::{MonitoringRouter, ServiceInfo};
 use crate::{
     layer::ObservabilityLayer,
     metrics::HttpStats,
-    telemetry::{self, ExporterRuntime, InitError, LogFormat, OtlpProtocol, Upkeep, otel_layer},
+    telemetry::{
+        self, Deferred, ExporterRuntime, InitError, LogFormat, MetricsExporters, OtlpProtocol, Pipeline,
+        Upkeep, otel_layer,
+    },
 };
 
-/// How long [`Observability`] waits for pending spans at shutdown.
+/// How long [`Observability`] waits for pending spans, metrics and log
+/// records at shutdown (the three are flushed side by side).
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Builder of [`Observability`]; start with [`Observability::builder`].
@@ -41,6 +54,13 @@ pub struct ObservabilityBuilder {
     install_subscriber: bool,
     install_recorder: bool,
     trust_remote_sampling: bool,
+    metrics_endpoint: Option<String>,
+    logs_endpoint: Option<String>,
+    metrics_exporters: Option<MetricsExporters>,
+    otlp_logs: Option<bool>,
+    metric_export_interval: Option<Duration>,
+    temporality: Option<Temporality>,
+    log_queue_size: Option<usize>,
 }
 
 impl ObservabilityBuilder {
@@ -107,9 +127,83 @@ impl ObservabilityBuilder {
         self
     }
 
-    /// Whether to install a global `tracing` subscriber (logs and the OTel
-    /// layer). Defaults to `true`; with `false`, add
-    /// [`Observability::otel_layer`] to your own subscriber.
+    /// Which metrics exporters run: [`MetricsExporters::PROMETHEUS`] (the
+    /// default: `/metrics`), [`MetricsExporters::OTLP`] (pushed to the
+    /// collector, `/metrics` answers 503), [`MetricsExporters::BOTH`] (one
+    /// recording, both), [`MetricsExporters::NONE`].
+    /// `OTEL_METRICS_EXPORTER` (`prometheus`, `otlp`, `otlp,prometheus`,
+    /// `none`) overrides it. OTLP metrics use the traces' protocol and
+    /// endpoint rules (`OTEL_EXPORTER_OTLP_METRICS_*` first), path
+    /// `/v1/metrics` over HTTP.
+    pub fn metrics_exporters(mut self, exporters: MetricsExporters) -> Self {
+        self.metrics_exporters = Some(exporters);
+        self
+    }
+
+    /// Full URL OTLP metrics are sent to (used as given, no path appended);
+    /// `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` and
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` override it. Defaults to the
+    /// [`otlp_endpoint`](Self::otlp_endpoint) rules.
+    pub fn otlp_metrics_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.metrics_endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// How often metrics are pushed over OTLP (the periodic reader's
+    /// interval); `OTEL_METRIC_EXPORT_INTERVAL` (milliseconds) overrides
+    /// it. Defaults to 60 s (OTel SDK environment variables). Zero is an
+    /// [`InitError::InvalidSetting`].
+    pub fn metric_export_interval(mut self, interval: Duration) -> Self {
+        self.metric_export_interval = Some(interval);
+        self
+    }
+
+    /// Aggregation temporality of OTLP metrics;
+    /// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` (`cumulative`,
+    /// `delta`) overrides it. Defaults to cumulative (what Prometheus and
+    /// the Collector's Prometheus exporter expect).
+    pub fn metrics_temporality(mut self, temporality: Temporality) -> Self {
+        self.temporality = Some(temporality);
+        self
+    }
+
+    /// Whether the process's `tracing` events (the access log included)
+    /// are also pushed as OTLP log records, each one inside a request with
+    /// its server span's trace id and span id and a `request_id`
+    /// attribute. `OTEL_LOGS_EXPORTER` (`otlp`, `none`) overrides it.
+    /// Defaults to `false` (`none`): stdout only. The same filter as the
+    /// stdout lines (`RUST_LOG`) applies.
+    pub fn otlp_logs(mut self, enabled: bool) -> Self {
+        self.otlp_logs = Some(enabled);
+        self
+    }
+
+    /// Full URL OTLP logs are sent to (used as given);
+    /// `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` and `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// override it. Defaults to the [`otlp_endpoint`](Self::otlp_endpoint)
+    /// rules, path `/v1/logs` over HTTP.
+    pub fn otlp_logs_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.logs_endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// How many log records wait for export at most; a record that finds
+    /// the queue full is dropped and counted
+    /// (`otlp_exporter_log_records_dropped_total`), never waited for.
+    /// `OTEL_BLRP_MAX_QUEUE_SIZE` overrides it; the other `OTEL_BLRP_*`
+    /// (schedule delay 1000 ms, batch size 512, export timeout 30000 ms)
+    /// are read from the environment. Defaults to 2048; zero is an
+    /// [`InitError::InvalidSetting`].
+    pub fn log_queue_size(mut self, records: usize) -> Self {
+        self.log_queue_size = Some(records);
+        self
+    }
+
+    /// Whether to install a global `tracing` subscriber (stdout logs, the
+    /// OTel span layers, the OTLP log layer). Defaults to `true`; with
+    /// `false`, add [`Observability::layers`] to your own subscriber (without
+    /// it, spans are still exported but log lines do not join them, no log
+    /// record is exported and partial successes are not counted).
     pub fn install_subscriber(mut self, install: bool) -> Self {
         self.install_subscriber = install;
         self
@@ -125,12 +219,19 @@ impl ObservabilityBuilder {
     }
 
     /// Installs everything and returns the [`Observability`] handle, which
-    /// flushes pending spans when dropped.
+    /// flushes pending spans, metrics and log records when dropped.
     ///
-    /// The OTLP exporter connects lazily, on a thread of its own: an absent
-    /// or slow collector never fails `init` nor slows a request; spans that
-    /// cannot be sent are dropped once the batch queue (2048 spans,
-    /// `OTEL_BSP_MAX_QUEUE_SIZE`) is full.
+    /// Every `OTEL_*` variable is checked first: a value that does not
+    /// parse is an [`InitError::InvalidEnvVar`] and nothing is installed; a
+    /// variable this build does not read is logged once, by name, as a
+    /// warning. The SDK's own log events (its `internal-logs`) go to the
+    /// installed subscriber, those of its setup included.
+    ///
+    /// The OTLP exporters connect lazily, on threads of their own: an absent
+    /// or slow collector never fails `init` nor slows a request; spans and
+    /// log records that cannot be sent are dropped once their batch queue
+    /// (2048, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BLRP_MAX_QUEUE_SIZE`) is full,
+    /// and counted.
     ///
     /// # Errors
     ///
@@ -147,58 +248,67 @@ impl ObservabilityBuilder {
 
         // Everything that can be refused is checked before anything global
         // is installed.
-        let export = if telemetry::sdk_disabled() {
-            None
-        } else {
-            let protocol = telemetry::resolve_protocol(self.protocol)?;
-            Some((protocol, telemetry::resolve_endpoint(self.endpoint.as_deref(), protocol)?))
-        };
-
-        // The recorder first: the span pipeline registers its metrics in it.
-        let prometheus = if self.install_recorder { Some(telemetry::install_recorder()?) } else { None };
-        let upkeep = prometheus.clone().map(Upkeep::start).transpose()?;
-        let tracing = export
-            .map(|(protocol, endpoint)| {
-                telemetry::tracer_provider(
-                    &service_name,
-                    self.service_version.as_deref(),
-                    self.sampler.clone(),
-                    self.trust_remote_sampling,
-                    protocol,
-                    &endpoint,
-                )
-                .map(|(provider, runtime)| (provider, runtime, endpoint))
-            })
-            .transpose()?;
+        let opts = self.options(&service_name);
+        let mut plan = telemetry::plan(&opts)?;
+        let warnings = std::mem::take(&mut plan.warnings);
+        let deferred = Deferred::default();
+        let pipelines = telemetry::build(plan, &opts, &deferred)?;
+        let upkeep = pipelines.prometheus.clone().map(Upkeep::start).transpose()?;
 
         #[cfg(feature = "monitoring")]
         let started = Instant::now();
-        let (provider, runtime, endpoint) = match tracing {
-            Some((provider, runtime, endpoint)) => (Some(provider), runtime, Some(endpoint)),
-            None => (None, None, None),
-        };
-
+        let provider = pipelines.tracer.as_ref().map(|(provider, _, _)| provider.clone());
         let layer = default_layer(self.follows_parent_sampling(), provider.as_ref());
         let obs = Observability {
             service_name,
             service_version: self.service_version.clone().unwrap_or_default(),
             #[cfg(feature = "monitoring")]
             started,
-            prometheus,
+            log_directives: self.log_filter.clone(),
+            prometheus: pipelines.prometheus,
             provider,
+            tracer: pipelines.tracer.map(|(_, pipeline, endpoint)| (pipeline, endpoint)),
+            meter: pipelines.meter,
+            logger: pipelines.logger,
             layer,
-            endpoint,
             _upkeep: upkeep,
-            runtime,
+            runtime: pipelines.runtime,
         };
         if self.install_subscriber {
+            // The SDK's export errors and partial successes are counted and
+            // logged once per episode by the pipelines, not per batch.
+            let stdout =
+                log_filter.and(tracing_subscriber::filter::filter_fn(|m| !telemetry::accounted_for(m)));
             tracing_subscriber::registry()
-                .with(telemetry::fmt_layer(self.log_format).with_filter(log_filter))
-                .with(obs.otel_layer())
+                .with(telemetry::fmt_layer(self.log_format).with_filter(stdout))
+                .with(obs.layers())
                 .try_init()
                 .map_err(|_| InitError::SubscriberAlreadyInstalled)?;
         }
+        for warning in warnings {
+            tracing::warn!(target: "tower_observability::telemetry", "{warning}");
+        }
+        deferred.replay();
         Ok(obs)
+    }
+
+    fn options(&self, service_name: &str) -> telemetry::Options {
+        telemetry::Options {
+            service_name: service_name.to_owned(),
+            service_version: self.service_version.clone(),
+            endpoint: self.endpoint.clone(),
+            protocol: self.protocol,
+            metrics_endpoint: self.metrics_endpoint.clone(),
+            logs_endpoint: self.logs_endpoint.clone(),
+            metrics_exporters: self.metrics_exporters,
+            otlp_logs: self.otlp_logs,
+            metric_export_interval: self.metric_export_interval,
+            temporality: self.temporality,
+            log_queue_size: self.log_queue_size,
+            sampler: self.sampler.clone(),
+            trust_remote_sampling: self.trust_remote_sampling,
+            install_recorder: self.install_recorder,
+        }
     }
 
     /// Whether the tracer's sampler follows a remote parent's sampled flag:
@@ -212,6 +322,19 @@ impl ObservabilityBuilder {
             Some(name) => name.trim().starts_with("parentbased_"),
             None => self.sampler.as_ref().is_none_or(|s| matches!(s, Sampler::ParentBased(_))),
         }
+    }
+}
+
+/// A pipeline's counts as the overview shows them.
+#[cfg(feature = "monitoring")]
+fn exporter_overview(totals: telemetry::PipelineTotals) -> crate::monitoring::ExporterOverview {
+    crate::monitoring::ExporterOverview {
+        signal: totals.signal,
+        exported: totals.exported,
+        failed: totals.failed,
+        dropped: totals.dropped,
+        rejected: totals.rejected,
+        queued: totals.queued,
     }
 }
 
@@ -264,10 +387,15 @@ pub struct Observability {
     /// When the pipeline was set up: the uptime of the monitoring routes.
     #[cfg(feature = "monitoring")]
     started: Instant,
+    /// The builder's log filter, for the OTLP log layer's filter.
+    log_directives: Option<String>,
     prometheus: Option<PrometheusHandle>,
     provider: Option<SdkTracerProvider>,
+    /// The span pipeline and the URL spans go to.
+    tracer: Option<(Arc<Pipeline>, String)>,
+    meter: Option<(SdkMeterProvider, telemetry::MetricsCounting, String)>,
+    logger: Option<(SdkLoggerProvider, Arc<Pipeline>, String)>,
     layer: ObservabilityLayer,
-    endpoint: Option<String>,
     _upkeep: Option<Upkeep>,
     runtime: Option<ExporterRuntime>,
 }
@@ -286,6 +414,13 @@ impl Observability {
             install_subscriber: true,
             install_recorder: true,
             trust_remote_sampling: true,
+            metrics_endpoint: None,
+            logs_endpoint: None,
+            metrics_exporters: None,
+            otlp_logs: None,
+            metric_export_interval: None,
+            temporality: None,
+            log_queue_size: None,
         }
     }
 
@@ -311,7 +446,19 @@ impl Observability {
             version: self.service_version.clone(),
             started: self.started,
         };
-        MonitoringRouter::new(self.prometheus.clone(), Arc::new(info), self.layer.clone())
+        let router = MonitoringRouter::new(self.prometheus.clone(), Arc::new(info), self.layer.clone());
+        let pipelines: Vec<Arc<Pipeline>> = [
+            self.tracer.as_ref().map(|(pipeline, _)| Arc::clone(pipeline)),
+            self.meter.as_ref().and_then(|(_, counting, _)| counting.get().cloned()),
+            self.logger.as_ref().map(|(_, pipeline, _)| Arc::clone(pipeline)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if pipelines.is_empty() {
+            return router;
+        }
+        router.exporters(Arc::new(move || pipelines.iter().map(|p| exporter_overview(p.totals())).collect()))
     }
 
     /// The in-process windowed HTTP figures (rates, error ratios, latency
@@ -333,7 +480,27 @@ impl Observability {
 
     /// The URL spans are exported to; `None` when tracing export is off.
     pub fn otlp_endpoint(&self) -> Option<&str> {
-        self.endpoint.as_deref()
+        self.tracer.as_ref().map(|(_, endpoint)| endpoint.as_str())
+    }
+
+    /// The URL metrics are pushed to; `None` unless OTLP metrics are on.
+    pub fn otlp_metrics_endpoint(&self) -> Option<&str> {
+        self.meter.as_ref().map(|(_, _, endpoint)| endpoint.as_str())
+    }
+
+    /// The URL log records are pushed to; `None` unless OTLP logs are on.
+    pub fn otlp_logs_endpoint(&self) -> Option<&str> {
+        self.logger.as_ref().map(|(_, _, endpoint)| endpoint.as_str())
+    }
+
+    /// The meter provider of OTLP metrics; `None` unless they are on.
+    pub fn meter_provider(&self) -> Option<&SdkMeterProvider> {
+        self.meter.as_ref().map(|(provider, _, _)| provider)
+    }
+
+    /// The logger provider of OTLP logs; `None` unless they are on.
+    pub fn logger_provider(&self) -> Option<&SdkLoggerProvider> {
+        self.logger.as_ref().map(|(provider, _, _)| provider)
     }
 
     /// `service.name` as resolved from the builder and `OTEL_SERVICE_NAME`.
@@ -351,21 +518,97 @@ impl Observability {
         self.provider.as_ref().map(otel_layer)
     }
 
-    /// Flushes pending spans and shuts the exporter down, waiting at most
-    /// 5 seconds. Dropping `Observability` does the same.
-    pub fn shutdown(mut self) {
-        self.shutdown_provider();
+    /// Every layer the installed subscriber holds but the stdout lines, for
+    /// a subscriber you build yourself (see
+    /// [`ObservabilityBuilder::install_subscriber`]): the layers of
+    /// [`otel_layer`](Self::otel_layer) (when spans are exported), the OTLP
+    /// log layer (when logs are; filtered by `RUST_LOG` or the builder's
+    /// filter, the exporters' own HTTP stack left out), and the layer that
+    /// counts the collector's partial successes.
+    ///
+    /// ```no_run
+    /// use tower_observability::Observability;
+    /// use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let obs = Observability::builder().otlp_logs(true).install_subscriber(false).init()?;
+    /// tracing_subscriber::registry()
+    ///     .with(tracing_subscriber::fmt::layer()) // your own lines
+    ///     .with(obs.layers())
+    ///     .init();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn layers<S>(&self) -> impl tracing_subscriber::Layer<S> + use<S>
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        let logs = self.logger.as_ref().map(|(provider, _, _)| {
+            let filter = telemetry::log_filter(self.log_directives.as_deref())
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            // The exporters' HTTP stack and the SDK: their records would be
+            // exported in turn.
+            let internals = Targets::new()
+                .with_default(LevelFilter::TRACE)
+                .with_targets(telemetry::EXPORTER_TARGETS.iter().map(|t| (*t, LevelFilter::OFF)));
+            telemetry::otlp_logs_layer(provider).with_filter(filter.and(internals))
+        });
+        // `Layer::and_then`, not `Option::and_then`.
+        let traces_and_logs = tracing_subscriber::Layer::and_then(self.otel_layer(), logs);
+        traces_and_logs.and_then(telemetry::sdk_events_layer())
     }
 
-    fn shutdown_provider(&mut self) {
-        let Some(provider) = self.provider.take() else { return };
+    /// Flushes pending spans, metrics and log records and shuts the
+    /// exporters down, side by side, waiting at most 5 seconds. Dropping
+    /// `Observability` does the same. An exporter that does not finish in
+    /// time is logged with what it abandons (spans and log records still
+    /// queued).
+    pub fn shutdown(mut self) {
+        self.shutdown_pipelines();
+    }
+
+    fn shutdown_pipelines(&mut self) {
+        let tracer = self.provider.take().zip(self.tracer.as_ref().map(|(pipeline, _)| Arc::clone(pipeline)));
+        let meter = self.meter.take().map(|(provider, _, _)| provider);
+        let logger = self.logger.take().map(|(provider, pipeline, _)| (provider, pipeline));
+        if tracer.is_none() && meter.is_none() && logger.is_none() {
+            return;
+        }
         let shutdown = move || {
-            if let Err(err) = provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT) {
-                tracing::warn!(error = %err, "span exporter shutdown did not complete");
-            }
+            std::thread::scope(|scope| {
+                let spans = tracer.map(|(provider, pipeline)| {
+                    scope.spawn(move || {
+                        provider
+                            .shutdown_with_timeout(SHUTDOWN_TIMEOUT)
+                            .err()
+                            .map(|e| (e, pipeline.pending()))
+                    })
+                });
+                let metrics = meter.map(|provider| {
+                    scope.spawn(move || provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT).err())
+                });
+                let logs = logger.map(|(provider, pipeline)| {
+                    scope.spawn(move || {
+                        provider
+                            .shutdown_with_timeout(SHUTDOWN_TIMEOUT)
+                            .err()
+                            .map(|e| (e, pipeline.pending()))
+                    })
+                });
+                if let Some(Ok(Some((error, abandoned)))) = spans.map(|h| h.join()) {
+                    tracing::warn!(%error, abandoned, "span exporter shutdown did not complete: {abandoned} spans abandoned");
+                }
+                if let Some(Ok(Some(error))) = metrics.map(|h| h.join()) {
+                    tracing::warn!(%error, "metric exporter shutdown did not complete: the last collection is lost");
+                }
+                if let Some(Ok(Some((error, abandoned)))) = logs.map(|h| h.join()) {
+                    tracing::warn!(%error, abandoned, "log exporter shutdown did not complete: {abandoned} log records abandoned");
+                }
+            });
         };
-        // The exporter runs on its own thread and runtime, so blocking here
-        // cannot starve it; in a multi-thread runtime, tell tokio we block.
+        // The exporters run on their own threads and runtime, so blocking
+        // here cannot starve them; in a multi-thread runtime, tell tokio we
+        // block.
         match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
             Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(shutdown),
             _ => shutdown(),
@@ -375,7 +618,7 @@ impl Observability {
 
 impl Drop for Observability {
     fn drop(&mut self) {
-        self.shutdown_provider();
+        self.shutdown_pipelines();
         drop(self.runtime.take());
     }
 }
@@ -385,7 +628,9 @@ impl fmt::Debug for Observability {
         f.debug_struct("Observability")
             .field("service_name", &self.service_name)
             .field("service_version", &self.service_version)
-            .field("otlp_endpoint", &self.endpoint)
+            .field("otlp_endpoint", &self.otlp_endpoint())
+            .field("otlp_metrics_endpoint", &self.otlp_metrics_endpoint())
+            .field("otlp_logs_endpoint", &self.otlp_logs_endpoint())
             .field("prometheus", &self.prometheus.is_some())
             .finish_non_exhaustive()
     }

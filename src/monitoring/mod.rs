@@ -110,11 +110,11 @@ mod state;
 use std::time::Duration;
 
 #[cfg(feature = "telemetry")]
-pub(crate) use self::state::ServiceInfo;
+pub(crate) use self::state::{ExportersSource, ServiceInfo};
 pub use self::{
     overview::{
-        CacheOverview, GroupHealth, HealthOverview, HttpOverview, OVERVIEW_TOP_ROUTES, Overview, PerWindow,
-        ProcessOverview, RouteOverview, ServiceOverview,
+        CacheOverview, ExporterOverview, GroupHealth, HealthOverview, HttpOverview, OVERVIEW_TOP_ROUTES,
+        Overview, PerWindow, ProcessOverview, RouteOverview, ServiceOverview,
     },
     router::MonitoringRouter,
 };

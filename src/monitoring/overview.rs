@@ -63,6 +63,29 @@ pub struct Overview {
     /// [`MonitoringRouter::alerts`](super::MonitoringRouter::alerts); empty
     /// without one.
     pub alerts: AlertsSummary,
+    /// The OTLP export pipelines that run, one per signal; empty when none
+    /// does (or without [`Observability`](crate::Observability)).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exporters: Vec<ExporterOverview>,
+}
+
+/// What one OTLP export pipeline has done since the start: the same counts
+/// as `/metrics`' `otlp_exporter_*` series.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ExporterOverview {
+    /// `spans`, `metric_points` or `log_records`.
+    pub signal: &'static str,
+    /// Items the collector accepted.
+    pub exported: u64,
+    /// Items lost to failed exports (collector down, slow, refusing).
+    pub failed: u64,
+    /// Items dropped at a full export queue (never for metric points).
+    pub dropped: u64,
+    /// Items the collector rejected in a partial success.
+    pub rejected: u64,
+    /// Items waiting in the queue or being sent now.
+    pub queued: u64,
 }
 
 /// The service's identity and uptime.
@@ -354,5 +377,6 @@ pub(super) async fn build(state: &MonitoringState) -> Overview {
         health,
         process: ProcessOverview::collect(),
         alerts: state.alerts.as_ref().map(|a| a.0.alerts_summary()).unwrap_or_default(),
+        exporters: state.exporters.as_ref().map(|source| source()).unwrap_or_default(),
     }
 }

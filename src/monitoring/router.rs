@@ -69,6 +69,7 @@ impl MonitoringRouter {
             cache: CacheHitRatios::global(),
             alerts: None,
             token: None,
+            exporters: None,
             #[cfg(feature = "process-metrics")]
             process: metrics_process::Collector::default(),
             #[cfg(feature = "process-metrics")]
@@ -339,6 +340,14 @@ impl<M> MonitoringRouter<M> {
     /// ```
     pub fn prometheus(mut self, handle: PrometheusHandle) -> Self {
         Arc::make_mut(&mut self.state).prometheus = Some(handle);
+        self
+    }
+
+    /// Where the overview reads the OTLP pipelines' counts (set by
+    /// `Observability`).
+    #[cfg(feature = "telemetry")]
+    pub(crate) fn exporters(mut self, source: super::ExportersSource) -> Self {
+        Arc::make_mut(&mut self.state).exporters = Some(source);
         self
     }
 }

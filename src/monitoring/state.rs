@@ -36,6 +36,8 @@ pub(super) struct MonitoringState {
     pub(super) alerts: Option<SharedAlerts>,
     /// With a token, everything but the health status needs it.
     pub(super) token: Option<Arc<str>>,
+    /// The OTLP pipelines' counts, for the overview.
+    pub(super) exporters: Option<ExportersSource>,
     #[cfg(feature = "process-metrics")]
     pub(super) process: metrics_process::Collector,
     /// Describes the process metrics at the first `/metrics`, once the
@@ -56,6 +58,9 @@ impl MonitoringState {
         inputs
     }
 }
+
+/// Reads the OTLP pipelines' counts (given by `Observability`).
+pub(crate) type ExportersSource = Arc<dyn Fn() -> Vec<super::ExporterOverview> + Send + Sync>;
 
 /// A shared [`AlertsSource`], as the router state keeps it.
 #[derive(Clone)]

@@ -7,14 +7,16 @@
 
 use super::InitError;
 
-/// How spans are sent to the collector (OTLP specification, "Protocol").
+/// How spans, metrics and logs are sent to the collector (OTLP
+/// specification, "Protocol").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum OtlpProtocol {
     /// OTLP/gRPC, Jaeger's and the Collector's port 4317. The default.
     #[default]
     Grpc,
-    /// OTLP/HTTP with protobuf bodies, port 4318, path `/v1/traces`.
+    /// OTLP/HTTP with protobuf bodies, port 4318, paths `/v1/traces`,
+    /// `/v1/metrics`, `/v1/logs`.
     HttpProtobuf,
 }
 
@@ -45,34 +47,85 @@ pub(crate) fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
-/// `OTEL_SDK_DISABLED=true` turns tracing export off (OTel SDK environment
-/// variables specification); metrics and logs are not OTel SDK signals here.
+/// `OTEL_SDK_DISABLED=true` turns every OTel SDK signal off: spans, OTLP
+/// metrics and OTLP logs (OTel SDK environment variables specification);
+/// the Prometheus scrape, which is not the SDK's, stays.
 pub(crate) fn sdk_disabled() -> bool {
     env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
-pub(crate) fn resolve_protocol(builder: Option<OtlpProtocol>) -> Result<OtlpProtocol, InitError> {
-    match env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL")) {
+/// One of the three OTLP signals, with its variables and HTTP path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    Traces,
+    Metrics,
+    Logs,
+}
+
+impl Signal {
+    /// The signal's part of the variable names: `TRACES`, `METRICS`, `LOGS`.
+    fn infix(self) -> &'static str {
+        match self {
+            Self::Traces => "TRACES",
+            Self::Metrics => "METRICS",
+            Self::Logs => "LOGS",
+        }
+    }
+
+    /// The OTLP/HTTP path: `/v1/traces`, `/v1/metrics`, `/v1/logs`.
+    pub(crate) fn path(self) -> &'static str {
+        match self {
+            Self::Traces => "/v1/traces",
+            Self::Metrics => "/v1/metrics",
+            Self::Logs => "/v1/logs",
+        }
+    }
+
+    /// `OTEL_EXPORTER_OTLP_{SIGNAL}_{suffix}`.
+    pub(crate) fn var(self, suffix: &str) -> String {
+        format!("OTEL_EXPORTER_OTLP_{}_{suffix}", self.infix())
+    }
+}
+
+/// The protocol of `signal`: `OTEL_EXPORTER_OTLP_{SIGNAL}_PROTOCOL`, else
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`, else the builder's, else gRPC.
+pub(crate) fn resolve_protocol(
+    signal: Signal,
+    builder: Option<OtlpProtocol>,
+) -> Result<OtlpProtocol, InitError> {
+    match env(&signal.var("PROTOCOL")).or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL")) {
         Some(value) => OtlpProtocol::parse(&value),
         None => Ok(builder.unwrap_or_default()),
     }
 }
 
-/// The full URL spans are sent to.
+/// The full URL `signal` is sent to.
 ///
-/// A signal-specific endpoint is used as given; a base endpoint gets
-/// `/v1/traces` appended for OTLP/HTTP (OTLP exporter specification).
-pub(crate) fn resolve_endpoint(builder: Option<&str>, protocol: OtlpProtocol) -> Result<String, InitError> {
-    let (endpoint, is_full) = if let Some(full) = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+/// A signal-specific endpoint (`OTEL_EXPORTER_OTLP_{SIGNAL}_ENDPOINT`, or
+/// the builder's `signal_builder`) is used as given; a base endpoint
+/// (`OTEL_EXPORTER_OTLP_ENDPOINT`, the builder's `base_builder`, the
+/// default) gets the signal's path (`/v1/traces`...) appended for OTLP/HTTP
+/// (OTLP exporter specification, "Endpoint URLs for OTLP/HTTP").
+pub(crate) fn resolve_endpoint(
+    signal: Signal,
+    signal_builder: Option<&str>,
+    base_builder: Option<&str>,
+    protocol: OtlpProtocol,
+) -> Result<String, InitError> {
+    let (endpoint, is_full) = if let Some(full) = env(&signal.var("ENDPOINT")) {
         (full, true)
     } else if let Some(base) = env("OTEL_EXPORTER_OTLP_ENDPOINT") {
         (base, false)
+    } else if let Some(full) = signal_builder {
+        (full.to_owned(), true)
     } else {
-        (builder.unwrap_or(protocol.default_endpoint()).to_owned(), false)
+        (base_builder.unwrap_or(protocol.default_endpoint()).to_owned(), false)
     };
     validate_endpoint(&endpoint)?;
     Ok(match protocol {
-        OtlpProtocol::HttpProtobuf if !is_full => format!("{}/v1/traces", endpoint.trim_end_matches('/')),
+        OtlpProtocol::HttpProtobuf if !is_full => {
+            format!("{}{}", endpoint.trim_end_matches('/'), signal.path())
+        }
         _ => endpoint,
     })
 }

@@ -27,16 +27,39 @@ pub enum InitError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// `OTEL_EXPORTER_OTLP_PROTOCOL` names a protocol this build cannot
-    /// speak (`http/json`, or one whose feature is off).
+    /// The protocol (from the builder or `OTEL_EXPORTER_OTLP_PROTOCOL`) is
+    /// one whose feature (`otlp-grpc`, `otlp-http`) is off in this build;
+    /// an unknown value in the environment is an
+    /// [`InvalidEnvVar`](Self::InvalidEnvVar).
     #[error("unsupported OTLP protocol {0:?} (expected \"grpc\" or \"http/protobuf\")")]
     UnsupportedProtocol(String),
+    /// An `OTEL_*` environment variable holds a value that does not parse or
+    /// is out of range (`OTEL_BSP_MAX_QUEUE_SIZE=-5`, `OTEL_TRACES_SAMPLER=bogus`,
+    /// `OTEL_METRICS_EXPORTER=console`); see the README's configuration
+    /// table for what each one takes.
+    #[error("invalid {name}={value:?}: {reason}")]
+    InvalidEnvVar {
+        /// The variable.
+        name: String,
+        /// Its value, as set.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A builder setting is out of range (a zero export interval or queue).
+    #[error("invalid setting {setting}: {reason}")]
+    InvalidSetting {
+        /// The builder method.
+        setting: &'static str,
+        /// What is wrong with its value.
+        reason: &'static str,
+    },
     /// `RUST_LOG` or the builder's filter does not parse.
     #[error("invalid log filter: {0}")]
     InvalidLogFilter(String),
-    /// The OTLP exporter could not be built. The Prometheus recorder is
-    /// installed by then.
-    #[error("failed to build the OTLP span exporter: {0}")]
+    /// An OTLP exporter (spans, metrics or logs, as the message says) could
+    /// not be built. The Prometheus recorder is installed by then.
+    #[error("failed to build an OTLP exporter: {0}")]
     Exporter(String),
     /// The exporter's background thread could not start.
     #[error("failed to start the exporter thread: {0}")]

@@ -4,8 +4,9 @@
 use std::{sync::mpsc, thread, time::Duration};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::layers::FanoutBuilder;
 
-use super::InitError;
+use super::{InitError, metrics_bridge::OtelRecorder};
 use crate::{
     cache::{CACHE_LOOKUP_DURATION, LOOKUP_DURATION_BUCKETS},
     metrics::{
@@ -43,10 +44,36 @@ pub fn prometheus_builder() -> PrometheusBuilder {
         .expect("bucket lists are not empty")
 }
 
-/// Installs the global recorder of [`prometheus_builder`] and describes the
-/// HTTP metrics to it.
-pub(crate) fn install_recorder() -> Result<PrometheusHandle, InitError> {
-    let handle = prometheus_builder().install_recorder().map_err(|_| InitError::RecorderAlreadyInstalled)?;
+/// Installs the global `metrics` recorder: the Prometheus recorder of
+/// [`prometheus_builder`] when `prometheus`, the OTel bridge `otel` when
+/// given, and both behind one fan-out (metrics-util's `Fanout`) when both
+/// are, so that one `metrics` call feeds the scrape and the OTLP push.
+/// Describes the HTTP metrics to it. Installs nothing when neither is asked
+/// for.
+pub(crate) fn install(
+    prometheus: bool,
+    otel: Option<OtelRecorder>,
+) -> Result<Option<PrometheusHandle>, InitError> {
+    fn set<R>(result: Result<(), metrics::SetRecorderError<R>>) -> Result<(), InitError> {
+        result.map_err(|_| InitError::RecorderAlreadyInstalled)
+    }
+    let handle = match (prometheus, otel) {
+        (false, None) => return Ok(None),
+        (true, None) => {
+            Some(prometheus_builder().install_recorder().map_err(|_| InitError::RecorderAlreadyInstalled)?)
+        }
+        (false, Some(otel)) => {
+            set(metrics::set_global_recorder(otel))?;
+            None
+        }
+        (true, Some(otel)) => {
+            let recorder = prometheus_builder().build_recorder();
+            let handle = recorder.handle();
+            let fanout = FanoutBuilder::default().add_recorder(recorder).add_recorder(otel).build();
+            set(metrics::set_global_recorder(fanout))?;
+            Some(handle)
+        }
+    };
     crate::metrics::describe();
     Ok(handle)
 }

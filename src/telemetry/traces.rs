@@ -5,7 +5,9 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing_subscriber::{Layer as _, filter::Targets};
 
-use super::{InitError, OtlpProtocol, config, exporter, exporter::ExporterRuntime, pipeline, sampler};
+use std::sync::Arc;
+
+use super::{config, pipeline, sampler};
 use crate::trace::RouteSampler;
 use crate::trace::{ServerSpanLayer, instrumentation_scope};
 
@@ -32,6 +34,12 @@ pub const OTEL_LAYER_EXCLUDED_TARGETS: [&str; 8] = [
     "tower_observability::access",
     REQUEST_SPAN_TARGET,
 ];
+
+/// The targets of the exporters' own HTTP stack and of the SDK: what no
+/// exporting layer takes (its records would be exported in turn, and
+/// reported again). The first entries of [`OTEL_LAYER_EXCLUDED_TARGETS`].
+pub(crate) const EXPORTER_TARGETS: [&str; 6] =
+    ["h2", "hyper", "tonic", "tower::", "reqwest", "opentelemetry"];
 
 /// The target of the request's `tracing` span (see the [trace module](crate::trace)).
 const REQUEST_SPAN_TARGET: &str = "tower_observability::request";
@@ -80,32 +88,29 @@ where
     otel.and_then(ServerSpanLayer::new().with_filter(bridged))
 }
 
-/// The tracer provider exporting to `endpoint` over `protocol`, through the
-/// counted span pipeline, with `service.name` and `service.version`, and
-/// `sampler` (or the SDK's, from `OTEL_TRACES_SAMPLER`) deciding locally
-/// unless `trust_remote_sampling`; set as the global tracer provider.
-pub(crate) fn tracer_provider(
-    service_name: &str,
-    service_version: Option<&str>,
+/// The tracer provider exporting through `exporter` and the counted span
+/// pipeline (a batch processor whose queue holds `queue` spans, at least
+/// 1), with `resource`, and `sampler` (or the SDK's, from
+/// `OTEL_TRACES_SAMPLER`) deciding locally unless `trust_remote_sampling`;
+/// set as the global tracer provider. Call after the metrics recorder is
+/// installed.
+pub(crate) fn tracer_provider<E: opentelemetry_sdk::trace::SpanExporter + 'static>(
+    resource: opentelemetry_sdk::Resource,
+    exporter: E,
+    queue: usize,
     sampler: Option<Sampler>,
     trust_remote_sampling: bool,
-    protocol: OtlpProtocol,
-    endpoint: &str,
-) -> Result<(SdkTracerProvider, Option<ExporterRuntime>), InitError> {
-    let (exporter, runtime) = exporter::build(protocol, endpoint)?;
-    let mut resource = opentelemetry_sdk::Resource::builder().with_service_name(service_name.to_owned());
-    if let Some(version) = service_version {
-        resource =
-            resource.with_attribute(opentelemetry::KeyValue::new("service.version", version.to_owned()));
-    }
-    // The batch processor's queue size, as the SDK reads it.
-    let capacity = config::env("OTEL_BSP_MAX_QUEUE_SIZE").and_then(|v| v.parse().ok()).unwrap_or(2048);
-    let pipeline = pipeline::Pipeline::new(capacity);
+) -> (SdkTracerProvider, Arc<pipeline::Pipeline>) {
+    let pipeline = pipeline::Pipeline::new(&pipeline::SPANS, queue);
     let counting = pipeline::CountingExporter::new(exporter, pipeline.clone());
-    let batch = opentelemetry_sdk::trace::BatchSpanProcessor::builder(counting).build();
+    // The SDK reads the other OTEL_BSP_* itself (checked by `env`); the
+    // queue size is given so that it and the guard agree.
+    let config = opentelemetry_sdk::trace::BatchConfigBuilder::default().with_max_queue_size(queue).build();
+    let batch =
+        opentelemetry_sdk::trace::BatchSpanProcessor::builder(counting).with_batch_config(config).build();
     let mut provider = SdkTracerProvider::builder()
-        .with_span_processor(pipeline::GuardedProcessor::new(batch, pipeline))
-        .with_resource(resource.build());
+        .with_span_processor(pipeline::GuardedProcessor::new(batch, pipeline.clone()))
+        .with_resource(resource);
     let sampler = sampler.filter(|_| config::env("OTEL_TRACES_SAMPLER").is_none());
     // The SDK's default sampler, as read from OTEL_TRACES_SAMPLER.
     let root = || opentelemetry_sdk::trace::Config::default().sampler;
@@ -118,5 +123,15 @@ pub(crate) fn tracer_provider(
     });
     let provider = provider.build();
     opentelemetry::global::set_tracer_provider(provider.clone());
-    Ok((provider, runtime))
+    (provider, pipeline)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exporter_targets_are_excluded_from_spans_too() {
+        assert_eq!(OTEL_LAYER_EXCLUDED_TARGETS[..EXPORTER_TARGETS.len()], EXPORTER_TARGETS);
+    }
 }

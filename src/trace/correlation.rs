@@ -101,6 +101,19 @@ pub(crate) struct RequestScope {
     pub(crate) cx: opentelemetry::Context,
 }
 
+/// The OTel context and request id of the request a span (found in the
+/// registry) belongs to: the first request scope from `span` to the root.
+/// For the OTLP log pipeline, which gives a request's log records the ids
+/// of its server span.
+#[cfg(feature = "telemetry")]
+pub(crate) fn request_scope<'a, R: LookupSpan<'a>>(
+    span: tracing_subscriber::registry::SpanRef<'a, R>,
+) -> Option<(opentelemetry::Context, Option<RequestId>)> {
+    span.scope().find_map(|s| {
+        s.extensions().get::<RequestScope>().map(|r| (r.cx.clone(), r.correlation.request_id.clone()))
+    })
+}
+
 /// Stores the correlation and OTel context of the request served under
 /// `span` in its registry extensions.
 pub(crate) fn attach(span: &Span, request_id: Option<&RequestId>, cx: &opentelemetry::Context) {

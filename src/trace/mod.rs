@@ -85,6 +85,8 @@ mod rpc;
 mod sampling;
 mod span;
 
+#[cfg(feature = "telemetry")]
+pub(crate) use self::correlation::request_scope;
 pub(crate) use self::layer::{TracePending, TraceRoute, TraceRules};
 #[cfg(feature = "telemetry")]
 pub use self::sampling::RouteSampler;

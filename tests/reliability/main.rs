@@ -16,17 +16,6 @@ use tokio::{
     net::TcpStream,
 };
 
-/// Resident memory of a process, in bytes (Linux `/proc/<pid>/status`).
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kib * 1024
-}
-
 /// A deterministic pseudo-random generator (xorshift), so runs compare.
 struct Rng(u64);
 
@@ -81,7 +70,7 @@ async fn a_cardinality_attack_keeps_series_bounded_and_memory_flat() {
     let baseline = http_series(&Exposition::parse(
         &client.get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap(),
     ));
-    let rss_before = rss_bytes(pid);
+    let rss_before = app::rss_bytes(pid);
 
     const REQUESTS: u64 = 100_000;
     const CONCURRENCY: u64 = 32;
@@ -152,7 +141,7 @@ async fn a_cardinality_attack_keeps_series_bounded_and_memory_flat() {
     let counted = exposition.sum("http_server_request_duration_seconds_count", &[]);
     assert!(counted >= REQUESTS as f64, "every attack request is counted: {counted}");
 
-    let rss_after = rss_bytes(pid);
+    let rss_after = app::rss_bytes(pid);
     let growth = rss_after.saturating_sub(rss_before);
     eprintln!(
         "cardinality attack: {REQUESTS} requests, {} series before, {} after ({} label sets, bound {bound}), RSS {} -> {} KiB (+{} KiB)",

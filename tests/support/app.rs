@@ -29,12 +29,75 @@ fn example_binary(name: &str) -> PathBuf {
     target.join("debug/examples").join(name)
 }
 
+/// The command running example `name` with `PORT=0`, JSON logs, no
+/// inherited `OTEL_*` variable and `env`.
+#[allow(dead_code)]
+fn command(name: &str, env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(example_binary(name));
+    command
+        .env("PORT", "0")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("OTEL_") {
+            command.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command
+}
+
+/// Runs quickstart with `env` until it exits by itself (at most 30 s, as a
+/// start refused by `init` does); its status and output lines.
+#[allow(dead_code, unreachable_pub)]
+pub fn run_to_exit(env: &[(&str, &str)]) -> (std::process::ExitStatus, Vec<String>) {
+    let mut child = command("quickstart", env).spawn().expect("spawn quickstart");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("quickstart did not exit within 30 s with {env:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut lines = Vec::new();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        lines.extend(BufReader::new(stream).lines().map_while(Result::ok));
+    }
+    (status, lines)
+}
+
+/// Resident memory of a process, in bytes (Linux `/proc/<pid>/status`).
+#[allow(dead_code, unreachable_pub)]
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
 /// A running quickstart process; killed on drop.
 #[allow(dead_code, unreachable_pub)]
 pub struct App {
     child: Option<Child>,
     pub address: String,
     lines: Arc<Mutex<Vec<String>>>,
+    /// The threads reading stdout and stderr; they end at the process's exit.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 #[allow(dead_code, unreachable_pub)]
@@ -47,33 +110,19 @@ impl App {
 
     /// Starts the example `name` as [`start`](Self::start) does.
     pub fn start_example(name: &str, env: &[(&str, &str)]) -> App {
-        let mut command = Command::new(example_binary(name));
-        command
-            .env("PORT", "0")
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-            .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
-            .env_remove("OTEL_SERVICE_NAME")
-            .env_remove("OTEL_SDK_DISABLED")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let mut child = command.spawn().expect("spawn quickstart");
+        let mut child = command(name, env).spawn().expect("spawn quickstart");
         let lines = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
         for stream in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().unwrap()),
         ] {
             let lines = lines.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     lines.lock().unwrap().push(line);
                 }
-            });
+            }));
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         let address = loop {
@@ -95,7 +144,7 @@ impl App {
             assert!(Instant::now() < deadline, "quickstart did not listen: {:#?}", lines.lock().unwrap());
             std::thread::sleep(Duration::from_millis(20));
         };
-        App { child: Some(child), address, lines }
+        App { child: Some(child), address, lines, readers }
     }
 
     /// The process id.
@@ -110,6 +159,19 @@ impl App {
     /// Every line the process wrote so far, stdout and stderr.
     pub fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM, waits (at most 15 s) for the exit, and returns its
+    /// status with every line the process wrote, to the last.
+    pub fn terminate_with_output(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let readers = std::mem::take(&mut self.readers);
+        let lines = Arc::clone(&self.lines);
+        let status = self.terminate();
+        for reader in readers {
+            let _ = reader.join();
+        }
+        let lines = lines.lock().unwrap().clone();
+        (status, lines)
     }
 
     /// Sends SIGTERM and waits (at most 15 s) for a clean exit.

@@ -1,0 +1,249 @@
+//! From settings to running pipelines: what
+//! [`ObservabilityBuilder::init`](crate::ObservabilityBuilder::init)
+//! resolves (builder values and `OTEL_*` variables, every one checked
+//! first) and builds (exporters, the recorder, the three providers), in
+//! the order that keeps every count visible: the recorder before the
+//! pipelines that register their counters in it.
+
+use std::{sync::Arc, time::Duration};
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry_sdk::{
+    Resource,
+    logs::SdkLoggerProvider,
+    metrics::{SdkMeterProvider, Temporality},
+    trace::{Sampler, SdkTracerProvider},
+};
+
+use super::{
+    ExporterRuntime, InitError, MetricsExporters, OtlpProtocol,
+    config::{self, Signal},
+    env,
+    exporter::Exporters,
+    logs_otlp::{self, LogBatchSettings},
+    metrics_bridge::OtelRecorder,
+    metrics_otlp,
+    pipeline::Pipeline,
+    recorder,
+    sdk_events::Deferred,
+    traces,
+};
+
+/// What the builder was given; `None` is "not set" (the environment or the
+/// default decides).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Options {
+    pub(crate) service_name: String,
+    pub(crate) service_version: Option<String>,
+    pub(crate) endpoint: Option<String>,
+    pub(crate) protocol: Option<OtlpProtocol>,
+    pub(crate) metrics_endpoint: Option<String>,
+    pub(crate) logs_endpoint: Option<String>,
+    pub(crate) metrics_exporters: Option<MetricsExporters>,
+    pub(crate) otlp_logs: Option<bool>,
+    pub(crate) metric_export_interval: Option<Duration>,
+    pub(crate) temporality: Option<Temporality>,
+    pub(crate) log_queue_size: Option<usize>,
+    pub(crate) sampler: Option<Sampler>,
+    pub(crate) trust_remote_sampling: bool,
+    pub(crate) install_recorder: bool,
+}
+
+/// Where one signal goes.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) protocol: OtlpProtocol,
+    pub(crate) endpoint: String,
+}
+
+/// Everything resolved, before anything is built.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    traces: Option<(Target, usize)>,
+    metrics: Option<(Target, Duration, Temporality)>,
+    prometheus: bool,
+    logs: Option<(Target, LogBatchSettings)>,
+    /// One per ignored variable, logged once the subscriber is up.
+    pub(crate) warnings: Vec<String>,
+}
+
+/// The default `OTEL_METRIC_EXPORT_INTERVAL`: 60 s (OTel SDK environment
+/// variables).
+const DEFAULT_METRIC_INTERVAL: Duration = Duration::from_secs(60);
+
+fn target(signal: Signal, opts: &Options, signal_endpoint: Option<&str>) -> Result<Target, InitError> {
+    let protocol = config::resolve_protocol(signal, opts.protocol)?;
+    let endpoint = config::resolve_endpoint(signal, signal_endpoint, opts.endpoint.as_deref(), protocol)?;
+    Ok(Target { protocol, endpoint })
+}
+
+/// Resolves `opts` against the environment.
+///
+/// # Errors
+///
+/// [`InitError::InvalidEnvVar`] for any `OTEL_*` value that does not parse
+/// (see [`env`]), [`InitError::InvalidEndpoint`],
+/// [`InitError::UnsupportedProtocol`], [`InitError::InvalidSetting`].
+pub(crate) fn plan(opts: &Options) -> Result<Plan, InitError> {
+    let warnings = env::validate()?;
+    let disabled = config::sdk_disabled();
+    let exporter = |name: &str, default: bool| -> Result<bool, InitError> {
+        config::env(name).map_or(Ok(default), |v| env::parse_signal_exporter(name, &v))
+    };
+    let traces = if !disabled && exporter("OTEL_TRACES_EXPORTER", true)? {
+        let queue = env::size("OTEL_BSP_MAX_QUEUE_SIZE")?.unwrap_or(2048);
+        Some((target(Signal::Traces, opts, None)?, queue))
+    } else {
+        None
+    };
+    let exporters = match config::env("OTEL_METRICS_EXPORTER") {
+        Some(value) => MetricsExporters::parse(&value)?,
+        None => opts.metrics_exporters.unwrap_or_default(),
+    };
+    let metrics = if exporters.otlp() && !disabled {
+        let interval = match env::number("OTEL_METRIC_EXPORT_INTERVAL")? {
+            Some(ms) => Duration::from_millis(ms),
+            None => opts.metric_export_interval.unwrap_or(DEFAULT_METRIC_INTERVAL),
+        };
+        if interval.is_zero() {
+            return Err(InitError::InvalidSetting {
+                setting: "metric_export_interval",
+                reason: "must be longer than zero",
+            });
+        }
+        let temporality = match config::env("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE") {
+            Some(value) => env::parse_temporality(&value)?,
+            None => opts.temporality.unwrap_or(Temporality::Cumulative),
+        };
+        Some((target(Signal::Metrics, opts, opts.metrics_endpoint.as_deref())?, interval, temporality))
+    } else {
+        None
+    };
+    let otlp_logs = match config::env("OTEL_LOGS_EXPORTER") {
+        Some(value) => env::parse_signal_exporter("OTEL_LOGS_EXPORTER", &value)?,
+        None => opts.otlp_logs.unwrap_or(false),
+    };
+    let logs = if otlp_logs && !disabled {
+        let max_queue_size = match env::size("OTEL_BLRP_MAX_QUEUE_SIZE")? {
+            Some(n) => n,
+            None => match opts.log_queue_size {
+                Some(0) => {
+                    return Err(InitError::InvalidSetting {
+                        setting: "log_queue_size",
+                        reason: "must be at least 1",
+                    });
+                }
+                Some(n) => n,
+                None => 2048,
+            },
+        };
+        let batch = LogBatchSettings {
+            max_queue_size,
+            max_export_batch_size: env::size("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE")?.unwrap_or(512),
+            scheduled_delay: env::millis("OTEL_BLRP_SCHEDULE_DELAY")?.unwrap_or(Duration::from_secs(1)),
+        };
+        Some((target(Signal::Logs, opts, opts.logs_endpoint.as_deref())?, batch))
+    } else {
+        None
+    };
+    let prometheus = exporters.prometheus() && opts.install_recorder;
+    let mut warnings = warnings;
+    let metrics = if opts.install_recorder {
+        metrics
+    } else {
+        if metrics.is_some() {
+            warnings.push(
+                "OTLP metrics (OTEL_METRICS_EXPORTER or metrics_exporters) are off: they need the \
+                 crate's recorder, and install_metrics_recorder(false) was set"
+                    .to_owned(),
+            );
+        }
+        None
+    };
+    Ok(Plan { traces, metrics, prometheus, logs, warnings })
+}
+
+/// The running pipelines.
+#[derive(Debug, Default)]
+pub(crate) struct Pipelines {
+    pub(crate) prometheus: Option<PrometheusHandle>,
+    pub(crate) tracer: Option<(SdkTracerProvider, Arc<Pipeline>, String)>,
+    pub(crate) meter: Option<(SdkMeterProvider, metrics_otlp::Counting, String)>,
+    pub(crate) logger: Option<(SdkLoggerProvider, Arc<Pipeline>, String)>,
+    pub(crate) runtime: Option<ExporterRuntime>,
+}
+
+/// The resource of every signal: `service.name`, `service.version`, and
+/// what `OTEL_RESOURCE_ATTRIBUTES` adds (the SDK's detectors).
+fn resource(opts: &Options) -> Resource {
+    let mut resource = Resource::builder().with_service_name(opts.service_name.clone());
+    if let Some(version) = &opts.service_version {
+        resource = resource.with_attribute(opentelemetry::KeyValue::new("service.version", version.clone()));
+    }
+    resource.build()
+}
+
+/// Builds what `plan` says, the SDK's own log events held in `deferred`.
+///
+/// # Errors
+///
+/// [`InitError::RecorderAlreadyInstalled`], [`InitError::Exporter`],
+/// [`InitError::Thread`].
+pub(crate) fn build(plan: Plan, opts: &Options, deferred: &Deferred) -> Result<Pipelines, InitError> {
+    deferred.hold(|| {
+        let resource = resource(opts);
+        let mut exporters = Exporters::default();
+        let span_exporter = plan
+            .traces
+            .as_ref()
+            .map(|(t, queue)| {
+                exporters.spans(t.protocol, &t.endpoint).map(|e| (e, *queue, t.endpoint.clone()))
+            })
+            .transpose()?;
+        let metric_exporter = plan
+            .metrics
+            .as_ref()
+            .map(|(t, interval, temporality)| {
+                exporters
+                    .metrics(t.protocol, &t.endpoint, *temporality)
+                    .map(|e| (e, *interval, t.endpoint.clone()))
+            })
+            .transpose()?;
+        let log_exporter = plan
+            .logs
+            .as_ref()
+            .map(|(t, batch)| {
+                exporters.logs(t.protocol, &t.endpoint).map(|e| (e, *batch, t.endpoint.clone()))
+            })
+            .transpose()?;
+
+        // The recorder first: the pipelines register their counters in it.
+        let meter = metric_exporter.map(|(exporter, interval, endpoint)| {
+            let (provider, counting) = metrics_otlp::meter_provider(resource.clone(), exporter, interval);
+            (provider, counting, endpoint)
+        });
+        let otel = meter.as_ref().map(|(provider, _, _)| {
+            OtelRecorder::new(provider.meter_with_scope(crate::trace::instrumentation_scope()))
+        });
+        let prometheus = recorder::install(plan.prometheus, otel)?;
+        if let Some((_, counting, _)) = &meter {
+            metrics_otlp::start_counting(counting);
+        }
+        let tracer = span_exporter.map(|(exporter, queue, endpoint)| {
+            let (provider, pipeline) = traces::tracer_provider(
+                resource.clone(),
+                exporter,
+                queue,
+                opts.sampler.clone(),
+                opts.trust_remote_sampling,
+            );
+            (provider, pipeline, endpoint)
+        });
+        let logger = log_exporter.map(|(exporter, batch, endpoint)| {
+            let (provider, pipeline) = logs_otlp::logger_provider(resource.clone(), exporter, batch);
+            (provider, pipeline, endpoint)
+        });
+        Ok(Pipelines { prometheus, tracer, meter, logger, runtime: exporters.into_runtime() })
+    })
+}
