@@ -53,7 +53,9 @@ pub struct RequestContext {
     labeler: Option<Labeler>,
     done: Parts,
     /// The gRPC call, for a gRPC request (see [`crate::grpc`]).
-    rpc: Option<RpcCall>,
+    /// Boxed: plain HTTP requests carry a pointer, not the call's 64 bytes,
+    /// through every move of the request's state.
+    rpc: Option<Box<RpcCall>>,
 }
 
 /// The ids of a request's server span, and whether it is sampled.
@@ -104,7 +106,7 @@ impl RequestContext {
             span: None,
             labeler: None,
             done: Parts::default(),
-            rpc: RpcCall::of(req),
+            rpc: RpcCall::of(req).map(Box::new),
         }
     }
 
@@ -214,12 +216,12 @@ impl RequestContext {
     /// The gRPC call the request makes, `None` for an HTTP request.
     #[inline]
     pub(crate) fn rpc(&self) -> Option<&RpcCall> {
-        self.rpc.as_ref()
+        self.rpc.as_deref()
     }
 
     #[inline]
     pub(crate) fn rpc_mut(&mut self) -> Option<&mut RpcCall> {
-        self.rpc.as_mut()
+        self.rpc.as_deref_mut()
     }
 
     /// Marks `part` as done; `false` when an outer layer did it already.

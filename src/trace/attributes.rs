@@ -149,19 +149,26 @@ pub(crate) struct CapturedHeaders {
     response: Arc<[(HeaderName, Key)]>,
 }
 
-impl CapturedHeaders {
-    /// Whether response headers are captured.
-    #[inline]
-    pub(super) fn captures_response(&self) -> bool {
-        !self.response.is_empty()
-    }
+/// The response headers a layer captures, with their attribute keys.
+pub(super) type ResponseCapture = Arc<[(HeaderName, Key)]>;
 
-    /// The captured response headers of `headers`, capped at `limit`.
-    pub(super) fn response(&self, headers: &HeaderMap, limit: usize) -> Vec<KeyValue> {
-        let mut out = Vec::new();
-        captured(headers, &self.response, limit, &mut out);
-        out
+impl CapturedHeaders {
+    /// The response headers captured, when there are any.
+    #[inline]
+    pub(super) fn response_names(&self) -> Option<ResponseCapture> {
+        (!self.response.is_empty()).then(|| self.response.clone())
     }
+}
+
+/// The captured headers of a response's `headers`, capped at `limit`.
+pub(super) fn response_headers(
+    names: &[(HeaderName, Key)],
+    headers: &HeaderMap,
+    limit: usize,
+) -> Vec<KeyValue> {
+    let mut out = Vec::new();
+    captured(headers, names, limit, &mut out);
+    out
 }
 
 /// What the trace part reads from requests beyond method, route and scheme.
@@ -326,35 +333,36 @@ fn captured(headers: &HeaderMap, names: &[(HeaderName, Key)], limit: usize, out:
 
 /// `query` with the values of `sensitive` keys replaced by `REDACTED`
 /// (keys kept: `q=OpenTelemetry&sig=REDACTED`), then capped at `limit`
-/// bytes. Borrowed when nothing is redacted.
+/// bytes. Borrowed when nothing is redacted. One pass; a key is compared
+/// only when some sensitive key has its length.
 pub(crate) fn redact_query<'a>(query: &'a str, sensitive: &[Box<str>], limit: usize) -> Cow<'a, str> {
-    let is_sensitive = |pair: &str| {
-        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
-        sensitive.iter().any(|s| **s == *key)
-    };
-    if !query.split('&').any(|pair| pair.contains('=') && is_sensitive(pair)) {
-        return Cow::Borrowed(capped(query, limit));
+    let lengths = sensitive.iter().fold(0u64, |mask, k| mask | 1u64.checked_shl(k.len() as u32).unwrap_or(0));
+    let mut out: Option<String> = None;
+    // `query[..copied]` is in `out` already.
+    let mut copied = 0;
+    let mut start = 0;
+    for pair in query.split('&') {
+        if let Some(eq) = pair.find('=')
+            && 1u64.checked_shl(eq as u32).is_some_and(|bit| lengths & bit != 0)
+            && sensitive.iter().any(|k| **k == pair[..eq])
+        {
+            let out =
+                out.get_or_insert_with(|| String::with_capacity(query.len().min(limit) + REDACTED.len()));
+            out.push_str(&query[copied..start + eq + 1]);
+            out.push_str(REDACTED);
+            copied = start + pair.len();
+        }
+        start += pair.len() + 1;
     }
-    let mut out = String::with_capacity(query.len().min(limit + REDACTED.len()));
-    for (i, pair) in query.split('&').enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        match pair.split_once('=') {
-            Some((key, _)) if is_sensitive(pair) => {
-                out.push_str(key);
-                out.push('=');
-                out.push_str(REDACTED);
-            }
-            _ => out.push_str(pair),
-        }
-        if out.len() >= limit {
-            break;
+    match out {
+        None => Cow::Borrowed(capped(query, limit)),
+        Some(mut out) => {
+            out.push_str(&query[copied..]);
+            let end = capped(&out, limit).len();
+            out.truncate(end);
+            Cow::Owned(out)
         }
     }
-    let end = capped(&out, limit).len();
-    out.truncate(end);
-    Cow::Owned(out)
 }
 
 /// The cap the OpenTelemetry environment variables set: the span one, else

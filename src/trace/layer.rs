@@ -11,7 +11,7 @@ use tracing::Level;
 
 use super::{
     access_log,
-    attributes::{AttributeConfig, CaptureError, CapturedHeaders, HeaderCapture},
+    attributes::{self, AttributeConfig, CaptureError, HeaderCapture, ResponseCapture},
     headers::TraceHeaders,
     rpc,
     sampling::RouteSampling,
@@ -391,7 +391,7 @@ impl HttpTraceLayer {
             access_log: config.access_log.filter(|_| route.access_log),
             headers: config.headers,
             value_limit: config.attributes.value_limit,
-            capture: capture.captures_response().then(|| capture.clone()),
+            capture: capture.response_names(),
             unnamed_rpc,
         })
     }
@@ -406,7 +406,7 @@ pub(crate) struct TracePending {
     headers: TraceHeaders,
     value_limit: usize,
     /// The headers to capture from the response, when there are any.
-    capture: Option<CapturedHeaders>,
+    capture: Option<ResponseCapture>,
     /// A gRPC call whose span started without its method's name.
     unnamed_rpc: bool,
 }
@@ -446,7 +446,7 @@ impl TracePending {
             pending.span.record_panic(caught, pending.value_limit);
         }
         if let Some(capture) = &pending.capture {
-            span.set_attributes(capture.response(res.headers(), pending.value_limit));
+            span.set_attributes(attributes::response_headers(capture, res.headers(), pending.value_limit));
         }
     }
 
