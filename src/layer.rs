@@ -59,11 +59,36 @@ pub type ObservabilityService<S, M = MakeRequestUuid> = Observe<CatchPanic<S>, O
 #[must_use]
 pub struct ObservabilityLayer<M = MakeRequestUuid> {
     request_id: SetRequestIdLayer<M>,
+    /// Behind one reference count: axum clones a route's service, and so
+    /// the layer, for every request.
+    shared: Arc<Shared>,
+}
+
+/// The parts of the composite but the request id's `MakeRequestId` (which
+/// a request may change), and the route table they share.
+#[derive(Debug)]
+struct Shared {
     trace: HttpTraceLayer,
     metrics: HttpMetricsLayer,
     cache: RecordCacheStatusLayer,
     rules: Rules,
-    routes: Arc<Routes<RouteParts>>,
+    routes: Routes<RouteParts>,
+}
+
+/// The composite taken apart, to be changed and built again.
+struct Parts<M> {
+    request_id: SetRequestIdLayer<M>,
+    trace: HttpTraceLayer,
+    metrics: HttpMetricsLayer,
+    cache: RecordCacheStatusLayer,
+    rules: Rules,
+}
+
+impl<M> Parts<M> {
+    fn build(self) -> ObservabilityLayer<M> {
+        let Self { request_id, trace, metrics, cache, rules } = self;
+        ObservabilityLayer::from_parts(request_id, trace, metrics, cache, rules)
+    }
 }
 
 /// What the composite adds to its parts' own settings.
@@ -143,13 +168,20 @@ impl<M> ObservabilityLayer<M> {
         let routes = Routes::new(metrics.max_route_count(), |label| {
             Routed::new(make_parts(&trace, &metrics, &cache, &rules, label))
         });
-        Self { request_id, trace, metrics, cache, rules, routes: Arc::new(routes) }
+        Self { request_id, shared: Arc::new(Shared { trace, metrics, cache, rules, routes }) }
     }
 
-    /// The same parts with a new route table (a cache).
-    fn rebuilt(self) -> Self {
-        let Self { request_id, trace, metrics, cache, rules, .. } = self;
-        Self::from_parts(request_id, trace, metrics, cache, rules)
+    /// The parts, to change before [`Parts::build`] makes a layer with a
+    /// new route table (a cache) from them.
+    fn into_parts(self) -> Parts<M> {
+        let Shared { trace, metrics, cache, rules, .. } = &*self.shared;
+        Parts {
+            request_id: self.request_id,
+            trace: trace.clone(),
+            metrics: metrics.clone(),
+            cache: cache.clone(),
+            rules: rules.clone(),
+        }
     }
 
     /// Neither traces, logs nor measures requests on these route
@@ -168,9 +200,10 @@ impl<M> ObservabilityLayer<M> {
 
     /// Neither traces, logs nor measures requests on the routes `routes`
     /// matches, adding to those given before.
-    pub fn exclude(mut self, routes: RouteMatcher) -> Self {
-        self.rules.exclude = self.rules.exclude.or(routes);
-        self.rebuilt()
+    pub fn exclude(self, routes: RouteMatcher) -> Self {
+        let mut p = self.into_parts();
+        p.rules.exclude = p.rules.exclude.or(routes);
+        p.build()
     }
 
     /// Leaves requests on the routes `routes` matches out of the metrics
@@ -184,30 +217,34 @@ impl<M> ObservabilityLayer<M> {
     ///     .exclude_from_traces(RouteMatcher::predicate(|route| route.starts_with("/assets/")))
     ///     .exclude_from_access_log(RouteMatcher::templates(["/health/live"]));
     /// ```
-    pub fn exclude_from_metrics(mut self, routes: RouteMatcher) -> Self {
-        self.rules.exclude_metrics = self.rules.exclude_metrics.or(routes);
-        self.rebuilt()
+    pub fn exclude_from_metrics(self, routes: RouteMatcher) -> Self {
+        let mut p = self.into_parts();
+        p.rules.exclude_metrics = p.rules.exclude_metrics.or(routes);
+        p.build()
     }
 
     /// Opens no span and logs no access line for requests on the routes
     /// `routes` matches (they are still measured).
-    pub fn exclude_from_traces(mut self, routes: RouteMatcher) -> Self {
-        self.rules.trace.exclude = self.rules.trace.exclude.or(routes);
-        self.rebuilt()
+    pub fn exclude_from_traces(self, routes: RouteMatcher) -> Self {
+        let mut p = self.into_parts();
+        p.rules.trace.exclude = p.rules.trace.exclude.or(routes);
+        p.build()
     }
 
     /// Logs no access line for requests on the routes `routes` matches
     /// (they are still traced and measured).
-    pub fn exclude_from_access_log(mut self, routes: RouteMatcher) -> Self {
-        self.rules.trace.exclude_access_log = self.rules.trace.exclude_access_log.or(routes);
-        self.rebuilt()
+    pub fn exclude_from_access_log(self, routes: RouteMatcher) -> Self {
+        let mut p = self.into_parts();
+        p.rules.trace.exclude_access_log = p.rules.trace.exclude_access_log.or(routes);
+        p.build()
     }
 
     /// Samples the requests of the routes `routes` matches as `sampling`
     /// says; see [`HttpTraceLayer::sample_routes`].
-    pub fn sample_routes(mut self, routes: RouteMatcher, sampling: RouteSampling) -> Self {
-        self.rules.trace = self.rules.trace.sample(routes, sampling);
-        self.rebuilt()
+    pub fn sample_routes(self, routes: RouteMatcher, sampling: RouteSampling) -> Self {
+        let mut p = self.into_parts();
+        p.rules.trace = p.rules.trace.sample(routes, sampling);
+        p.build()
     }
 
     /// Records these request and response headers on the server span; see
@@ -218,30 +255,33 @@ impl<M> ObservabilityLayer<M> {
     ///
     /// [`CaptureError`] when a sensitive header is listed without
     /// [`HeaderCapture::allow_sensitive`].
-    pub fn capture_headers(mut self, capture: HeaderCapture) -> Result<Self, CaptureError> {
-        self.trace = self.trace.capture_headers(capture.clone())?;
-        self.rules.capture = Some(capture);
-        Ok(self.rebuilt())
+    pub fn capture_headers(self, capture: HeaderCapture) -> Result<Self, CaptureError> {
+        let mut p = self.into_parts();
+        p.trace = p.trace.capture_headers(capture.clone())?;
+        p.rules.capture = Some(capture);
+        Ok(p.build())
     }
 
     /// Lets handlers set these metric labels through their request's
     /// [`Labeler`]; see [`HttpMetricsLayer::labels`]. Holds whatever
     /// metrics part is given after.
-    pub fn metric_labels(mut self, labels: MetricLabels) -> Self {
-        self.rules.labels = Some(labels);
-        self.rebuilt()
+    pub fn metric_labels(self, labels: MetricLabels) -> Self {
+        let mut p = self.into_parts();
+        p.rules.labels = Some(labels);
+        p.build()
     }
 
     /// Labels the series with `server_address` among these known hosts;
     /// see [`HttpMetricsLayer::server_address`]. Holds whatever metrics
     /// part is given after.
-    pub fn server_address<I, T>(mut self, hosts: I) -> Self
+    pub fn server_address<I, T>(self, hosts: I) -> Self
     where
         I: IntoIterator<Item = T>,
         T: Into<Box<str>>,
     {
-        self.rules.hosts = Some(hosts.into_iter().map(Into::into).collect());
-        self.rebuilt()
+        let mut p = self.into_parts();
+        p.rules.hosts = Some(hosts.into_iter().map(Into::into).collect());
+        p.build()
     }
 
     /// Gives every request a [`Labeler`] in its extensions, for span
@@ -249,51 +289,57 @@ impl<M> ObservabilityLayer<M> {
     /// metric labels (declaring them with
     /// [`HttpMetricsLayer::labels`] gives one anyway). Off by default: it
     /// costs an allocation per request.
-    pub fn labeler(mut self, enabled: bool) -> Self {
-        self.rules.labeler = enabled;
-        self.rebuilt()
+    pub fn labeler(self, enabled: bool) -> Self {
+        let mut p = self.into_parts();
+        p.rules.labeler = enabled;
+        p.build()
     }
 
     /// Believes the proxy headers of requests whose socket peer is one of
     /// `proxies`, for every part: `url.scheme` on metrics and spans,
     /// `client.address` and `server.address`; see [`crate::address`].
-    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
-        self.rules.proxies = Some(proxies);
-        self.rebuilt()
+    pub fn trusted_proxies(self, proxies: TrustedProxies) -> Self {
+        let mut p = self.into_parts();
+        p.rules.proxies = Some(proxies);
+        p.build()
     }
 
     /// Which statuses count as errors, for spans and metrics alike; 5xx by
     /// default (OTel HTTP semconv). Without it, the classifier given to the
     /// metrics part, else to the trace part, decides for both.
-    pub fn error_status(mut self, classifier: StatusClassifier) -> Self {
-        self.rules.classifier = Some(classifier);
-        self
+    pub fn error_status(self, classifier: StatusClassifier) -> Self {
+        let mut p = self.into_parts();
+        p.rules.classifier = Some(classifier);
+        p.build()
     }
 
     /// Replaces the request id part (e.g. another header name, or another
     /// [`MakeRequestId`]).
     pub fn request_id<M2>(self, layer: SetRequestIdLayer<M2>) -> ObservabilityLayer<M2> {
-        let Self { trace, metrics, cache, rules, .. } = self;
+        let Parts { trace, metrics, cache, rules, .. } = self.into_parts();
         ObservabilityLayer::from_parts(layer, trace, metrics, cache, rules)
     }
 
     /// Replaces the trace part (e.g. another propagator or tracer).
-    pub fn trace(mut self, layer: HttpTraceLayer) -> Self {
-        self.trace = layer;
-        self.rebuilt()
+    pub fn trace(self, layer: HttpTraceLayer) -> Self {
+        let mut p = self.into_parts();
+        p.trace = layer;
+        p.build()
     }
 
     /// Replaces the cache part (e.g. another cache name).
-    pub fn cache(mut self, layer: RecordCacheStatusLayer) -> Self {
-        self.cache = layer;
-        self.rebuilt()
+    pub fn cache(self, layer: RecordCacheStatusLayer) -> Self {
+        let mut p = self.into_parts();
+        p.cache = layer;
+        p.build()
     }
 
     /// Replaces the metrics part (e.g. another route cap); the layer's
     /// [`http_stats`](Self::http_stats) are then those of `layer`.
-    pub fn metrics(mut self, layer: HttpMetricsLayer) -> Self {
-        self.metrics = layer;
-        self.rebuilt()
+    pub fn metrics(self, layer: HttpMetricsLayer) -> Self {
+        let mut p = self.into_parts();
+        p.metrics = layer;
+        p.build()
     }
 
     /// The in-process windowed statistics of the requests this layer (and
@@ -314,7 +360,7 @@ impl<M> ObservabilityLayer<M> {
     /// # drop(layer);
     /// ```
     pub fn http_stats(&self) -> HttpStats {
-        self.metrics.http_stats()
+        self.shared.metrics.http_stats()
     }
 }
 
@@ -335,14 +381,7 @@ fn make_parts(
 
 impl<M: Clone> Clone for ObservabilityLayer<M> {
     fn clone(&self) -> Self {
-        Self {
-            request_id: self.request_id.clone(),
-            trace: self.trace.clone(),
-            metrics: self.metrics.clone(),
-            cache: self.cache.clone(),
-            rules: self.rules.clone(),
-            routes: self.routes.clone(),
-        }
+        Self { request_id: self.request_id.clone(), shared: self.shared.clone() }
     }
 }
 
@@ -350,10 +389,10 @@ impl<M: fmt::Debug> fmt::Debug for ObservabilityLayer<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ObservabilityLayer")
             .field("request_id", &self.request_id)
-            .field("trace", &self.trace)
-            .field("metrics", &self.metrics)
-            .field("cache", &self.cache)
-            .field("rules", &self.rules)
+            .field("trace", &self.shared.trace)
+            .field("metrics", &self.shared.metrics)
+            .field("cache", &self.shared.cache)
+            .field("rules", &self.shared.rules)
             .finish_non_exhaustive()
     }
 }
@@ -383,31 +422,33 @@ where
 
     #[inline]
     fn route(&self, template: Option<&str>) -> Arc<Routed<RouteParts>> {
-        route_in(&self.routes, template, |label| {
-            make_parts(&self.trace, &self.metrics, &self.cache, &self.rules, label)
+        let shared = &*self.shared;
+        route_in(&shared.routes, template, |label| {
+            make_parts(&shared.trace, &shared.metrics, &shared.cache, &shared.rules, label)
         })
     }
 
     fn classifier(&self) -> StatusClassifier {
-        self.rules
+        self.shared
+            .rules
             .classifier
-            .or_else(|| self.metrics.custom_classifier())
-            .or_else(|| self.trace.custom_classifier())
+            .or_else(|| self.shared.metrics.custom_classifier())
+            .or_else(|| self.shared.trace.custom_classifier())
             .unwrap_or_default()
     }
 
     fn wants_first_byte(&self) -> bool {
-        self.metrics.wants_first_byte()
+        self.shared.metrics.wants_first_byte()
     }
 
     #[inline]
     fn proxies(&self) -> Option<&TrustedProxies> {
-        self.trace.proxies().or_else(|| self.metrics.proxies())
+        self.shared.trace.proxies().or_else(|| self.shared.metrics.proxies())
     }
 
     #[inline]
     fn labeler(&self) -> Option<Labeler> {
-        self.metrics.new_labeler().or_else(|| self.rules.labeler.then(|| Labeler::new(None)))
+        self.shared.metrics.new_labeler().or_else(|| self.shared.rules.labeler.then(|| Labeler::new(None)))
     }
 
     #[inline]
@@ -419,7 +460,7 @@ where
         req: &mut Request<B>,
     ) -> Self::Pending {
         let id = self.request_id.on_request(cx, &(), observed, req);
-        let trace = self.trace.start(cx, &route.trace, observed, req);
+        let trace = self.shared.trace.start(cx, &route.trace, observed, req);
         let metrics = HttpMetricsLayer::start(cx, &route.metrics, observed, req);
         let cache = RecordCacheStatusLayer::start(cx);
         (id, trace, metrics, cache)

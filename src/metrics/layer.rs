@@ -39,10 +39,17 @@ const DEFAULT_MAX_ROUTES: usize = 1024;
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct HttpMetricsLayer {
-    config: Arc<Config>,
+    /// Behind one reference count: axum clones a route's service, and so
+    /// the layer, for every request.
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
     gauges: Arc<ActiveGauges>,
     stats: HttpStats,
-    routes: Arc<Routes<MetricsRoute>>,
+    routes: Routes<MetricsRoute>,
     /// The RPC series of gRPC calls, per method.
     rpc: Arc<RpcMethods>,
 }
@@ -98,23 +105,23 @@ impl HttpMetricsLayer {
             ttfb: false,
             max_routes: DEFAULT_MAX_ROUTES,
         };
-        Self::from_parts(Arc::new(config), Arc::default(), HttpStats::new())
+        Self::from_parts(config, Arc::default(), HttpStats::new())
     }
 
-    fn from_parts(config: Arc<Config>, gauges: Arc<ActiveGauges>, stats: HttpStats) -> Self {
+    fn from_parts(config: Config, gauges: Arc<ActiveGauges>, stats: HttpStats) -> Self {
         let rpc = Arc::new(rpc::methods(config.max_routes, &stats));
         let routes = Routes::new(config.max_routes, |label| {
             Routed::new(make_route(&config, &gauges, &stats, &rpc, label, &RouteMatcher::default()))
         });
-        Self { config, gauges, stats, routes: Arc::new(routes), rpc }
+        Self { inner: Arc::new(Inner { config, gauges, stats, routes, rpc }) }
     }
 
     /// A new layer with `change` made to the configuration, keeping the
     /// figures; the route table (a cache) starts anew.
     fn with(self, change: impl FnOnce(&mut Config)) -> Self {
-        let mut config = Arc::unwrap_or_clone(self.config);
+        let mut config = self.inner.config.clone();
         change(&mut config);
-        Self::from_parts(Arc::new(config), self.gauges, self.stats)
+        Self::from_parts(config, self.inner.gauges.clone(), self.inner.stats.clone())
     }
 
     /// Which statuses count as errors (the `error_type` label); 5xx by
@@ -158,7 +165,7 @@ impl HttpMetricsLayer {
 
     /// The trusted proxies of the layer, when it has any.
     pub(crate) fn proxies(&self) -> Option<&TrustedProxies> {
-        (!self.config.proxies.is_empty()).then_some(&self.config.proxies)
+        (!self.inner.config.proxies.is_empty()).then_some(&self.inner.config.proxies)
     }
 
     /// Lets handlers set these metric labels on their requests' series,
@@ -197,7 +204,7 @@ impl HttpMetricsLayer {
 
     /// A new [`Labeler`] for a request, when labels are declared.
     pub(crate) fn new_labeler(&self) -> Option<Labeler> {
-        self.config.labels.declared.as_ref().map(|labels| Labeler::new(Some(labels.clone())))
+        self.inner.config.labels.declared.as_ref().map(|labels| Labeler::new(Some(labels.clone())))
     }
 
     /// Keeps at most `max` distinct `http_route` values; requests on routes
@@ -227,27 +234,27 @@ impl HttpMetricsLayer {
     /// # drop(layer);
     /// ```
     pub fn http_stats(&self) -> HttpStats {
-        self.stats.clone()
+        self.inner.stats.clone()
     }
 
     pub(crate) fn max_route_count(&self) -> usize {
-        self.config.max_routes
+        self.inner.config.max_routes
     }
 
     /// The classifier given with [`error_status`](Self::error_status).
     pub(crate) fn custom_classifier(&self) -> Option<StatusClassifier> {
-        self.config.classifier
+        self.inner.config.classifier
     }
 
     /// Whether the time to first byte is recorded.
     pub(crate) fn wants_first_byte(&self) -> bool {
-        self.config.ttfb
+        self.inner.config.ttfb
     }
 
     /// The state of a new route label; `exclude` adds the templates of an
     /// enclosing layer.
     pub(crate) fn make_route(&self, label: &str, exclude: &RouteMatcher) -> MetricsRoute {
-        make_route(&self.config, &self.gauges, &self.stats, &self.rpc, label, exclude)
+        make_route(&self.inner.config, &self.inner.gauges, &self.inner.stats, &self.inner.rpc, label, exclude)
     }
 
     /// The metrics part of a request: counts it as active.
@@ -400,15 +407,15 @@ impl Stage for HttpMetricsLayer {
 
     #[inline]
     fn route(&self, template: Option<&str>) -> Arc<Routed<MetricsRoute>> {
-        route_in(&self.routes, template, |label| self.make_route(label, &RouteMatcher::default()))
+        route_in(&self.inner.routes, template, |label| self.make_route(label, &RouteMatcher::default()))
     }
 
     fn classifier(&self) -> StatusClassifier {
-        self.config.classifier.unwrap_or_default()
+        self.inner.config.classifier.unwrap_or_default()
     }
 
     fn wants_first_byte(&self) -> bool {
-        self.config.ttfb
+        self.inner.config.ttfb
     }
 
     #[inline]
