@@ -15,6 +15,7 @@ use crate::{
     metrics::{HttpMetricsLayer, HttpStats, MetricsPending, MetricsRoute},
     observe::{Finished, Observe, Routed, Routes, Stage, route_in},
     panic::CatchPanic,
+    recorder::MetricsRecorder,
     request_id::{MakeRequestId, MakeRequestUuid, SetRequestIdLayer},
     route::RouteMatcher,
     trace::{
@@ -111,6 +112,8 @@ struct Rules {
     hosts: Option<Arc<[Box<str>]>>,
     /// Give every request a [`Labeler`], labels declared or not.
     labeler: bool,
+    /// `None`: the metrics part's.
+    recorder: Option<MetricsRecorder>,
 }
 
 /// What every part keeps per route label, found with one lookup.
@@ -284,6 +287,19 @@ impl<M> ObservabilityLayer<M> {
         p.build()
     }
 
+    /// Registers every part's series (request metrics, active requests,
+    /// cache outcomes, rejected request ids, RPC series) with `recorder`
+    /// instead of the `metrics` facade's; see [`MetricsRecorder`].
+    pub fn recorder(self, recorder: MetricsRecorder) -> Self {
+        MetricsRecorder::scope(Some(&recorder), || {
+            crate::metrics::describe();
+            crate::cache::describe();
+        });
+        let mut p = self.into_parts();
+        p.rules.recorder = Some(recorder);
+        p.build()
+    }
+
     /// Gives every request a [`Labeler`] in its extensions, for span
     /// attributes and error types from handlers, even without declared
     /// metric labels (declaring them with
@@ -444,6 +460,11 @@ where
     #[inline]
     fn proxies(&self) -> Option<&TrustedProxies> {
         self.shared.trace.proxies().or_else(|| self.shared.metrics.proxies())
+    }
+
+    #[inline]
+    fn recorder(&self) -> Option<&MetricsRecorder> {
+        self.shared.rules.recorder.as_ref().or_else(|| self.shared.metrics.custom_recorder())
     }
 
     #[inline]

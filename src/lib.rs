@@ -122,6 +122,7 @@ pub mod monitoring;
 mod observability;
 pub mod observe;
 pub mod panic;
+pub mod recorder;
 pub mod request_id;
 pub mod route;
 mod semconv;

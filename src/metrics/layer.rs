@@ -14,6 +14,7 @@ use crate::{
     context::{Parts, RequestContext},
     labeler::{Labeler, MetricLabels},
     observe::{Finished, Observe, Routed, Routes, Stage, route_in},
+    recorder::MetricsRecorder,
     route::RouteMatcher,
 };
 
@@ -60,6 +61,7 @@ pub type HttpMetrics<S> = Observe<S, HttpMetricsLayer>;
 
 #[derive(Debug, Clone)]
 struct Config {
+    recorder: Option<MetricsRecorder>,
     exclude: RouteMatcher,
     proxies: TrustedProxies,
     labels: SeriesLabels,
@@ -98,6 +100,7 @@ impl HttpMetricsLayer {
     pub fn new() -> Self {
         super::describe();
         let config = Config {
+            recorder: None,
             exclude: RouteMatcher::default(),
             proxies: TrustedProxies::default(),
             labels: SeriesLabels::default(),
@@ -166,6 +169,18 @@ impl HttpMetricsLayer {
     /// The trusted proxies of the layer, when it has any.
     pub(crate) fn proxies(&self) -> Option<&TrustedProxies> {
         (!self.inner.config.proxies.is_empty()).then_some(&self.inner.config.proxies)
+    }
+
+    /// Registers the layer's series with `recorder` instead of the
+    /// `metrics` facade's; see [`MetricsRecorder`].
+    pub fn recorder(self, recorder: MetricsRecorder) -> Self {
+        MetricsRecorder::scope(Some(&recorder), super::describe);
+        self.with(|c| c.recorder = Some(recorder))
+    }
+
+    /// The recorder given with [`recorder`](Self::recorder).
+    pub(crate) fn custom_recorder(&self) -> Option<&MetricsRecorder> {
+        self.inner.config.recorder.as_ref()
     }
 
     /// Lets handlers set these metric labels on their requests' series,
@@ -426,6 +441,11 @@ impl Stage for HttpMetricsLayer {
     #[inline]
     fn labeler(&self) -> Option<Labeler> {
         self.new_labeler()
+    }
+
+    #[inline]
+    fn recorder(&self) -> Option<&MetricsRecorder> {
+        self.custom_recorder()
     }
 
     #[inline]

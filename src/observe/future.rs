@@ -20,10 +20,13 @@ use crate::{
     classify::{End, ErrorType, StatusClassifier},
     context::RequestContext,
     grpc::{self, Code},
+    recorder::MetricsRecorder,
 };
 
 /// What a request keeps until its response is ready.
 pub(super) struct State<St: Stage> {
+    /// The recorder the parts register with, when not the facade's.
+    pub(super) recorder: Option<MetricsRecorder>,
     pub(super) cx: RequestContext,
     pub(super) route: Arc<Routed<St::Route>>,
     pub(super) pending: St::Pending,
@@ -53,9 +56,9 @@ pin_project! {
         St: Stage,
     {
         fn drop(this: Pin<&mut Self>) {
-            if let Some(State { cx, route, pending, observed, .. }) = this.project().state.take() {
+            if let Some(State { cx, route, pending, observed, recorder, .. }) = this.project().state.take() {
                 let finished = Finished::without_response(End::Cancelled, &cx, observed);
-                St::on_end(pending, &route.state, &cx, &finished);
+                MetricsRecorder::scope(recorder.as_ref(), || St::on_end(pending, &route.state, &cx, &finished));
             }
         }
     }
@@ -80,7 +83,7 @@ where
         let mut this = self.project();
         let state = this.state.as_ref().expect("ResponseFuture polled after completion");
         let result = ready!(St::in_scope(&state.pending, || this.inner.as_mut().poll(cx)));
-        let State { cx: mut rcx, route, mut pending, classifier, first_byte, mut observed } =
+        let State { cx: mut rcx, route, mut pending, classifier, first_byte, mut observed, recorder } =
             this.state.take().expect("checked above");
         Poll::Ready(match result {
             Ok(mut res) => {
@@ -95,12 +98,15 @@ where
                     call.learn(res.status(), status.as_ref());
                     status
                 });
-                St::on_response(&mut pending, &route.state, &rcx, &mut res);
+                MetricsRecorder::scope(recorder.as_ref(), || {
+                    St::on_response(&mut pending, &route.state, &rcx, &mut res);
+                });
                 let status = res.status();
                 let finish = Finish {
                     pending,
                     route,
                     cx: rcx,
+                    recorder,
                     status,
                     marked: res.extensions().get::<ErrorType>().copied(),
                     classifier,
@@ -114,7 +120,10 @@ where
             }
             Err(err) => {
                 let end = End::ServiceError(ErrorType::of_service_error(&err));
-                St::on_end(pending, &route.state, &rcx, &Finished::without_response(end, &rcx, observed));
+                let finished = Finished::without_response(end, &rcx, observed);
+                MetricsRecorder::scope(recorder.as_ref(), || {
+                    St::on_end(pending, &route.state, &rcx, &finished)
+                });
                 Err(err)
             }
         })
@@ -137,6 +146,7 @@ where
     pending: St::Pending,
     route: Arc<Routed<St::Route>>,
     cx: RequestContext,
+    recorder: Option<MetricsRecorder>,
     status: StatusCode,
     marked: Option<ErrorType>,
     classifier: StatusClassifier,
@@ -204,7 +214,8 @@ impl<St: Stage> BodyObserver for Finish<St> {
             },
             observed: self.observed,
         };
-        St::on_end(self.pending, &self.route.state, &self.cx, &finished);
+        let Self { pending, route, cx, recorder, .. } = self;
+        MetricsRecorder::scope(recorder.as_ref(), || St::on_end(pending, &route.state, &cx, &finished));
     }
 }
 

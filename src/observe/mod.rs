@@ -50,6 +50,7 @@ use crate::{
     context::RequestContext,
     grpc::Code,
     labeler::Labeler,
+    recorder::MetricsRecorder,
     route::RouteTable,
 };
 
@@ -103,6 +104,13 @@ pub(crate) trait Stage: Clone + Send + Sync + 'static {
     /// client and host); `None` when no proxy is trusted.
     #[inline]
     fn proxies(&self) -> Option<&TrustedProxies> {
+        None
+    }
+
+    /// The recorder the part registers its series with, when not the
+    /// `metrics` facade's.
+    #[inline]
+    fn recorder(&self) -> Option<&MetricsRecorder> {
         None
     }
 

@@ -4,7 +4,7 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::{ResponseBody, ResponseFuture, Stage, future::State};
-use crate::{context::RequestContext, route::Untemplated};
+use crate::{context::RequestContext, recorder::MetricsRecorder, route::Untemplated};
 
 /// The service of every layer of the crate: runs the layer's part (or, for
 /// [`ObservabilityLayer`](crate::ObservabilityLayer), all of them) around
@@ -61,11 +61,14 @@ where
         let observed = route.observed();
         let classifier = self.stage.classifier();
         let first_byte = self.stage.wants_first_byte();
-        let pending = self.stage.on_request(&mut cx, &route.state, observed, &mut req);
+        let recorder = self.stage.recorder().cloned();
+        let pending = MetricsRecorder::scope(recorder.as_ref(), || {
+            self.stage.on_request(&mut cx, &route.state, observed, &mut req)
+        });
         if St::PASSES_CONTEXT {
             req.extensions_mut().insert(cx.clone());
         }
-        let state = State { cx, route, pending, classifier, first_byte, observed };
+        let state = State { cx, route, pending, classifier, first_byte, observed, recorder };
         ResponseFuture::new(self.inner.call(req), state)
     }
 }

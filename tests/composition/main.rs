@@ -359,3 +359,37 @@ async fn errors_of_tower_middlewares_get_bounded_types() {
     let text = signals.handle().render();
     assert!(!text.contains("Box<dyn"), "no type name with generics: {text}");
 }
+
+/// Two stacks in one process, each given its own recorder, served on a
+/// multi-threaded runtime (no thread-local default recorder helps there):
+/// each recorder holds its own stack's traffic and nothing of the other's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stacks_record_into_their_own_recorders() {
+    use tower_observability::recorder::MetricsRecorder;
+
+    let mut handles = Vec::new();
+    let mut addrs = Vec::new();
+    for name in ["alpha", "beta"] {
+        let recorder = tower_observability::prometheus_builder().build_recorder();
+        handles.push(recorder.handle());
+        let layer = ObservabilityLayer::new().recorder(MetricsRecorder::new(recorder));
+        let route = format!("/{name}/{{id}}");
+        let app = Router::new().route(&route, get(|| async { "ok" })).layer(layer);
+        addrs.push(serve(app).await);
+    }
+    assert_eq!(
+        send(addrs[0], &[("GET", "/alpha/1"), ("GET", "/alpha/2"), ("GET", "/nope")]).await,
+        [200, 200, 404]
+    );
+    assert_eq!(send(addrs[1], &[("GET", "/beta/1")]).await, [200]);
+    let (alpha, beta) = (handles[0].render(), handles[1].render());
+    assert_eq!(count(&handles[0], "/alpha/{id}"), 2.0, "{alpha}");
+    assert_eq!(count(&handles[0], UNMATCHED_ROUTE), 1.0, "{alpha}");
+    assert_eq!(count(&handles[1], "/beta/{id}"), 1.0, "{beta}");
+    assert!(!alpha.contains("/beta/") && !beta.contains("/alpha/"), "{alpha}\n{beta}");
+    assert!(
+        alpha.contains("# HELP http_server_request_duration_seconds"),
+        "described in the given recorder: {alpha}"
+    );
+    prom::promtool_check(&alpha);
+}
