@@ -31,7 +31,7 @@ echo "== doctest"; cargo test --all-features --doc
 # The package must build from the files it holds alone.
 echo "== package"; cargo package --quiet --allow-dirty
 echo "== check each feature alone"
-for feature in "" axum telemetry otlp-grpc otlp-http health alerts notify monitoring process-metrics moka tower-http grpc; do
+for feature in "" axum telemetry otlp-grpc otlp-http health alerts notify monitoring process-metrics moka tower-http grpc testing; do
   out=$(cargo check --quiet --no-default-features --features "$feature" --lib 2>&1) || { echo "$out"; exit 1; }
   if grep -q '^warning' <<<"$out"; then echo "warnings with --features '$feature':"; echo "$out"; exit 1; fi
 done

@@ -128,6 +128,8 @@ pub mod route;
 mod semconv;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 #[cfg(feature = "health")]
 mod time;
 pub mod trace;

@@ -598,87 +598,87 @@ fn identifies(id: Bare<'_>, name: &[u8]) -> bool {
     }
 }
 
-/// The members of a `Cache-Status` value as this parser reads them, for
-/// the differential test against the `sfv` crate: each member's
-/// identifier and its parameters (later keys override earlier ones, in
-/// the first one's place, as RFC 9651 says).
-#[cfg(test)]
-pub(crate) mod structure {
-    use super::{Bare, Invalid, MAX_MEMBERS, each_member};
-
-    /// A bare item, compared by kind and, where the parser keeps it, value.
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    pub(crate) enum Value {
-        Integer(i64),
-        /// Unescaped.
-        String(Vec<u8>),
-        Token(Vec<u8>),
-        Boolean(bool),
-        /// A decimal, byte sequence, date or display string.
-        Other,
-        /// An inner list (as a member's identifier).
-        InnerList,
-    }
-
-    impl From<Bare<'_>> for Value {
-        fn from(bare: Bare<'_>) -> Self {
-            match bare {
-                Bare::Integer(n) => Self::Integer(n),
-                Bare::String(raw) => {
-                    let mut out = Vec::new();
-                    let mut escaped = false;
-                    for &c in raw {
-                        if !escaped && c == b'\\' {
-                            escaped = true;
-                        } else {
-                            out.push(c);
-                            escaped = false;
-                        }
-                    }
-                    Self::String(out)
-                }
-                Bare::Token(t) => Self::Token(t.to_vec()),
-                Bare::Boolean(b) => Self::Boolean(b),
-                Bare::Other => Self::Other,
-            }
-        }
-    }
-
-    /// One member: identifier, then parameters.
-    pub(crate) type Member = (Value, Vec<(Vec<u8>, Value)>);
-
-    /// The members of `line`, `None` when it is not a valid List (or has
-    /// more than the parser's cap of members).
-    pub(crate) fn members(line: &[u8]) -> Option<Vec<Member>> {
-        let mut out = Vec::new();
-        each_member(line, |p| {
-            if out.len() == MAX_MEMBERS {
-                return Err(Invalid);
-            }
-            let id = if p.peek() == Some(b'(') {
-                p.inner_list()?;
-                Value::InnerList
-            } else {
-                p.bare_item()?.into()
-            };
-            let mut params: Vec<(Vec<u8>, Value)> = Vec::new();
-            p.each_parameter(|key, value| match params.iter_mut().find(|(k, _)| k == key) {
-                Some((_, v)) => *v = value.into(),
-                None => params.push((key.to_vec(), value.into())),
-            })?;
-            out.push((id, params));
-            Ok(())
-        })
-        .ok()?;
-        Some(out)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
-    use super::structure::{self, Value};
+    use self::structure::Value;
+    use super::*;
+
+    /// The members of a `Cache-Status` value as this parser reads them, for
+    /// the differential test against the `sfv` crate: each member's
+    /// identifier and its parameters (later keys override earlier ones, in
+    /// the first one's place, as RFC 9651 says).
+    mod structure {
+        use super::super::{Bare, Invalid, MAX_MEMBERS, each_member};
+
+        /// A bare item, compared by kind and, where the parser keeps it, value.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub(crate) enum Value {
+            Integer(i64),
+            /// Unescaped.
+            String(Vec<u8>),
+            Token(Vec<u8>),
+            Boolean(bool),
+            /// A decimal, byte sequence, date or display string.
+            Other,
+            /// An inner list (as a member's identifier).
+            InnerList,
+        }
+
+        impl From<Bare<'_>> for Value {
+            fn from(bare: Bare<'_>) -> Self {
+                match bare {
+                    Bare::Integer(n) => Self::Integer(n),
+                    Bare::String(raw) => {
+                        let mut out = Vec::new();
+                        let mut escaped = false;
+                        for &c in raw {
+                            if !escaped && c == b'\\' {
+                                escaped = true;
+                            } else {
+                                out.push(c);
+                                escaped = false;
+                            }
+                        }
+                        Self::String(out)
+                    }
+                    Bare::Token(t) => Self::Token(t.to_vec()),
+                    Bare::Boolean(b) => Self::Boolean(b),
+                    Bare::Other => Self::Other,
+                }
+            }
+        }
+
+        /// One member: identifier, then parameters.
+        pub(crate) type Member = (Value, Vec<(Vec<u8>, Value)>);
+
+        /// The members of `line`, `None` when it is not a valid List (or has
+        /// more than the parser's cap of members).
+        pub(crate) fn members(line: &[u8]) -> Option<Vec<Member>> {
+            let mut out = Vec::new();
+            each_member(line, |p| {
+                if out.len() == MAX_MEMBERS {
+                    return Err(Invalid);
+                }
+                let id = if p.peek() == Some(b'(') {
+                    p.inner_list()?;
+                    Value::InnerList
+                } else {
+                    p.bare_item()?.into()
+                };
+                let mut params: Vec<(Vec<u8>, Value)> = Vec::new();
+                p.each_parameter(|key, value| match params.iter_mut().find(|(k, _)| k == key) {
+                    Some((_, v)) => *v = value.into(),
+                    None => params.push((key.to_vec(), value.into())),
+                })?;
+                out.push((id, params));
+                Ok(())
+            })
+            .ok()?;
+            Some(out)
+        }
+    }
 
     /// The members of `input` as the `sfv` crate (RFC 9651) reads them;
     /// `None` for an invalid List.

@@ -65,6 +65,20 @@ where
     }
 }
 
+/// The JSON lines of [`fmt_layer`], written to `writer` (the test kit's
+/// memory).
+#[cfg(feature = "testing")]
+pub(crate) fn json_layer_to<S, W>(writer: W) -> impl Layer<S> + Send + Sync
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .event_format(JsonFormat)
+        .fmt_fields(JsonFields::new())
+        .with_writer(writer)
+}
+
 /// The correlation of the request an event belongs to, if any.
 fn correlation<S, N>(ctx: &FmtContext<'_, S, N>) -> Option<Correlation>
 where

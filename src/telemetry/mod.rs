@@ -21,6 +21,8 @@ mod error;
 mod exporter;
 mod logs;
 mod logs_otlp;
+#[cfg(feature = "testing")]
+pub(crate) use self::logs::json_layer_to;
 mod metrics_bridge;
 mod metrics_otlp;
 mod otel_names;
