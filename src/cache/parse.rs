@@ -771,7 +771,6 @@ mod tests {
         }
     }
 
-    use super::*;
     use crate::cache::CacheStatus::{Bypass, Hit, Miss, Revalidated, StaleHit, Unknown};
 
     #[test]
