@@ -111,3 +111,47 @@ async fn kits_do_not_see_each_other() {
     a.clear();
     assert!(a.spans().is_empty() && a.logs().is_empty());
 }
+
+/// Per-route controls, seen through the kit: a route left out of the
+/// access log still has its span and series; one left out of the metrics
+/// still has its span and access line.
+#[tokio::test]
+async fn routes_left_out_of_one_signal_keep_the_others() {
+    use tower_observability::route::RouteMatcher;
+
+    let kit = TestKit::new();
+    let layer = kit
+        .layer()
+        .exclude_from_access_log(RouteMatcher::templates(["/quiet"]))
+        .exclude_from_metrics(RouteMatcher::predicate(|route| route.starts_with("/internal")));
+    let app = Router::new()
+        .route("/quiet", get(|| async { "shh" }))
+        .route("/internal/ping", get(|| async { "pong" }))
+        .layer(layer);
+    let quiet = kit.get(app.clone(), "/quiet").await;
+    let internal = kit.get(app, "/internal/ping").await;
+
+    let access = |captured: &tower_observability::testing::Captured| {
+        captured
+            .logs()
+            .iter()
+            .filter(|l| {
+                l.target() == Some("tower_observability::access")
+                    && l.request_id() == Some(captured.request_id())
+            })
+            .count()
+    };
+    assert_eq!(access(&quiet), 0, "no access line for /quiet");
+    assert_eq!(access(&internal), 1);
+    let spans: Vec<_> = internal.spans().iter().map(|s| s.name.to_string()).collect();
+    assert!(
+        spans.contains(&"GET /quiet".to_owned()) && spans.contains(&"GET /internal/ping".to_owned()),
+        "{spans:?}"
+    );
+    let metrics = internal.metrics();
+    assert_eq!(
+        metrics.histogram_count("http_server_request_duration_seconds", &[("http_route", "/quiet")]),
+        1
+    );
+    assert!(!metrics.text().contains("/internal/ping"), "{}", metrics.text());
+}
