@@ -124,10 +124,12 @@
 //! request, re-sends of firing alerts every minute.
 
 mod builder;
+mod change;
 mod clock;
 mod engine;
 mod error;
 mod evaluator;
+mod history;
 #[cfg(feature = "monitoring")]
 mod http;
 mod inputs;
@@ -136,6 +138,7 @@ mod notification;
 mod notify;
 mod report;
 mod rule;
+mod silences;
 mod state;
 mod summary;
 
@@ -149,13 +152,21 @@ pub use self::notify::{
 };
 pub use self::{
     builder::{AlertEngineBuilder, DEFAULT_MAX_RESOLVED, DEFAULT_RESOLVED_RETENTION},
+    change::{MAX_FOR, RuleChange},
     engine::{AlertEngine, MAX_CACHE_ALERTS},
     error::RuleError,
+    history::{
+        DEFAULT_HISTORY_CAPACITY, HistoryFilter, HistoryReport, Transition, TransitionEntry, TransitionKind,
+    },
     inputs::{AlertInputs, CacheFigures},
     report::{Alert, AlertCounts, AlertEntry, AlertsReport},
     rule::{
         AlertMetric, AlertRule, Comparison, DEFAULT_CACHE_HIT_RATIO, DEFAULT_ERROR_RATIO, DEFAULT_HYSTERESIS,
         DEFAULT_LATENCY_P95_SECONDS, DEFAULT_MIN_SAMPLES, Severity,
+    },
+    silences::{
+        MAX_SILENCE_DURATION, MAX_SILENCE_REASON, MAX_SILENCES, Silence, SilenceEntry, SilenceError,
+        SilenceMatcher,
     },
     state::AlertState,
     summary::{AlertsSource, AlertsSummary},

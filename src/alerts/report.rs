@@ -41,6 +41,8 @@ pub struct Alert {
     pub summary: String,
     /// The description, with its placeholders filled.
     pub description: String,
+    /// Whether a silence covers it: listed, not notified.
+    pub silenced: bool,
 }
 
 /// The listing of the alert of `rule` (and `cache`) in `state`.
@@ -66,6 +68,7 @@ pub(super) fn alert(
         since,
         summary: rule.render(&rule.summary, value, cache),
         description: rule.render(&rule.description, value, cache),
+        silenced: false,
     }
 }
 
@@ -123,7 +126,9 @@ pub(super) fn counts(active: &[Alert]) -> AlertCounts {
 ///               "since": "2025-06-01T12:00:00.000Z",
 ///               "summary": "7.34% of requests failed over the last 5m (threshold 5%)"}],
 ///   "counts": {"critical": 1, "warning": 0, "info": 0},
-///   "resolved": []
+///   "resolved": [],
+///   "evaluating": true,
+///   "silences": 0
 /// }
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -135,6 +140,11 @@ pub struct AlertsReport {
     pub counts: AlertCounts,
     /// Resolved alerts still listed, latest first.
     pub resolved: Vec<AlertEntry>,
+    /// Whether the rules are being evaluated (see
+    /// [`AlertEngine::set_enabled`](super::AlertEngine::set_enabled)).
+    pub evaluating: bool,
+    /// The number of active silences.
+    pub silences: usize,
 }
 
 /// One alert in an [`AlertsReport`].
@@ -166,6 +176,8 @@ pub struct AlertEntry {
     pub active_at: String,
     /// The summary.
     pub summary: String,
+    /// Whether a silence covers it (listed, not notified).
+    pub silenced: bool,
 }
 
 impl AlertEntry {
@@ -183,6 +195,7 @@ impl AlertEntry {
             since: rfc3339(clock.at(a.since)),
             active_at: rfc3339(clock.at(a.active_at)),
             summary: a.summary.clone(),
+            silenced: a.silenced,
         }
     }
 }
