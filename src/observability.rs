@@ -7,9 +7,9 @@
 //! See [`Observability`] for the entry point and [`ObservabilityBuilder`] for
 //! every setting and the environment variables it reads.
 
-use std::{fmt, time::Duration};
 #[cfg(feature = "monitoring")]
-use std::{sync::Arc, time::Instant};
+use std::time::Instant;
+use std::{fmt, sync::Arc, time::Duration};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use opentelemetry::trace::TracerProvider as _;
@@ -21,7 +21,10 @@ use crate::monitoring::{MonitoringRouter, ServiceInfo};
 use crate::{
     layer::ObservabilityLayer,
     metrics::HttpStats,
-    telemetry::{self, ExporterRuntime, InitError, LogFormat, OtlpProtocol, Upkeep, otel_layer},
+    telemetry::{
+        self, ExporterRuntime, InitError, LogFormat, OtlpProtocol, Pipeline, SpanExportStats, Upkeep,
+        otel_layer,
+    },
 };
 
 /// How long [`Observability`] waits for pending spans at shutdown.
@@ -167,15 +170,17 @@ impl ObservabilityBuilder {
                     protocol,
                     &endpoint,
                 )
-                .map(|(provider, runtime)| (provider, runtime, endpoint))
+                .map(|(provider, runtime, pipeline)| (provider, runtime, pipeline, endpoint))
             })
             .transpose()?;
 
         #[cfg(feature = "monitoring")]
         let started = Instant::now();
-        let (provider, runtime, endpoint) = match tracing {
-            Some((provider, runtime, endpoint)) => (Some(provider), runtime, Some(endpoint)),
-            None => (None, None, None),
+        let (provider, runtime, pipeline, endpoint) = match tracing {
+            Some((provider, runtime, pipeline, endpoint)) => {
+                (Some(provider), runtime, Some(pipeline), Some(endpoint))
+            }
+            None => (None, None, None, None),
         };
 
         let layer = default_layer(self.follows_parent_sampling(), provider.as_ref());
@@ -190,6 +195,7 @@ impl ObservabilityBuilder {
             endpoint,
             _upkeep: upkeep,
             runtime,
+            pipeline,
         };
         if self.install_subscriber {
             tracing_subscriber::registry()
@@ -270,6 +276,7 @@ pub struct Observability {
     endpoint: Option<String>,
     _upkeep: Option<Upkeep>,
     runtime: Option<ExporterRuntime>,
+    pipeline: Option<Arc<Pipeline>>,
 }
 
 impl Observability {
@@ -297,9 +304,29 @@ impl Observability {
 
     /// The router fragment serving `/metrics`, `/health/live`,
     /// `/health/ready`, `/monitoring` (the dashboard),
-    /// `/monitoring/overview` and `/monitoring/alerts`, with the default
-    /// alert rules evaluated every 15 s (see
-    /// [`MonitoringRouter::alert_engine`](crate::monitoring::MonitoringRouter::alert_engine)).
+    /// `/monitoring/overview`, `/monitoring/status`, `/monitoring/settings`
+    /// and `/monitoring/alerts` with its history, rules and silences (see
+    /// [`MonitoringRouter`]).
+    ///
+    /// It evaluates the default alert rules,
+    /// [`AlertRule::defaults`](crate::alerts::AlertRule::defaults), every
+    /// [`ALERT_EVALUATION_INTERVAL`](crate::monitoring::ALERT_EVALUATION_INTERVAL)
+    /// (15 s) over the layer's windows, the cache hit ratios and, once a
+    /// health registry is given, readiness:
+    ///
+    /// | rule | fires when | for | severity |
+    /// |---|---|---|---|
+    /// | `HighErrorRatio` | more than 5 % of the requests of the last 5 m failed (≥ 20 requests) | 1 m | critical |
+    /// | `HighLatencyP95` | p95 latency over the last 5 m above 2 s (≥ 20 requests) | 5 m | warning |
+    /// | `LowCacheHitRatio` | a cache's hit ratio over the last 15 m below 70 % (≥ 20 lookups) | 5 m | warning |
+    /// | `ReadinessUnhealthy` | the readiness checks report unhealthy | 1 m | critical |
+    ///
+    /// Replace them with
+    /// [`alert_engine`](crate::monitoring::MonitoringRouter::alert_engine),
+    /// or turn them off with
+    /// [`without_alerts`](crate::monitoring::MonitoringRouter::without_alerts).
+    /// The evaluation task starts when the router is turned into an axum
+    /// `Router` inside a tokio runtime.
     ///
     /// Merge it before or after applying [`layer`](Self::layer): either way
     /// monitoring requests are neither traced nor measured, and requests that
@@ -312,6 +339,11 @@ impl Observability {
             started: self.started,
         };
         MonitoringRouter::new(self.prometheus.clone(), Arc::new(info), self.layer.clone())
+            .span_pipeline(self.pipeline.clone())
+            .alert_engine(
+                crate::alerts::AlertEngine::with_default_rules(),
+                crate::monitoring::ALERT_EVALUATION_INTERVAL,
+            )
     }
 
     /// The in-process windowed HTTP figures (rates, error ratios, latency
@@ -319,6 +351,13 @@ impl Observability {
     /// same the overview and the alert rules read.
     pub fn http_stats(&self) -> HttpStats {
         self.layer.http_stats()
+    }
+
+    /// The figures of the span export pipeline (queue, sent, failed,
+    /// dropped); `None` when trace export is off.
+    #[must_use]
+    pub fn span_export_stats(&self) -> Option<SpanExportStats> {
+        self.pipeline.as_ref().map(|p| p.stats())
     }
 
     /// The Prometheus handle, when this crate installed the recorder.

@@ -131,7 +131,7 @@ mod error;
 mod evaluator;
 mod history;
 #[cfg(feature = "monitoring")]
-mod http;
+pub(crate) mod http;
 mod inputs;
 mod notification;
 #[cfg(feature = "notify")]
@@ -143,12 +143,12 @@ mod state;
 mod summary;
 
 #[cfg(feature = "monitoring")]
-pub use self::http::{ROUTE, alerts_json, router};
+pub use self::http::{HISTORY_ROUTE, ROUTE, RULES_ROUTE, SILENCES_ROUTE, alerts_json, router};
 #[cfg(feature = "notify")]
 pub use self::notify::{
     AlertNotifier, AlertNotifierBuilder, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF,
     DEFAULT_QUEUE_CAPACITY, DEFAULT_RESEND_INTERVAL, DEFAULT_TIMEOUT, MAX_BATCH, NotifierError,
-    NotifierStats,
+    NotifierStats, SIGNATURE_HEADER, TargetInfo, TestResult,
 };
 pub use self::{
     builder::{AlertEngineBuilder, DEFAULT_MAX_RESOLVED, DEFAULT_RESOLVED_RETENTION},
@@ -159,7 +159,7 @@ pub use self::{
         DEFAULT_HISTORY_CAPACITY, HistoryFilter, HistoryReport, Transition, TransitionEntry, TransitionKind,
     },
     inputs::{AlertInputs, CacheFigures},
-    report::{Alert, AlertCounts, AlertEntry, AlertsReport},
+    report::{Alert, AlertCounts, AlertEntry, AlertsReport, RuleEntry},
     rule::{
         AlertMetric, AlertRule, Comparison, DEFAULT_CACHE_HIT_RATIO, DEFAULT_ERROR_RATIO, DEFAULT_HYSTERESIS,
         DEFAULT_LATENCY_P95_SECONDS, DEFAULT_MIN_SAMPLES, Severity,

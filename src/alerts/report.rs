@@ -200,6 +200,63 @@ impl AlertEntry {
     }
 }
 
+/// A rule as `GET /monitoring/alerts/rules` lists it, with the values in
+/// effect:
+///
+/// ```json
+/// {"name": "HighErrorRatio", "metric": "error_ratio", "window": "5m", "comparison": "above",
+///  "threshold": 0.05, "resolves_at": 0.045, "for_seconds": 60.0, "severity": "critical",
+///  "min_samples": 20, "summary": "{value} of requests failed over the last {window} (threshold {threshold})"}
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct RuleEntry {
+    /// The rule's name.
+    pub name: String,
+    /// The figure (`error_ratio`, `latency_p95_seconds`, ...).
+    pub metric: &'static str,
+    /// The cache, for a rule of one cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<String>,
+    /// The window, `1m`, `5m` or `15m`.
+    pub window: &'static str,
+    /// `above` or `below`.
+    pub comparison: Comparison,
+    /// The firing threshold.
+    pub threshold: f64,
+    /// The resolve threshold in effect ([`AlertRule::resolves_at`]).
+    pub resolves_at: f64,
+    /// The rule's `for`, in seconds.
+    pub for_seconds: f64,
+    /// The severity.
+    pub severity: Severity,
+    /// The fewest samples needed to fire.
+    pub min_samples: u64,
+    /// The summary template.
+    pub summary: String,
+}
+
+impl From<&AlertRule> for RuleEntry {
+    fn from(rule: &AlertRule) -> Self {
+        Self {
+            name: rule.name.clone(),
+            metric: rule.metric.as_str(),
+            cache: match &rule.metric {
+                AlertMetric::CacheHitRatio { cache } => cache.clone(),
+                _ => None,
+            },
+            window: rule.window.as_str(),
+            comparison: rule.comparison,
+            threshold: rule.threshold,
+            resolves_at: rule.resolves_at(),
+            for_seconds: rule.for_.as_secs_f64(),
+            severity: rule.severity,
+            min_samples: rule.min_samples,
+            summary: rule.summary.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, fmt, time::Duration};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::window::Window;
 
@@ -21,7 +21,7 @@ use crate::window::Window;
 /// assert!(Severity::Critical < Severity::Warning);
 /// assert_eq!(Severity::Info.as_str(), "info");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Someone should act now (page).
@@ -44,6 +44,18 @@ impl Severity {
             Self::Warning => "warning",
             Self::Info => "info",
         }
+    }
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+
+    /// `critical`, `warning` or `info`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|sev| sev.as_str() == s)
+            .ok_or_else(|| format!("unknown severity {s:?}: expected critical, warning or info"))
     }
 }
 

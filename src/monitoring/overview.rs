@@ -13,7 +13,7 @@ use super::state::MonitoringState;
 use crate::{
     alerts::AlertsSummary,
     cache::{CacheWindowStats, HitRatioSnapshot, HitRatioWarning},
-    health::{HealthGroup, HealthReport, HealthStatus, ShowDetails},
+    health::{CheckHistory, HealthGroup, HealthReport, HealthStatus, ShowDetails},
     metrics::{HttpStats, HttpWindowStats},
     window::Window,
 };
@@ -219,7 +219,7 @@ fn warnings<S: Serializer>(warnings: &[HitRatioWarning], serializer: S) -> Resul
     }))
 }
 
-/// The status of each health group.
+/// The status of each health group, and each check's history.
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct HealthOverview {
@@ -227,6 +227,24 @@ pub struct HealthOverview {
     pub live: GroupHealth,
     /// The [`HealthGroup::Ready`] checks.
     pub ready: GroupHealth,
+    /// Each check's groups, last runs and flapping, in registration order;
+    /// empty when the registry hides details ([`ShowDetails::Never`]):
+    /// `{"name": "db", "groups": ["ready"], "flapping": false, "changes": 0,
+    /// "runs": [{"at": "...", "status": "healthy", "duration_seconds": 0.002}]}`.
+    pub checks: Vec<CheckOverview>,
+}
+
+/// One check of a [`HealthOverview`].
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct CheckOverview {
+    /// The check's name.
+    pub name: String,
+    /// Its groups: `live`, `ready`.
+    pub groups: Vec<&'static str>,
+    /// Its last runs and whether it flaps.
+    #[serde(flatten)]
+    pub history: CheckHistory,
 }
 
 /// The aggregate status of one health group.
@@ -331,7 +349,24 @@ pub(super) async fn build(state: &MonitoringState) -> Overview {
         let (live, ready) =
             tokio::join!(state.health.report(HealthGroup::Live), state.health.report(HealthGroup::Ready));
         let show = state.health.show_details();
-        Some(HealthOverview { live: GroupHealth::new(&live, show), ready: GroupHealth::new(&ready, show) })
+        let checks = match show {
+            ShowDetails::Never => Vec::new(),
+            _ => state
+                .health
+                .histories()
+                .into_iter()
+                .map(|(name, groups, history)| CheckOverview {
+                    name: name.to_owned(),
+                    groups: groups.into_iter().map(HealthGroup::as_str).collect(),
+                    history,
+                })
+                .collect(),
+        };
+        Some(HealthOverview {
+            live: GroupHealth::new(&live, show),
+            ready: GroupHealth::new(&ready, show),
+            checks,
+        })
     } else {
         None
     };

@@ -1,13 +1,17 @@
 //! The state the handlers share: the service's identity, the Prometheus
-//! handle, the health registry, the in-process windows, the alerts source
-//! and the bearer token.
+//! handle, the health registry, the in-process windows, the alert engine
+//! or alerts source, and the bearer tokens.
 
-use std::{fmt, sync::Arc, time::Instant};
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::{
-    alerts::{AlertInputs, AlertsSource},
+    alerts::{AlertEngine, AlertInputs, AlertsSource},
     cache::CacheHitRatios,
     health::{HealthGroup, HealthRegistry},
     metrics::HttpStats,
@@ -34,8 +38,15 @@ pub(super) struct MonitoringState {
     pub(super) http: HttpStats,
     pub(super) cache: CacheHitRatios,
     pub(super) alerts: Option<SharedAlerts>,
+    /// The alert engine the router evaluates, and how often.
+    pub(super) engine: Option<(AlertEngine, Duration)>,
     /// With a token, everything but the health status needs it.
     pub(super) token: Option<Arc<str>>,
+    /// With a write token, the write routes exist and need it.
+    pub(super) write_token: Option<Arc<str>>,
+    /// The span export pipeline of `Observability`, for the status.
+    #[cfg(feature = "telemetry")]
+    pub(super) spans: Option<Arc<crate::telemetry::Pipeline>>,
     #[cfg(feature = "process-metrics")]
     pub(super) process: metrics_process::Collector,
     /// Describes the process metrics at the first `/metrics`, once the

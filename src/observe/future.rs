@@ -159,8 +159,9 @@ impl<St: Stage> BodyObserver for Finish<St> {
             BodyEnd::Error => End::BodyError,
             BodyEnd::Aborted => End::BodyAborted,
         };
+        let sampled = super::overhead::sample();
         let finished = Finished {
-            at: Instant::now(),
+            at: sampled.unwrap_or_else(Instant::now),
             status: Some(self.status),
             error: end.error(self.classifier, Some(self.status), self.marked),
             response_bytes: self.response_bytes,
@@ -171,6 +172,9 @@ impl<St: Stage> BodyObserver for Finish<St> {
             observed: self.observed,
         };
         St::on_end(self.pending, &self.route.state, &self.cx, &finished);
+        if let Some(started) = sampled {
+            super::overhead::record_end(started);
+        }
     }
 }
 

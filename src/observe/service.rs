@@ -51,6 +51,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let sampled = super::overhead::sample();
         let mut cx = RequestContext::of(&req, &self.untemplated);
         let route = self.stage.route(cx.route_name().template());
         let observed = route.observed();
@@ -61,6 +62,9 @@ where
             req.extensions_mut().insert(cx.clone());
         }
         let state = State { cx, route, pending, classifier, first_byte, observed };
+        if let Some(started) = sampled {
+            super::overhead::record_request(started);
+        }
         ResponseFuture::new(self.inner.call(req), state)
     }
 }

@@ -21,7 +21,7 @@ pub use self::{
     logs::LogFormat,
     pipeline::{
         OTLP_EXPORTER_QUEUE_SPANS, OTLP_EXPORTER_SPANS_DROPPED, OTLP_EXPORTER_SPANS_EXPORTED,
-        OTLP_EXPORTER_SPANS_FAILED,
+        OTLP_EXPORTER_SPANS_FAILED, SpanExportStats,
     },
     recorder::prometheus_builder,
     traces::{OTEL_LAYER_EXCLUDED_TARGETS, otel_layer},
@@ -30,6 +30,7 @@ pub(crate) use self::{
     config::{env, resolve_endpoint, resolve_protocol, sdk_disabled},
     exporter::ExporterRuntime,
     logs::{fmt_layer, log_filter},
+    pipeline::Pipeline,
     recorder::{Upkeep, install_recorder},
     traces::tracer_provider,
 };

@@ -12,7 +12,7 @@ use std::{
     fmt,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -96,6 +96,25 @@ pub(crate) struct Pipeline {
     queue: ::metrics::Gauge,
     failures: Mutex<Episode>,
     drops: Mutex<Episode>,
+    exported_total: AtomicU64,
+    failed_total: AtomicU64,
+    dropped_total: AtomicU64,
+}
+
+/// The figures of the span export pipeline, for the monitoring status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SpanExportStats {
+    /// Spans waiting in the export queue or being sent.
+    pub queued: u64,
+    /// The queue's capacity (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048 by default).
+    pub capacity: u64,
+    /// Spans sent.
+    pub exported: u64,
+    /// Spans whose export failed.
+    pub failed: u64,
+    /// Spans dropped because the queue was full.
+    pub dropped: u64,
 }
 
 impl fmt::Debug for Pipeline {
@@ -121,7 +140,21 @@ impl Pipeline {
             queue: ::metrics::gauge!(OTLP_EXPORTER_QUEUE_SPANS),
             failures: Mutex::default(),
             drops: Mutex::default(),
+            exported_total: AtomicU64::new(0),
+            failed_total: AtomicU64::new(0),
+            dropped_total: AtomicU64::new(0),
         })
+    }
+
+    /// The pipeline's figures now.
+    pub(crate) fn stats(&self) -> SpanExportStats {
+        SpanExportStats {
+            queued: self.pending.load(Ordering::Relaxed) as u64,
+            capacity: self.capacity as u64,
+            exported: self.exported_total.load(Ordering::Relaxed),
+            failed: self.failed_total.load(Ordering::Relaxed),
+            dropped: self.dropped_total.load(Ordering::Relaxed),
+        }
     }
 
     /// Takes a queue slot; `false` when the queue is full.
@@ -145,6 +178,7 @@ impl Pipeline {
 
     fn on_dropped(&self) {
         self.dropped.increment(1);
+        self.dropped_total.fetch_add(1, Ordering::Relaxed);
         let report = self.drops.lock().unwrap_or_else(PoisonError::into_inner).record(1, Instant::now());
         if let Some((_, spans, first)) = report {
             if first {
@@ -162,6 +196,7 @@ impl Pipeline {
 
     fn on_exported(&self, spans: usize) {
         self.exported.increment(spans as u64);
+        self.exported_total.fetch_add(spans as u64, Ordering::Relaxed);
         if let Some(failures) = self.failures.lock().unwrap_or_else(PoisonError::into_inner).recover() {
             tracing::info!(target: "tower_observability::telemetry", failures, "span export recovered");
         }
@@ -172,6 +207,7 @@ impl Pipeline {
 
     fn on_failed(&self, spans: usize, error: &dyn fmt::Display) {
         self.failed.increment(spans as u64);
+        self.failed_total.fetch_add(spans as u64, Ordering::Relaxed);
         let report =
             self.failures.lock().unwrap_or_else(PoisonError::into_inner).record(spans as u64, Instant::now());
         if let Some((batches, spans, first)) = report {

@@ -90,7 +90,7 @@ pub(crate) fn tracer_provider(
     trust_remote_sampling: bool,
     protocol: OtlpProtocol,
     endpoint: &str,
-) -> Result<(SdkTracerProvider, Option<ExporterRuntime>), InitError> {
+) -> Result<(SdkTracerProvider, Option<ExporterRuntime>, std::sync::Arc<pipeline::Pipeline>), InitError> {
     let (exporter, runtime) = exporter::build(protocol, endpoint)?;
     let mut resource = opentelemetry_sdk::Resource::builder().with_service_name(service_name.to_owned());
     if let Some(version) = service_version {
@@ -103,7 +103,7 @@ pub(crate) fn tracer_provider(
     let counting = pipeline::CountingExporter::new(exporter, pipeline.clone());
     let batch = opentelemetry_sdk::trace::BatchSpanProcessor::builder(counting).build();
     let mut provider = SdkTracerProvider::builder()
-        .with_span_processor(pipeline::GuardedProcessor::new(batch, pipeline))
+        .with_span_processor(pipeline::GuardedProcessor::new(batch, pipeline.clone()))
         .with_resource(resource.build());
     let sampler = sampler.filter(|_| config::env("OTEL_TRACES_SAMPLER").is_none());
     match (sampler, trust_remote_sampling) {
@@ -118,5 +118,5 @@ pub(crate) fn tracer_provider(
     }
     let provider = provider.build();
     opentelemetry::global::set_tracer_provider(provider.clone());
-    Ok((provider, runtime))
+    Ok((provider, runtime, pipeline))
 }
