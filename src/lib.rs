@@ -72,7 +72,7 @@
 //! | `otlp-grpc` | yes | OTLP/gRPC export (port 4317) |
 //! | `monitoring` | yes | [`monitoring::MonitoringRouter`]: `/metrics`, `/health/*`, `/monitoring/*`, the dashboard |
 //! | `health` | with `monitoring` | [`health::HealthRegistry`]: checks with timeouts, groups, a cache |
-//! | `alerts` | with `monitoring` | [`alerts::AlertEngine`]: rules over the in-process windows |
+//! | `alerts` | with `monitoring` | [`alerts::AlertEngine`]: rules over the in-process windows, history, silences; [`slo`]: objectives and burn-rate alerts |
 //! | `otlp-http` | no | OTLP/HTTP protobuf export (port 4318) |
 //! | `notify` | no | [`alerts::AlertNotifier`]: push alerts to Alertmanager and webhooks |
 //! | `process-metrics` | no | the `process_*` metrics on `/metrics` and in the overview |
@@ -112,6 +112,8 @@ pub mod panic;
 pub mod request_id;
 pub mod route;
 mod semconv;
+#[cfg(feature = "alerts")]
+pub mod slo;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 #[cfg(feature = "health")]

@@ -113,7 +113,8 @@ pub(super) fn validate(rules: &[AlertRule]) -> Result<(), RuleError> {
             AlertMetric::LatencyP50
             | AlertMetric::LatencyP95
             | AlertMetric::LatencyP99
-            | AlertMetric::RequestRate => Some((0.0, f64::MAX, "not negative")),
+            | AlertMetric::RequestRate
+            | AlertMetric::BurnRate { .. } => Some((0.0, f64::MAX, "not negative")),
         };
         if let Some((low, high, what)) = range
             && !(low..=high).contains(&rule.threshold)

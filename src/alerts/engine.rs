@@ -361,6 +361,38 @@ impl AlertEngine {
         Ok(new)
     }
 
+    /// Adds `rules` whose name and severity no rule of the engine has yet
+    /// (the others are skipped), validated as the builder validates its
+    /// rules; returns how many were added. The monitoring router adds the
+    /// burn-rate rules of its SLOs this way.
+    ///
+    /// # Errors
+    ///
+    /// [`RuleError`] when a new rule is not valid (none is added then).
+    ///
+    /// ```
+    /// use tower_observability::alerts::{AlertEngine, AlertRule};
+    ///
+    /// let engine = AlertEngine::builder().build()?;
+    /// assert_eq!(engine.add_rules(AlertRule::defaults())?, 4);
+    /// assert_eq!(engine.add_rules(AlertRule::defaults())?, 0, "already there");
+    /// # Ok::<(), tower_observability::alerts::RuleError>(())
+    /// ```
+    pub fn add_rules(&self, rules: impl IntoIterator<Item = AlertRule>) -> Result<usize, RuleError> {
+        let mut state = self.inner.lock();
+        let mut all = state.rules.clone();
+        let before = all.len();
+        for rule in rules {
+            if !all.iter().any(|r| r.name == rule.name && r.severity == rule.severity) {
+                all.push(rule);
+            }
+        }
+        validate(&all)?;
+        let added = all.len() - before;
+        state.rules = all;
+        Ok(added)
+    }
+
     /// Silences the alerts `matcher` covers for `duration` from now: they
     /// are still evaluated, listed (marked silenced) and recorded, but send
     /// no notification until the silence expires or is

@@ -158,7 +158,7 @@ pub use self::{
     history::{
         DEFAULT_HISTORY_CAPACITY, HistoryFilter, HistoryReport, Transition, TransitionEntry, TransitionKind,
     },
-    inputs::{AlertInputs, CacheFigures},
+    inputs::{AlertInputs, BurnRateFigures, CacheFigures},
     report::{Alert, AlertCounts, AlertEntry, AlertsReport, RuleEntry},
     rule::{
         AlertMetric, AlertRule, Comparison, DEFAULT_CACHE_HIT_RATIO, DEFAULT_ERROR_RATIO, DEFAULT_HYSTERESIS,

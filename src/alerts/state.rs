@@ -105,6 +105,10 @@ pub(super) fn observe(rule: &AlertRule, inputs: &AlertInputs, cache: Option<&str
             (c.ratio?, c.samples)
         }
         AlertMetric::Readiness => (inputs.readiness?.gauge_value(), u64::MAX),
+        AlertMetric::BurnRate { slo, long, short } => {
+            let (l, s) = (inputs.burn_rate(slo, *long)?, inputs.burn_rate(slo, *short)?);
+            (l.rate.min(s.rate), l.requests.min(s.requests))
+        }
     };
     (value.is_finite() && samples >= rule.min_samples).then_some(value)
 }

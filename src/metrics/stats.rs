@@ -4,7 +4,7 @@
 use std::{
     fmt,
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -288,7 +288,13 @@ struct Inner {
     created: Instant,
     /// Off: finished requests are not counted in the windows.
     recording: AtomicBool,
+    /// Also told of each request the windows count (the SLOs), once set.
+    observer: OnceLock<RequestObserver>,
 }
+
+/// Told of each finished request the windows count: its route label, its
+/// duration in seconds, whether it failed, and when it ended.
+pub(crate) type RequestObserver = Arc<dyn Fn(&str, f64, bool, Instant) + Send + Sync>;
 
 impl HttpStats {
     /// Empty figures.
@@ -299,7 +305,34 @@ impl HttpStats {
                 routes: RouteTable::new(MAX_ROUTES, make),
                 created: Instant::now(),
                 recording: AtomicBool::new(true),
+                observer: OnceLock::new(),
             }),
+        }
+    }
+
+    /// Tells `observer` of every request the windows count from now on;
+    /// `false` when an observer was set already (it stays).
+    pub(crate) fn set_observer(&self, observer: RequestObserver) -> bool {
+        self.inner.observer.set(observer).is_ok()
+    }
+
+    /// Counts a finished request of route `label` in its windows and tells
+    /// the observer, while recording is on.
+    #[inline]
+    pub(crate) fn record(
+        &self,
+        windows: &WindowedStats,
+        label: &str,
+        seconds: f64,
+        error: bool,
+        at: Instant,
+    ) {
+        if !self.is_recording() {
+            return;
+        }
+        windows.record_at(seconds, error, at);
+        if let Some(observer) = self.inner.observer.get() {
+            observer(label, seconds, error, at);
         }
     }
 
@@ -588,6 +621,7 @@ mod tests {
                 }),
                 created: Instant::now(),
                 recording: AtomicBool::new(true),
+                observer: OnceLock::new(),
             }),
         };
         assert!(stats.routes().is_empty());

@@ -15,6 +15,7 @@ use crate::{
     cache::{CacheWindowStats, HitRatioSnapshot, HitRatioWarning},
     health::{CheckHistory, HealthGroup, HealthReport, HealthStatus, ShowDetails},
     metrics::{HttpStats, HttpWindowStats},
+    slo::SloReport,
     window::Window,
 };
 
@@ -63,6 +64,10 @@ pub struct Overview {
     /// [`MonitoringRouter::alerts`](super::MonitoringRouter::alerts); empty
     /// without one.
     pub alerts: AlertsSummary,
+    /// The service level objectives with their error budget left and burn
+    /// rates (see [`MonitoringRouter::slo`](super::MonitoringRouter::slo));
+    /// empty without any.
+    pub slos: Vec<SloReport>,
 }
 
 /// The service's identity and uptime.
@@ -389,5 +394,6 @@ pub(super) async fn build(state: &MonitoringState) -> Overview {
         health,
         process: ProcessOverview::collect(),
         alerts: state.alerts.as_ref().map(|a| a.0.alerts_summary()).unwrap_or_default(),
+        slos: state.slos.as_ref().map(|s| s.report_at(now)).unwrap_or_default(),
     }
 }

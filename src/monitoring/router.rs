@@ -23,6 +23,7 @@ use crate::{
     metrics::HttpStats,
     observe::Unobserved,
     request_id::{MakeRequestId, MakeRequestUuid},
+    slo::{Slo, SloError, SloSet},
 };
 
 /// The monitoring routes; turn it into a [`Router`] with `.merge(..)` or
@@ -69,6 +70,7 @@ impl MonitoringRouter {
             cache: CacheHitRatios::global(),
             alerts: None,
             engine: None,
+            slos: None,
             token: None,
             write_token: None,
             #[cfg(feature = "telemetry")]
@@ -319,6 +321,32 @@ impl<M> MonitoringRouter<M> {
         self
     }
 
+    /// Adds a service level objective: its good and bad requests are
+    /// counted from the router's layer, its error budget shown in the
+    /// overview and the dashboard, and its two burn-rate alert rules
+    /// ([`Slo::alert_rules`]) added to the alert engine when the router is
+    /// built. See [`crate::slo`].
+    ///
+    /// # Errors
+    ///
+    /// [`SloError`] when the SLO is invalid or another has its name.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_observability::{monitoring::MonitoringRouter, slo::Slo};
+    ///
+    /// let router = MonitoringRouter::standalone().slo(Slo::availability("api", 0.999))?;
+    /// assert!(router.slo(Slo::availability("api", 0.99)).is_err(), "names are unique");
+    /// # Ok::<(), tower_observability::slo::SloError>(())
+    /// ```
+    pub fn slo(mut self, slo: Slo) -> Result<Self, SloError> {
+        let mut all: Vec<Slo> = self.state.slos.iter().flat_map(|s| s.slos().cloned()).collect();
+        all.push(slo);
+        Arc::make_mut(&mut self.state).slos = Some(SloSet::new(all)?);
+        Ok(self)
+    }
+
     /// The alert engine the router evaluates, if any.
     #[must_use]
     pub fn engine(&self) -> Option<&AlertEngine> {
@@ -437,6 +465,19 @@ where
     M: MakeRequestId + Clone + Send + Sync + 'static,
 {
     fn from(router: MonitoringRouter<M>) -> Self {
+        if let Some(slos) = router.state.slos.clone() {
+            let observer = Arc::new(move |route: &str, seconds: f64, error: bool, at: Instant| {
+                slos.record(route, seconds, error, at);
+            });
+            if !router.state.http.set_observer(observer) {
+                tracing::warn!("the layer's requests feed SLOs already: these SLOs count nothing");
+            }
+            if let (Some((engine, _)), Some(slos)) = (&router.state.engine, &router.state.slos)
+                && let Err(err) = engine.add_rules(slos.slos().flat_map(Slo::alert_rules))
+            {
+                tracing::warn!(error = %err, "the SLOs' burn-rate rules were refused");
+            }
+        }
         let alerts = match &router.state.engine {
             Some((engine, every)) => {
                 let state = Arc::clone(&router.state);

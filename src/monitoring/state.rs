@@ -15,6 +15,7 @@ use crate::{
     cache::CacheHitRatios,
     health::{HealthGroup, HealthRegistry},
     metrics::HttpStats,
+    slo::SloSet,
 };
 
 /// Name, version and start time of the service, for the monitoring routes.
@@ -44,6 +45,8 @@ pub(super) struct MonitoringState {
     pub(super) token: Option<Arc<str>>,
     /// With a write token, the write routes exist and need it.
     pub(super) write_token: Option<Arc<str>>,
+    /// The service level objectives, counted from the layer's requests.
+    pub(super) slos: Option<SloSet>,
     /// The span export pipeline of `Observability`, for the status.
     #[cfg(feature = "telemetry")]
     pub(super) spans: Option<Arc<crate::telemetry::Pipeline>>,
@@ -57,12 +60,16 @@ pub(super) struct MonitoringState {
 
 impl MonitoringState {
     /// The alert engine's inputs at `now`: the windowed HTTP figures, the
-    /// cache hit ratios and, when a health registry is set, readiness.
+    /// cache hit ratios, the SLOs' burn rates and, when a health registry
+    /// is set, readiness.
     pub(super) async fn alert_inputs(&self, now: Instant) -> AlertInputs {
         let mut inputs = AlertInputs::from_http_stats(&self.http, now);
         inputs.add_hit_ratios(&self.cache.snapshot());
         if self.health_set {
             inputs.readiness = Some(self.health.report(HealthGroup::Ready).await.status());
+        }
+        if let Some(slos) = &self.slos {
+            inputs.burn_rates = slos.burn_rates_at(now);
         }
         inputs
     }

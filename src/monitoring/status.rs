@@ -64,7 +64,8 @@ pub(super) fn build(state: &MonitoringState) -> Value {
     let cache_bytes = cache_windows * 2 * slots * size_of::<u64>();
     let alert_bytes = state.engine.as_ref().map_or(0, |(engine, _)| engine.memory_bytes());
     let health_bytes = state.health.memory_bytes();
-    let total = http_bytes + cache_bytes + alert_bytes + health_bytes;
+    let slo_bytes = state.slos.as_ref().map_or(0, crate::slo::SloSet::memory_bytes);
+    let total = http_bytes + cache_bytes + alert_bytes + health_bytes + slo_bytes;
 
     let redacted = |token: &Option<Arc<str>>| token.as_ref().map(|_| "<redacted>");
     #[cfg(feature = "notify")]
@@ -108,6 +109,7 @@ pub(super) fn build(state: &MonitoringState) -> Value {
             "cache_windows": {"windows": cache_windows, "bytes": cache_bytes},
             "alerts": {"bytes": alert_bytes},
             "health_history": {"bytes": health_bytes},
+            "slos": {"bytes": slo_bytes},
             "total_bytes": total,
         },
         "config": {
@@ -118,6 +120,7 @@ pub(super) fn build(state: &MonitoringState) -> Value {
             "write_token": redacted(&state.write_token),
             "health_checks": state.health.check_names().collect::<Vec<_>>(),
             "alerts": rules,
+            "slos": state.slos.as_ref().map(|s| s.slos().map(crate::slo::Slo::name).collect::<Vec<_>>()),
             "cache_warn_below": state.cache.warn_below(),
             "settings": settings_of(state),
         },
