@@ -55,6 +55,8 @@
 //! | `OTEL_*` | the standard variables; traces go to `http://localhost:4317` | |
 //!
 //! Stops gracefully on Ctrl-C or SIGTERM, flushing pending spans.
+//! `--prometheus-slo-rules` prints the SLOs as Prometheus rules instead of
+//! serving (`deploy/prometheus/slo.yml`).
 
 use std::{
     convert::Infallible,
@@ -297,6 +299,16 @@ fn rules() -> Vec<AlertRule> {
     ]
 }
 
+/// The SLOs: 99.9 % of requests succeed; 99 % of `/users/{id}` requests
+/// succeed within 250 ms (a bucket boundary of the duration histogram, so
+/// that Prometheus can count them too). Over 30 days.
+fn slos() -> Vec<Slo> {
+    vec![
+        Slo::availability("availability", 0.999),
+        Slo::latency("users-latency", 0.99, Duration::from_millis(250)).route("/users/{id}"),
+    ]
+}
+
 /// The notifier of `ALERTMANAGER_URL` and `ALERT_WEBHOOK_URL` (signed with
 /// `ALERT_WEBHOOK_SECRET`), if either is set.
 fn notifier() -> Result<Option<AlertNotifier>, Box<dyn std::error::Error>> {
@@ -341,6 +353,12 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // `--prometheus-slo-rules`: print the SLOs as Prometheus rules (what
+    // deploy/prometheus/slo.yml holds) and exit.
+    if std::env::args().any(|a| a == "--prometheus-slo-rules") {
+        print!("{}", tower_observability::slo::prometheus_rules(&slos())?);
+        return Ok(());
+    }
     let log_format = match std::env::var("LOG_FORMAT").as_deref() {
         Ok("text") => LogFormat::Text,
         _ => LogFormat::Json,
@@ -377,9 +395,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut monitoring = obs
         .monitoring_router()
         .health(health(&users, &payments, &heartbeat))
-        .alert_engine(engine.build()?, Duration::from_secs(5))
-        .slo(Slo::availability("availability", 0.999))?
-        .slo(Slo::latency("users-latency", 0.99, Duration::from_millis(250)).route("/users/{id}"))?;
+        .alert_engine(engine.build()?, Duration::from_secs(5));
+    for slo in slos() {
+        monitoring = monitoring.slo(slo)?;
+    }
     if let Ok(token) = std::env::var("MONITORING_TOKEN") {
         monitoring = monitoring.bearer_token(token);
     }

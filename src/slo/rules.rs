@@ -33,8 +33,10 @@ fn quoted(value: &str) -> String {
 ///
 /// The error ratio is read from `http_server_request_duration_seconds`:
 /// for availability, requests with an `error_type` over all requests; for
-/// latency, requests that failed or took longer than the threshold (the
-/// `le` bucket of the threshold subtracted from the count) over all. The
+/// latency, requests that took longer than the threshold (the count less
+/// the `le` bucket of the threshold) or failed within it, over all. A
+/// window without errors records 0 (`or vector(0)`), without requests
+/// nothing. The
 /// route, when set, is the `http_route` label. Add `job` or `instance`
 /// matchers in a copy of your own to scope them further.
 ///
@@ -69,21 +71,23 @@ pub fn prometheus_rules(slos: &[Slo]) -> Result<String, SloError> {
         let route = slo.route.as_deref().map(|r| format!("http_route={}", quoted(r)));
         let matchers = |extra: &[String]| {
             let all: Vec<String> = route.iter().cloned().chain(extra.iter().cloned()).collect();
-            format!("{{{}}}", all.join(","))
+            if all.is_empty() { String::new() } else { format!("{{{}}}", all.join(",")) }
         };
         let count = "http_server_request_duration_seconds_count";
+        let errors = "error_type!=\"\"".to_owned();
         let bad_series = |window: &str| match slo.kind {
             SloKind::Availability => {
-                Ok(format!("sum(rate({count}{}[{window}]))", matchers(&["error_type!=\"\"".to_owned()])))
+                Ok(format!("(sum(rate({count}{}[{window}])) or vector(0))", matchers(&[errors.clone()])))
             }
             SloKind::Latency { threshold } => {
-                let le = bucket(slo, threshold)?;
+                let le = format!("le=\"{}\"", bucket(slo, threshold)?);
+                let bucket = "http_server_request_duration_seconds_bucket";
                 Ok(format!(
-                    "(sum(rate({count}{total}[{window}])) - sum(rate(http_server_request_duration_seconds_bucket{fast}[{window}])) \
-                     + sum(rate({count}{failed_fast}[{window}])))",
+                    "(sum(rate({count}{total}[{window}])) - sum(rate({bucket}{fast}[{window}])) \
+                     + (sum(rate({bucket}{failed_fast}[{window}])) or vector(0)))",
                     total = matchers(&[]),
-                    fast = matchers(&[format!("le=\"{le}\"")]),
-                    failed_fast = matchers(&["error_type!=\"\"".to_owned()]),
+                    fast = matchers(&[le.clone()]),
+                    failed_fast = matchers(&[errors.clone(), le]),
                 ))
             }
         };
