@@ -52,6 +52,7 @@
 //! | `ALERT_WEBHOOK_URL` | push alerts to this JSON webhook | none |
 //! | `ALERT_WEBHOOK_SECRET` | sign the webhook's requests (`X-Signature-256`, HMAC-SHA256) | unsigned |
 //! | `PAYMENTS_MODE` | `ok`, `slow` or `failing` at start | `ok` |
+//! | `PUSHGATEWAY_URL` | also push the metrics to this Pushgateway group (`http://localhost:9091/metrics/job/quickstart`) every 15 s and at shutdown | none |
 //! | `OTEL_*` | the standard variables; traces go to `http://localhost:4317` | |
 //!
 //! Stops gracefully on Ctrl-C or SIGTERM, flushing pending spans.
@@ -363,11 +364,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok("text") => LogFormat::Text,
         _ => LogFormat::Json,
     };
-    let obs = Observability::builder()
+    let mut builder = Observability::builder()
         .service_name("quickstart")
         .service_version(env!("CARGO_PKG_VERSION"))
-        .log_format(log_format)
-        .init()?;
+        .log_format(log_format);
+    if let Ok(url) = std::env::var("PUSHGATEWAY_URL")
+        && !url.is_empty()
+    {
+        builder = builder.push_gateway(url, Duration::from_secs(15));
+    }
+    let obs = builder.init()?;
 
     let users: Users =
         InstrumentedCache::new("users", moka::future::Cache::builder().max_capacity(USERS_CAPACITY));

@@ -44,6 +44,8 @@ pub struct ObservabilityBuilder {
     install_subscriber: bool,
     install_recorder: bool,
     trust_remote_sampling: bool,
+    #[cfg(feature = "pushgateway")]
+    push: Option<telemetry::PushConfig>,
 }
 
 impl ObservabilityBuilder {
@@ -127,6 +129,45 @@ impl ObservabilityBuilder {
         self
     }
 
+    /// Pushes the metrics to a Prometheus Pushgateway every `interval`, and
+    /// once more when the [`Observability`] is shut down or dropped: for
+    /// short-lived jobs that Prometheus cannot scrape. `endpoint` is the
+    /// full URL of the job's group, `http://pushgateway:9091/metrics/job/<job>`
+    /// (add `/instance/<name>` and other grouping labels as the Pushgateway
+    /// API says). Each push is a `PUT` of the whole rendering, which
+    /// replaces the group's metrics.
+    ///
+    /// Uses metrics-exporter-prometheus' push-gateway mode, on a runtime of
+    /// its own: a Pushgateway that is down or slow never delays the
+    /// application (its failures are logged by the exporter); the push at
+    /// shutdown waits at most 5 seconds. `/metrics` still serves the same
+    /// recorder. Has no effect with
+    /// [`install_metrics_recorder`](Self::install_metrics_recorder)`(false)`.
+    ///
+    /// A Pushgateway is for batch jobs; a long-running service is scraped
+    /// (`/metrics`). `init` fails with [`InitError::Pushgateway`] for a
+    /// URL that is not `http(s)` or a zero interval.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use tower_observability::Observability;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let obs = Observability::builder()
+    ///     .service_name("nightly-export")
+    ///     .push_gateway("http://127.0.0.1:9091/metrics/job/nightly-export", Duration::from_secs(10))
+    ///     .init()?;
+    /// // ... the job's work ...
+    /// obs.shutdown(); // pushes the final figures
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "pushgateway")]
+    pub fn push_gateway(mut self, endpoint: impl Into<String>, interval: Duration) -> Self {
+        self.push = Some(telemetry::PushConfig { endpoint: endpoint.into(), interval });
+        self
+    }
+
     /// Installs everything and returns the [`Observability`] handle, which
     /// flushes pending spans when dropped.
     ///
@@ -158,7 +199,28 @@ impl ObservabilityBuilder {
         };
 
         // The recorder first: the span pipeline registers its metrics in it.
+        #[cfg(feature = "pushgateway")]
+        let pusher = match &self.push {
+            Some(config) if self.install_recorder => {
+                let pusher = telemetry::install_pushing_recorder(crate::prometheus_builder(), config)?;
+                crate::metrics::describe();
+                Some(pusher)
+            }
+            _ => None,
+        };
+        #[cfg(feature = "pushgateway")]
+        let (prometheus, upkeep) = match &pusher {
+            // The push-gateway exporter runs its own upkeep.
+            Some(pusher) => (Some(pusher.handle()), None),
+            None if self.install_recorder => {
+                let handle = telemetry::install_recorder()?;
+                (Some(handle.clone()), Some(Upkeep::start(handle)?))
+            }
+            None => (None, None),
+        };
+        #[cfg(not(feature = "pushgateway"))]
         let prometheus = if self.install_recorder { Some(telemetry::install_recorder()?) } else { None };
+        #[cfg(not(feature = "pushgateway"))]
         let upkeep = prometheus.clone().map(Upkeep::start).transpose()?;
         let tracing = export
             .map(|(protocol, endpoint)| {
@@ -196,6 +258,8 @@ impl ObservabilityBuilder {
             _upkeep: upkeep,
             runtime,
             pipeline,
+            #[cfg(feature = "pushgateway")]
+            pusher,
         };
         if self.install_subscriber {
             tracing_subscriber::registry()
@@ -277,6 +341,8 @@ pub struct Observability {
     _upkeep: Option<Upkeep>,
     runtime: Option<ExporterRuntime>,
     pipeline: Option<Arc<Pipeline>>,
+    #[cfg(feature = "pushgateway")]
+    pusher: Option<telemetry::Pusher>,
 }
 
 impl Observability {
@@ -293,6 +359,8 @@ impl Observability {
             install_subscriber: true,
             install_recorder: true,
             trust_remote_sampling: true,
+            #[cfg(feature = "pushgateway")]
+            push: None,
         }
     }
 
@@ -391,9 +459,18 @@ impl Observability {
     }
 
     /// Flushes pending spans and shuts the exporter down, waiting at most
-    /// 5 seconds. Dropping `Observability` does the same.
+    /// 5 seconds, then pushes the metrics to the Pushgateway, if one is
+    /// set (at most 5 seconds more). Dropping `Observability` does the same.
     pub fn shutdown(mut self) {
         self.shutdown_provider();
+        self.push_final();
+    }
+
+    fn push_final(&mut self) {
+        #[cfg(feature = "pushgateway")]
+        if let Some(pusher) = self.pusher.take() {
+            pusher.push_now();
+        }
     }
 
     fn shutdown_provider(&mut self) {
@@ -415,6 +492,7 @@ impl Observability {
 impl Drop for Observability {
     fn drop(&mut self) {
         self.shutdown_provider();
+        self.push_final();
         drop(self.runtime.take());
     }
 }

@@ -11,10 +11,14 @@ mod error;
 mod exporter;
 mod logs;
 mod pipeline;
+#[cfg(feature = "pushgateway")]
+mod push;
 mod recorder;
 mod sampler;
 mod traces;
 
+#[cfg(feature = "pushgateway")]
+pub(crate) use self::push::{PushConfig, Pusher, install as install_pushing_recorder};
 pub use self::{
     config::OtlpProtocol,
     error::InitError,
