@@ -97,28 +97,49 @@ pub(crate) fn with_status(status: StatusCode, json: impl serde::Serialize) -> Re
     res
 }
 
-/// `{"error": reason}` answered with `status`.
-pub(crate) fn error(status: StatusCode, reason: impl std::fmt::Display) -> Response {
-    with_status(status, serde_json::json!({ "error": reason.to_string() }))
+/// A refused request: its status and the reason, answered as
+/// `{"error": reason}` with `Cache-Control: no-store`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    reason: String,
 }
 
-/// The answer to a failed rule lookup: `404` unknown, `409` ambiguous.
-pub(crate) fn rule_error(err: &RuleError) -> Response {
-    let status = match err {
-        RuleError::UnknownRule(_) => StatusCode::NOT_FOUND,
-        RuleError::Ambiguous(_) => StatusCode::CONFLICT,
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
-    };
-    error(status, err)
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, reason: impl std::fmt::Display) -> Self {
+        Self { status, reason: reason.to_string() }
+    }
+
+    /// `422 Unprocessable Entity`: JSON of the wrong shape or values.
+    pub(crate) fn unprocessable(reason: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, reason)
+    }
+
+    /// The answer to a failed rule lookup or change: `404` unknown, `409`
+    /// ambiguous, `422` invalid.
+    pub(crate) fn rule(err: &RuleError) -> Self {
+        let status = match err {
+            RuleError::UnknownRule(_) => StatusCode::NOT_FOUND,
+            RuleError::Ambiguous(_) => StatusCode::CONFLICT,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        Self::new(status, err)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        with_status(self.status, serde_json::json!({ "error": self.reason }))
+    }
 }
 
 /// The `severity` query parameter, if any.
-pub(crate) fn severity_param(query: &HashMap<String, String>) -> Result<Option<Severity>, Response> {
+pub(crate) fn severity_param(query: &HashMap<String, String>) -> Result<Option<Severity>, ApiError> {
     query
         .get("severity")
         .map(|s| s.parse::<Severity>())
         .transpose()
-        .map_err(|reason| error(StatusCode::BAD_REQUEST, reason))
+        .map_err(|reason| ApiError::new(StatusCode::BAD_REQUEST, reason))
 }
 
 async fn alerts(State(engine): State<AlertEngine>) -> Response {
@@ -141,10 +162,11 @@ async fn history(
         match parsed {
             Some(at) => filter = filter.since(at),
             None => {
-                return error(
+                return ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "since must be an RFC 3339 time (2025-06-01T12:00:00Z) or Unix seconds",
-                );
+                )
+                .into_response();
             }
         }
     }
@@ -154,7 +176,7 @@ async fn history(
     match severity_param(&query) {
         Ok(Some(severity)) => filter = filter.severity(severity),
         Ok(None) => {}
-        Err(res) => return res,
+        Err(err) => return err.into_response(),
     }
     fresh(engine.history(&filter))
 }
@@ -176,11 +198,11 @@ async fn rule(
 ) -> Response {
     let severity = match severity_param(&query) {
         Ok(severity) => severity,
-        Err(res) => return res,
+        Err(err) => return err.into_response(),
     };
     match engine.rule(&name, severity) {
         Ok(rule) => fresh(RuleEntry::from(&rule)),
-        Err(err) => rule_error(&err),
+        Err(err) => ApiError::rule(&err).into_response(),
     }
 }
 

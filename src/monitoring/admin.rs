@@ -19,7 +19,7 @@ use super::{SETTINGS_ROUTE, state::MonitoringState, status::settings_of};
 use crate::alerts::{
     AlertEngine, RULES_ROUTE, RuleChange, RuleEntry, SILENCES_ROUTE, SilenceEntry, SilenceError,
     SilenceMatcher,
-    http::{error, rule_error, severity_param, with_status},
+    http::{ApiError, severity_param, with_status},
 };
 
 /// The route of the test notification: `/monitoring/alerts/test`.
@@ -38,10 +38,10 @@ pub(super) fn router<S: Clone + Send + Sync + 'static>(state: &Arc<MonitoringSta
 
 /// `body` as JSON of `T`: `400` when it is not JSON, `422` with the reason
 /// when it is JSON of another shape (an unknown field, a wrong type).
-fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Response> {
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|err| match err.classify() {
-        serde_json::error::Category::Data => error(StatusCode::UNPROCESSABLE_ENTITY, err),
-        _ => error(StatusCode::BAD_REQUEST, format!("the body is not JSON: {err}")),
+        serde_json::error::Category::Data => ApiError::unprocessable(err),
+        _ => ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not JSON: {err}")),
     })
 }
 
@@ -54,8 +54,8 @@ enum JsonDuration {
 }
 
 impl JsonDuration {
-    fn get(&self, field: &str) -> Result<Duration, Response> {
-        let invalid = |why: String| error(StatusCode::UNPROCESSABLE_ENTITY, format!("{field}: {why}"));
+    fn get(&self, field: &str) -> Result<Duration, ApiError> {
+        let invalid = |why: String| ApiError::unprocessable(format!("{field}: {why}"));
         match self {
             Self::Seconds(s) if s.is_finite() && *s >= 0.0 && *s < 1e12 => Ok(Duration::from_secs_f64(*s)),
             Self::Seconds(s) => Err(invalid(format!("{s} is not a number of seconds"))),
@@ -65,12 +65,12 @@ impl JsonDuration {
 }
 
 /// The engine, or `404` when the router evaluates none.
-fn engine(state: &MonitoringState) -> Result<&AlertEngine, Response> {
+fn engine(state: &MonitoringState) -> Result<&AlertEngine, ApiError> {
     state
         .engine
         .as_ref()
         .map(|(engine, _)| engine)
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no alert engine is configured"))
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no alert engine is configured"))
 }
 
 #[derive(Deserialize)]
@@ -88,7 +88,7 @@ async fn add_silence(State(state): State<Arc<MonitoringState>>, body: Bytes) -> 
     let result = async {
         let engine = engine(&state)?;
         let new: NewSilence = parse(&body)?;
-        let unprocessable = |why: &str| error(StatusCode::UNPROCESSABLE_ENTITY, why);
+        let unprocessable = |why: &str| ApiError::unprocessable(why);
         let matcher = match (new.rule, new.all) {
             (Some(rule), false) => SilenceMatcher::Rule(rule),
             (None, true) => SilenceMatcher::All,
@@ -109,30 +109,30 @@ async fn add_silence(State(state): State<Arc<MonitoringState>>, body: Bytes) -> 
                 SilenceError::TooMany => StatusCode::CONFLICT,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
-            error(status, err)
+            ApiError::new(status, err)
         })?;
         tracing::info!(id = silence.id, "silence created through the monitoring api");
         let entry = engine.silence_entries().into_iter().find(|s| s.id == silence.id);
-        Ok::<Option<SilenceEntry>, Response>(entry)
+        Ok::<Option<SilenceEntry>, ApiError>(entry)
     }
     .await;
     match result {
         Ok(entry) => with_status(StatusCode::CREATED, entry),
-        Err(res) => res,
+        Err(err) => err.into_response(),
     }
 }
 
 async fn remove_silence(State(state): State<Arc<MonitoringState>>, Path(id): Path<String>) -> Response {
     let engine = match engine(&state) {
         Ok(engine) => engine,
-        Err(res) => return res,
+        Err(err) => return err.into_response(),
     };
     match id.parse::<u64>() {
         Ok(id) if engine.expire_silence(id) => {
             tracing::info!(id, "silence ended through the monitoring api");
             StatusCode::NO_CONTENT.into_response()
         }
-        _ => error(StatusCode::NOT_FOUND, "no such silence"),
+        _ => ApiError::new(StatusCode::NOT_FOUND, "no such silence").into_response(),
     }
 }
 
@@ -155,21 +155,21 @@ async fn update_rule(
         let engine = engine(&state)?;
         let severity = severity_param(&query)?;
         let change: Change = parse(&body)?;
-        let mut rule_change = RuleChange::default();
-        rule_change.threshold = change.threshold;
-        rule_change.for_ = change.for_.as_ref().map(|d| d.get("for")).transpose()?;
-        rule_change.severity = change.severity;
+        let rule_change = RuleChange {
+            threshold: change.threshold,
+            for_: change.for_.as_ref().map(|d| d.get("for")).transpose()?,
+            severity: change.severity,
+        };
         if rule_change.is_empty() {
-            return Err(error(
-                StatusCode::UNPROCESSABLE_ENTITY,
+            return Err(ApiError::unprocessable(
                 "the body changes nothing: give \"threshold\", \"for\" or \"severity\"",
             ));
         }
-        engine.update_rule(&name, severity, &rule_change).map_err(|err| rule_error(&err))
+        engine.update_rule(&name, severity, &rule_change).map_err(|err| ApiError::rule(&err))
     })();
     match result {
         Ok(rule) => with_status(StatusCode::OK, RuleEntry::from(&rule)),
-        Err(res) => res,
+        Err(err) => err.into_response(),
     }
 }
 
@@ -183,7 +183,7 @@ struct Settings {
 async fn update_settings(State(state): State<Arc<MonitoringState>>, body: Bytes) -> Response {
     let settings: Settings = match parse(&body) {
         Ok(settings) => settings,
-        Err(res) => return res,
+        Err(err) => return err.into_response(),
     };
     if let Some(on) = settings.window_stats {
         state.http.set_recording(on);
@@ -192,7 +192,7 @@ async fn update_settings(State(state): State<Arc<MonitoringState>>, body: Bytes)
     if let Some(on) = settings.alert_evaluation {
         match &state.engine {
             Some((engine, _)) => engine.set_enabled(on),
-            None => return error(StatusCode::UNPROCESSABLE_ENTITY, "no alert engine is configured"),
+            None => return ApiError::unprocessable("no alert engine is configured").into_response(),
         }
     }
     with_status(StatusCode::OK, settings_of(&state))
@@ -201,7 +201,7 @@ async fn update_settings(State(state): State<Arc<MonitoringState>>, body: Bytes)
 async fn test_notification(State(state): State<Arc<MonitoringState>>) -> Response {
     let engine = match engine(&state) {
         Ok(engine) => engine.clone(),
-        Err(res) => return res,
+        Err(err) => return err.into_response(),
     };
     #[cfg(feature = "notify")]
     if let Some(notifier) = engine.notifier() {
@@ -214,5 +214,5 @@ async fn test_notification(State(state): State<Arc<MonitoringState>>) -> Respons
         return with_status(StatusCode::OK, serde_json::json!({ "targets": results }));
     }
     drop(engine);
-    error(StatusCode::CONFLICT, "no notification target is configured")
+    ApiError::new(StatusCode::CONFLICT, "no notification target is configured").into_response()
 }

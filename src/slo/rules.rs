@@ -76,9 +76,10 @@ pub fn prometheus_rules(slos: &[Slo]) -> Result<String, SloError> {
         let count = "http_server_request_duration_seconds_count";
         let errors = "error_type!=\"\"".to_owned();
         let bad_series = |window: &str| match slo.kind {
-            SloKind::Availability => {
-                Ok(format!("(sum(rate({count}{}[{window}])) or vector(0))", matchers(&[errors.clone()])))
-            }
+            SloKind::Availability => Ok(format!(
+                "(sum(rate({count}{}[{window}])) or vector(0))",
+                matchers(std::slice::from_ref(&errors))
+            )),
             SloKind::Latency { threshold } => {
                 let le = format!("le=\"{}\"", bucket(slo, threshold)?);
                 let bucket = "http_server_request_duration_seconds_bucket";
@@ -86,7 +87,7 @@ pub fn prometheus_rules(slos: &[Slo]) -> Result<String, SloError> {
                     "(sum(rate({count}{total}[{window}])) - sum(rate({bucket}{fast}[{window}])) \
                      + (sum(rate({bucket}{failed_fast}[{window}])) or vector(0)))",
                     total = matchers(&[]),
-                    fast = matchers(&[le.clone()]),
+                    fast = matchers(std::slice::from_ref(&le)),
                     failed_fast = matchers(&[errors.clone(), le]),
                 ))
             }

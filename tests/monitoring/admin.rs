@@ -324,7 +324,7 @@ async fn health_details_show_each_checks_history_and_flapping() {
     let registry = HealthRegistry::builder()
         .check("flappy", move || {
             let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            async move { if n % 2 == 0 { HealthStatus::Healthy } else { HealthStatus::Unhealthy } }
+            async move { if n.is_multiple_of(2) { HealthStatus::Healthy } else { HealthStatus::Unhealthy } }
         })
         .cache_ttl(Duration::ZERO)
         .build();

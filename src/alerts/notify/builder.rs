@@ -48,11 +48,14 @@ pub enum NotifierError {
     Client(#[source] reqwest::Error),
 }
 
+/// A target as given: its kind, URL and, for a signed webhook, its secret.
+pub(super) type TargetSpec = (TargetKind, String, Option<Arc<[u8]>>);
+
 /// Builds an [`AlertNotifier`]; see its docs for the defaults.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct AlertNotifierBuilder {
-    pub(super) targets: Vec<(TargetKind, String, Option<Arc<[u8]>>)>,
+    pub(super) targets: Vec<TargetSpec>,
     service: String,
     generator_url: String,
     queue_capacity: usize,
