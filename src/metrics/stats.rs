@@ -312,6 +312,7 @@ impl HttpStats {
 
     /// Tells `observer` of every request the windows count from now on;
     /// `false` when an observer was set already (it stays).
+    #[cfg(feature = "monitoring")]
     pub(crate) fn set_observer(&self, observer: RequestObserver) -> bool {
         self.inner.observer.set(observer).is_ok()
     }

@@ -38,6 +38,7 @@ impl ExporterRuntime {
     }
 
     /// The runtime's handle, to spawn on it.
+    #[cfg(feature = "pushgateway")]
     pub(crate) fn handle(&self) -> &tokio::runtime::Handle {
         &self.handle
     }
