@@ -18,6 +18,7 @@ use super::{InitError, OtlpProtocol};
 /// A current-thread tokio runtime on a thread of its own, stopped on drop.
 #[derive(Debug)]
 pub(crate) struct ExporterRuntime {
+    #[cfg_attr(not(any(feature = "otlp-grpc", feature = "pushgateway")), allow(dead_code))]
     handle: tokio::runtime::Handle,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<thread::JoinHandle<()>>,
