@@ -159,7 +159,7 @@ impl<St: Stage> BodyObserver for Finish<St> {
             BodyEnd::Error => End::BodyError,
             BodyEnd::Aborted => End::BodyAborted,
         };
-        let sampled = super::overhead::sample();
+        let sampled = super::overhead::sample(super::overhead::Side::End);
         let finished = Finished {
             at: sampled.unwrap_or_else(Instant::now),
             status: Some(self.status),

@@ -19,13 +19,23 @@ static END_SAMPLES: AtomicU64 = AtomicU64::new(0);
 static END_NANOS: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
-    static COUNTER: Cell<u32> = const { Cell::new(0) };
+    /// Request sides and end sides seen on this thread: two counters, so
+    /// that each side is sampled whatever the other does.
+    static COUNTERS: [Cell<u32>; 2] = const { [Cell::new(0), Cell::new(0)] };
 }
 
-/// `Some(now)` on 1 call in [`SAMPLE_EVERY`] on this thread.
+/// The side of a request a sample times.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Side {
+    Request = 0,
+    End = 1,
+}
+
+/// `Some(now)` on 1 call in [`SAMPLE_EVERY`] for `side` on this thread.
 #[inline]
-pub(crate) fn sample() -> Option<Instant> {
-    let due = COUNTER.with(|c| {
+pub(crate) fn sample(side: Side) -> Option<Instant> {
+    let due = COUNTERS.with(|c| {
+        let c = &c[side as usize];
         let n = c.get().wrapping_add(1);
         c.set(n);
         n.is_multiple_of(SAMPLE_EVERY)
@@ -104,10 +114,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_call_in_sample_every_is_timed_per_thread() {
+    fn one_call_in_sample_every_is_timed_per_side_and_thread() {
         std::thread::spawn(|| {
-            let sampled = (0..SAMPLE_EVERY * 10).filter(|_| sample().is_some()).count();
-            assert_eq!(sampled, 10);
+            // Interleaved as requests are: each side gets its samples.
+            let (mut requests, mut ends) = (0, 0);
+            for _ in 0..SAMPLE_EVERY * 10 {
+                requests += usize::from(sample(Side::Request).is_some());
+                ends += usize::from(sample(Side::End).is_some());
+            }
+            assert_eq!((requests, ends), (10, 10));
         })
         .join()
         .unwrap();

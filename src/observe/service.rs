@@ -51,7 +51,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let sampled = super::overhead::sample();
+        let sampled = super::overhead::sample(super::overhead::Side::Request);
         let mut cx = RequestContext::of(&req, &self.untemplated);
         let route = self.stage.route(cx.route_name().template());
         let observed = route.observed();
