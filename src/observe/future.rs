@@ -181,7 +181,10 @@ impl<St: Stage> BodyObserver for Finish<St> {
             BodyEnd::Error => End::BodyError,
             BodyEnd::Aborted => End::BodyAborted,
         };
-        let at = Instant::now();
+        // Timed on 1 end in overhead::SAMPLE_EVERY: the clock read is the one
+        // `at` needs anyway.
+        let sampled = super::overhead::sample(super::overhead::Side::End);
+        let at = sampled.unwrap_or_else(Instant::now);
         let marked = self.marked.or_else(|| self.cx.labeler()?.marked_error().map(ErrorType::Application));
         let (error, rpc) = match self.cx.rpc() {
             Some(call) => {
@@ -205,6 +208,9 @@ impl<St: Stage> BodyObserver for Finish<St> {
             observed: self.observed,
         };
         St::on_end(self.pending, &self.route.state, &self.cx, &finished);
+        if let Some(started) = sampled {
+            super::overhead::record_end(started);
+        }
     }
 }
 
