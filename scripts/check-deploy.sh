@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Checks deploy/: the Prometheus alerting rules (promtool check rules), their unit tests
-# (promtool test rules), the Prometheus configurations (promtool check config), the
-# OpenTelemetry Collector configuration and the compose files (YAML, every component a
-# pipeline names defined, every mounted file present), and the Grafana dashboard (valid
-# JSON, the expected panels, one datasource variable, and every panel query parsed by
-# promtool).
+# Checks deploy/: the Prometheus alerting rules and the SLO rules generated from the
+# quickstart (promtool check rules), their unit tests with burn-rate cases (promtool test
+# rules), the Prometheus configurations (promtool check config), the OpenTelemetry
+# Collector configuration and the compose files (YAML, every component a pipeline names
+# defined, every mounted file present), and the Grafana dashboard (valid JSON, the
+# expected panels, one datasource variable, and every panel query parsed by promtool).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,8 +19,11 @@ trap 'rm -rf "$tmp"' EXIT
 echo "== promtool check rules"
 promtool check rules deploy/prometheus/alerts.yml
 
+echo "== promtool check rules: SLOs"
+promtool check rules deploy/prometheus/slo.yml
+
 echo "== promtool test rules"
-(cd deploy/prometheus && promtool test rules alerts_test.yml)
+(cd deploy/prometheus && promtool test rules alerts_test.yml slo_test.yml)
 
 echo "== grafana dashboard: json"
 python3 -m json.tool deploy/grafana/dashboard.json >/dev/null

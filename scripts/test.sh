@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the crate on a fresh Debian machine: installs what the
 # tests need (promtool from Debian's `prometheus`, Alertmanager from
-# `prometheus-alertmanager`, headless Chromium from `chromium`, PyYAML for
-# the deploy checks from `python3-yaml`), then checks
+# `prometheus-alertmanager`, the Pushgateway from `prometheus-pushgateway`,
+# headless Chromium from `chromium`, PyYAML for the deploy checks from
+# `python3-yaml`), then checks
 # deploy/, lints, documents, tests with all features, and checks that each
 # feature compiles alone.
 set -euo pipefail
@@ -11,6 +12,7 @@ cd "$(dirname "$0")/.."
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+command -v prometheus-pushgateway >/dev/null 2>&1 || need+=(prometheus-pushgateway)
 command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
 python3 -c 'import yaml' >/dev/null 2>&1 || need+=(python3-yaml)
 if [ ${#need[@]} -gt 0 ]; then
@@ -31,7 +33,7 @@ echo "== doctest"; cargo test --all-features --doc
 # The package must build from the files it holds alone.
 echo "== package"; cargo package --quiet --allow-dirty
 echo "== check each feature alone"
-for feature in "" axum telemetry otlp-grpc otlp-http health alerts notify monitoring process-metrics moka tower-http grpc testing; do
+for feature in "" axum telemetry otlp-grpc otlp-http health alerts notify monitoring process-metrics moka tower-http grpc pushgateway testing; do
   out=$(cargo check --quiet --no-default-features --features "$feature" --lib 2>&1) || { echo "$out"; exit 1; }
   if grep -q '^warning' <<<"$out"; then echo "warnings with --features '$feature':"; echo "$out"; exit 1; fi
 done

@@ -81,13 +81,14 @@
 //! | `otlp-grpc` | yes | OTLP/gRPC export (port 4317), every signal |
 //! | `monitoring` | yes | [`monitoring::MonitoringRouter`]: `/metrics`, `/health/*`, `/monitoring/*`, the dashboard |
 //! | `health` | with `monitoring` | [`health::HealthRegistry`]: checks with timeouts, groups, a cache |
-//! | `alerts` | with `monitoring` | [`alerts::AlertEngine`]: rules over the in-process windows |
+//! | `alerts` | with `monitoring` | [`alerts::AlertEngine`]: rules over the in-process windows, history, silences; [`slo`]: objectives and burn-rate alerts |
 //! | `otlp-http` | no | OTLP/HTTP protobuf export (port 4318), every signal |
 //! | `notify` | no | [`alerts::AlertNotifier`]: push alerts to Alertmanager and webhooks |
 //! | `process-metrics` | no | the `process_*` metrics on `/metrics` and in the overview |
 //! | `moka` | no | [`cache::InstrumentedCache`]: cache metrics for `moka::future::Cache` |
 //! | `tower-http` | no | tower-http's `RequestId` extension beside the crate's |
 //! | `grpc` | no | [`grpc::HealthService`]: the health registry as `grpc.health.v1.Health` (tonic-health) |
+//! | `pushgateway` | no | `ObservabilityBuilder::push_gateway`: push the metrics to a Prometheus Pushgateway at an interval and at shutdown |
 //! | `full` | no | all of the above |
 //!
 //! Without default features the layers need only the OpenTelemetry API:
@@ -126,6 +127,8 @@ pub mod recorder;
 pub mod request_id;
 pub mod route;
 mod semconv;
+#[cfg(feature = "alerts")]
+pub mod slo;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 #[cfg(feature = "testing")]

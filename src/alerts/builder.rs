@@ -8,7 +8,10 @@ use std::{
 
 #[cfg(feature = "notify")]
 use super::AlertNotifier;
-use super::{AlertEngine, AlertRule, RuleError, clock::WallClock, engine::Inner, state::State};
+use super::{
+    AlertEngine, AlertRule, DEFAULT_HISTORY_CAPACITY, RuleError, change::validate, clock::WallClock,
+    engine::Inner, state::State,
+};
 
 /// How long a resolved alert stays listed by default: 15 minutes.
 pub const DEFAULT_RESOLVED_RETENTION: Duration = Duration::from_secs(15 * 60);
@@ -37,6 +40,7 @@ pub struct AlertEngineBuilder {
     rules: Vec<AlertRule>,
     resolved_retention: Duration,
     max_resolved: usize,
+    history_capacity: usize,
     #[cfg(feature = "notify")]
     notifier: Option<AlertNotifier>,
 }
@@ -54,6 +58,7 @@ impl AlertEngineBuilder {
             rules: Vec::new(),
             resolved_retention: DEFAULT_RESOLVED_RETENTION,
             max_resolved: DEFAULT_MAX_RESOLVED,
+            history_capacity: DEFAULT_HISTORY_CAPACITY,
             #[cfg(feature = "notify")]
             notifier: None,
         }
@@ -85,6 +90,13 @@ impl AlertEngineBuilder {
         self
     }
 
+    /// Sets how many state transitions the history keeps (at least 1;
+    /// [`DEFAULT_HISTORY_CAPACITY`] by default), the oldest dropped first.
+    pub fn history_capacity(mut self, capacity: usize) -> Self {
+        self.history_capacity = capacity.max(1);
+        self
+    }
+
     /// Sends firing and resolved alerts through `notifier`.
     #[cfg(feature = "notify")]
     pub fn notifier(mut self, notifier: AlertNotifier) -> Self {
@@ -96,20 +108,13 @@ impl AlertEngineBuilder {
     ///
     /// # Errors
     ///
-    /// [`RuleError`] when a rule has an empty name or a threshold that is
-    /// not finite, or when two rules share a name and a severity.
+    /// [`RuleError`] when a rule has an empty name, a threshold that is not
+    /// finite or out of its figure's range (a ratio outside 0 to 1, a
+    /// negative latency or rate), a `for` over a day, or when two rules
+    /// share a name and a severity. Run-time changes are checked the same
+    /// way.
     pub fn build(self) -> Result<AlertEngine, RuleError> {
-        for (i, rule) in self.rules.iter().enumerate() {
-            if self.rules[..i].iter().any(|r| r.name == rule.name && r.severity == rule.severity) {
-                return Err(RuleError::Duplicate(rule.name.clone()));
-            }
-            if rule.name.is_empty() {
-                return Err(RuleError::EmptyName);
-            }
-            if !rule.threshold.is_finite() || !rule.resolves_at().is_finite() {
-                return Err(RuleError::NonFiniteThreshold(rule.name.clone()));
-            }
-        }
+        validate(&self.rules)?;
         Ok(self.build_unchecked())
     }
 
@@ -117,13 +122,12 @@ impl AlertEngineBuilder {
         super::describe();
         AlertEngine {
             inner: Arc::new(Inner {
-                rules: self.rules,
                 resolved_retention: self.resolved_retention,
                 max_resolved: self.max_resolved,
                 #[cfg(feature = "notify")]
                 notifier: self.notifier,
                 clock: WallClock::now(),
-                state: Mutex::new(State::default()),
+                state: Mutex::new(State::new(self.rules, self.history_capacity)),
             }),
         }
     }

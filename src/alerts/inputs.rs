@@ -38,6 +38,9 @@ pub struct AlertInputs {
     pub caches: Vec<CacheFigures>,
     /// The aggregate status of the readiness checks; `None` when unknown.
     pub readiness: Option<HealthStatus>,
+    /// The burn rates of the service level objectives, one entry per SLO
+    /// and window.
+    pub burn_rates: Vec<BurnRateFigures>,
 }
 
 impl AlertInputs {
@@ -66,6 +69,12 @@ impl AlertInputs {
     #[must_use]
     pub fn cache(&self, name: &str, window: Window) -> Option<&CacheFigures> {
         self.caches.iter().find(|c| c.window == window && c.cache == name)
+    }
+
+    /// The burn rate of the SLO `slo` over `window`, if listed.
+    #[must_use]
+    pub fn burn_rate(&self, slo: &str, window: std::time::Duration) -> Option<&BurnRateFigures> {
+        self.burn_rates.iter().find(|b| b.window == window && b.slo == slo)
     }
 
     /// Sets the figures of `figures.window`, replacing any listed.
@@ -115,6 +124,48 @@ impl AlertInputs {
                 });
             }
         }
+    }
+}
+
+/// The error-budget burn rate of one service level objective over one
+/// window: the ratio of bad requests divided by the budget's ratio
+/// (`1 - objective`); 1 spends the budget in exactly the SLO's period.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct BurnRateFigures {
+    /// The SLO's name.
+    pub slo: String,
+    /// The window.
+    pub window: std::time::Duration,
+    /// The burn rate, 0 or more.
+    pub rate: f64,
+    /// The requests the SLO counted in the window.
+    pub requests: u64,
+}
+
+impl BurnRateFigures {
+    /// The burn rate of `bad` of `requests` against an `objective`
+    /// (e.g. `0.999`) over `window`; a rate of 0 without requests.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_observability::alerts::BurnRateFigures;
+    ///
+    /// let b = BurnRateFigures::new("api", Duration::from_secs(3600), 0.999, 1000, 15);
+    /// assert!((b.rate - 15.0).abs() < 1e-9, "1.5 % of errors burn a 0.1 % budget 15 times too fast");
+    /// ```
+    #[must_use]
+    pub fn new(
+        slo: impl Into<String>,
+        window: std::time::Duration,
+        objective: f64,
+        requests: u64,
+        bad: u64,
+    ) -> Self {
+        let ratio = if requests == 0 { 0.0 } else { bad.min(requests) as f64 / requests as f64 };
+        let budget = 1.0 - objective;
+        let rate = if budget > 0.0 { ratio / budget } else { 0.0 };
+        Self { slo: slo.into(), window, rate, requests }
     }
 }
 

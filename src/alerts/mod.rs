@@ -124,38 +124,49 @@
 //! request, re-sends of firing alerts every minute.
 
 mod builder;
+mod change;
 mod clock;
 mod engine;
 mod error;
 mod evaluator;
+mod history;
 #[cfg(feature = "monitoring")]
-mod http;
+pub(crate) mod http;
 mod inputs;
 mod notification;
 #[cfg(feature = "notify")]
 mod notify;
 mod report;
 mod rule;
+mod silences;
 mod state;
 mod summary;
 
 #[cfg(feature = "monitoring")]
-pub use self::http::{ROUTE, alerts_json, router};
+pub use self::http::{HISTORY_ROUTE, ROUTE, RULES_ROUTE, SILENCES_ROUTE, alerts_json, router};
 #[cfg(feature = "notify")]
 pub use self::notify::{
     AlertNotifier, AlertNotifierBuilder, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF,
     DEFAULT_QUEUE_CAPACITY, DEFAULT_RESEND_INTERVAL, DEFAULT_TIMEOUT, MAX_BATCH, NotifierError,
-    NotifierStats,
+    NotifierStats, SIGNATURE_HEADER, TargetInfo, TestResult,
 };
 pub use self::{
     builder::{AlertEngineBuilder, DEFAULT_MAX_RESOLVED, DEFAULT_RESOLVED_RETENTION},
+    change::{MAX_FOR, RuleChange},
     engine::{AlertEngine, MAX_CACHE_ALERTS},
     error::RuleError,
-    inputs::{AlertInputs, CacheFigures},
-    report::{Alert, AlertCounts, AlertEntry, AlertsReport},
+    history::{
+        DEFAULT_HISTORY_CAPACITY, HistoryFilter, HistoryReport, Transition, TransitionEntry, TransitionKind,
+    },
+    inputs::{AlertInputs, BurnRateFigures, CacheFigures},
+    report::{Alert, AlertCounts, AlertEntry, AlertsReport, RuleEntry},
     rule::{
         AlertMetric, AlertRule, Comparison, DEFAULT_CACHE_HIT_RATIO, DEFAULT_ERROR_RATIO, DEFAULT_HYSTERESIS,
         DEFAULT_LATENCY_P95_SECONDS, DEFAULT_MIN_SAMPLES, Severity,
+    },
+    silences::{
+        MAX_SILENCE_DURATION, MAX_SILENCE_REASON, MAX_SILENCES, Silence, SilenceEntry, SilenceError,
+        SilenceMatcher,
     },
     state::AlertState,
     summary::{AlertsSource, AlertsSummary},

@@ -41,6 +41,8 @@ pub struct Alert {
     pub summary: String,
     /// The description, with its placeholders filled.
     pub description: String,
+    /// Whether a silence covers it: listed, not notified.
+    pub silenced: bool,
 }
 
 /// The listing of the alert of `rule` (and `cache`) in `state`.
@@ -66,6 +68,7 @@ pub(super) fn alert(
         since,
         summary: rule.render(&rule.summary, value, cache),
         description: rule.render(&rule.description, value, cache),
+        silenced: false,
     }
 }
 
@@ -123,7 +126,9 @@ pub(super) fn counts(active: &[Alert]) -> AlertCounts {
 ///               "since": "2025-06-01T12:00:00.000Z",
 ///               "summary": "7.34% of requests failed over the last 5m (threshold 5%)"}],
 ///   "counts": {"critical": 1, "warning": 0, "info": 0},
-///   "resolved": []
+///   "resolved": [],
+///   "evaluating": true,
+///   "silences": 0
 /// }
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -135,6 +140,11 @@ pub struct AlertsReport {
     pub counts: AlertCounts,
     /// Resolved alerts still listed, latest first.
     pub resolved: Vec<AlertEntry>,
+    /// Whether the rules are being evaluated (see
+    /// [`AlertEngine::set_enabled`](super::AlertEngine::set_enabled)).
+    pub evaluating: bool,
+    /// The number of active silences.
+    pub silences: usize,
 }
 
 /// One alert in an [`AlertsReport`].
@@ -166,6 +176,8 @@ pub struct AlertEntry {
     pub active_at: String,
     /// The summary.
     pub summary: String,
+    /// Whether a silence covers it (listed, not notified).
+    pub silenced: bool,
 }
 
 impl AlertEntry {
@@ -183,6 +195,64 @@ impl AlertEntry {
             since: rfc3339(clock.at(a.since)),
             active_at: rfc3339(clock.at(a.active_at)),
             summary: a.summary.clone(),
+            silenced: a.silenced,
+        }
+    }
+}
+
+/// A rule as `GET /monitoring/alerts/rules` lists it, with the values in
+/// effect:
+///
+/// ```json
+/// {"name": "HighErrorRatio", "metric": "error_ratio", "window": "5m", "comparison": "above",
+///  "threshold": 0.05, "resolves_at": 0.045, "for_seconds": 60.0, "severity": "critical",
+///  "min_samples": 20, "summary": "{value} of requests failed over the last {window} (threshold {threshold})"}
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct RuleEntry {
+    /// The rule's name.
+    pub name: String,
+    /// The figure (`error_ratio`, `latency_p95_seconds`, ...).
+    pub metric: &'static str,
+    /// The cache, for a rule of one cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<String>,
+    /// The window, `1m`, `5m` or `15m`.
+    pub window: &'static str,
+    /// `above` or `below`.
+    pub comparison: Comparison,
+    /// The firing threshold.
+    pub threshold: f64,
+    /// The resolve threshold in effect ([`AlertRule::resolves_at`]).
+    pub resolves_at: f64,
+    /// The rule's `for`, in seconds.
+    pub for_seconds: f64,
+    /// The severity.
+    pub severity: Severity,
+    /// The fewest samples needed to fire.
+    pub min_samples: u64,
+    /// The summary template.
+    pub summary: String,
+}
+
+impl From<&AlertRule> for RuleEntry {
+    fn from(rule: &AlertRule) -> Self {
+        Self {
+            name: rule.name.clone(),
+            metric: rule.metric.as_str(),
+            cache: match &rule.metric {
+                AlertMetric::CacheHitRatio { cache } => cache.clone(),
+                _ => None,
+            },
+            window: rule.window.as_str(),
+            comparison: rule.comparison,
+            threshold: rule.threshold,
+            resolves_at: rule.resolves_at(),
+            for_seconds: rule.for_.as_secs_f64(),
+            severity: rule.severity,
+            min_samples: rule.min_samples,
+            summary: rule.summary.clone(),
         }
     }
 }

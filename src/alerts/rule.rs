@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, fmt, time::Duration};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::window::Window;
 
@@ -21,7 +21,7 @@ use crate::window::Window;
 /// assert!(Severity::Critical < Severity::Warning);
 /// assert_eq!(Severity::Info.as_str(), "info");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Someone should act now (page).
@@ -44,6 +44,18 @@ impl Severity {
             Self::Warning => "warning",
             Self::Info => "info",
         }
+    }
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+
+    /// `critical`, `warning` or `info`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|sev| sev.as_str() == s)
+            .ok_or_else(|| format!("unknown severity {s:?}: expected critical, warning or info"))
     }
 }
 
@@ -93,6 +105,21 @@ pub enum AlertMetric {
     /// The readiness status as the `health_check_status` gauge encodes it:
     /// `1` healthy, `0.5` degraded, `0` unhealthy.
     Readiness,
+    /// The error-budget burn rate of the service level objective named
+    /// `slo` over two windows, the lesser of the two (so that the rule
+    /// fires only while both burn faster than its threshold: the SRE
+    /// workbook's multi-window alert). A burn rate of 1 spends the budget
+    /// in exactly the SLO's period. Read from
+    /// [`AlertInputs::burn_rates`](super::AlertInputs::burn_rates); made by
+    /// [`Slo::alert_rules`](crate::slo::Slo::alert_rules).
+    BurnRate {
+        /// The SLO's name.
+        slo: String,
+        /// The long window (1 h for a 30-day SLO).
+        long: Duration,
+        /// The short window (5 m for a 30-day SLO).
+        short: Duration,
+    },
 }
 
 impl AlertMetric {
@@ -108,6 +135,7 @@ impl AlertMetric {
             Self::RequestRate => "request_rate",
             Self::CacheHitRatio { .. } => "cache_hit_ratio",
             Self::Readiness => "readiness",
+            Self::BurnRate { .. } => "slo_burn_rate",
         }
     }
 
@@ -119,6 +147,7 @@ impl AlertMetric {
             Self::ErrorRatio | Self::CacheHitRatio { .. } => format!("{}%", round(value * 100.0)),
             Self::LatencyP50 | Self::LatencyP95 | Self::LatencyP99 => format!("{} s", round(value)),
             Self::RequestRate => format!("{}/s", round(value)),
+            Self::BurnRate { .. } => format!("{}x", round(value)),
             Self::Readiness if value >= 1.0 => "healthy".to_owned(),
             Self::Readiness if value >= 0.5 => "degraded".to_owned(),
             Self::Readiness => "unhealthy".to_owned(),

@@ -13,8 +13,12 @@ use ::metrics::Label;
 use serde::Serialize;
 
 use super::{
-    ALERTS, Alert, AlertInputs, AlertMetric, AlertRule, engine::Inner, notification::Notification,
+    ALERTS, Alert, AlertInputs, AlertMetric, AlertRule,
+    engine::Inner,
+    history::{History, Transition, TransitionKind},
+    notification::Notification,
     report::alert,
+    silences::Silences,
 };
 use crate::metrics::HttpWindowStats;
 
@@ -55,12 +59,21 @@ impl fmt::Display for AlertState {
 /// A rule's index and, for a cache rule, the cache.
 pub(super) type Key = (usize, Option<Arc<str>>);
 
-/// Every pending and firing alert, and the resolved ones still listed.
-#[derive(Default)]
+/// The rules, every pending and firing alert, the resolved ones still
+/// listed, the history, the silences, and whether evaluation is on.
 pub(super) struct State {
+    /// The rules in effect, changed at run time by `update_rule`.
+    pub(super) rules: Vec<AlertRule>,
     pub(super) active: HashMap<Key, Tracked>,
     /// Oldest first.
     pub(super) resolved: VecDeque<Alert>,
+    pub(super) history: History,
+    pub(super) silences: Silences,
+    /// Off: `evaluate` does nothing.
+    pub(super) enabled: bool,
+    /// Evaluations done.
+    pub(super) evaluations: u64,
+    pub(super) last_evaluated: Option<Instant>,
 }
 
 /// A pending or firing alert.
@@ -71,6 +84,8 @@ pub(super) struct Tracked {
     pub(super) value: f64,
     /// When it was last handed to the notifier (firing only).
     pub(super) notified: Option<Instant>,
+    /// Whether a silence covered it at the last evaluation (firing only).
+    pub(super) silenced: bool,
 }
 
 /// The rule's figure in `inputs`, if present, finite and with enough
@@ -90,6 +105,10 @@ pub(super) fn observe(rule: &AlertRule, inputs: &AlertInputs, cache: Option<&str
             (c.ratio?, c.samples)
         }
         AlertMetric::Readiness => (inputs.readiness?.gauge_value(), u64::MAX),
+        AlertMetric::BurnRate { slo, long, short } => {
+            let (l, s) = (inputs.burn_rate(slo, *long)?, inputs.burn_rate(slo, *short)?);
+            (l.rate.min(s.rate), l.requests.min(s.requests))
+        }
     };
     (value.is_finite() && samples >= rule.min_samples).then_some(value)
 }
@@ -108,6 +127,20 @@ fn gauge(rule: &AlertRule, cache: Option<&str>, state: AlertState, value: f64) {
 }
 
 impl State {
+    /// An engine's state before its first evaluation.
+    pub(super) fn new(rules: Vec<AlertRule>, history_capacity: usize) -> Self {
+        Self {
+            rules,
+            active: HashMap::new(),
+            resolved: VecDeque::new(),
+            history: History::new(history_capacity),
+            silences: Silences::default(),
+            enabled: true,
+            evaluations: 0,
+            last_evaluated: None,
+        }
+    }
+
     /// Moves the alert `key` one evaluation on, given its figure.
     pub(super) fn step(
         &mut self,
@@ -117,36 +150,42 @@ impl State {
         now: Instant,
         out: &mut Vec<Notification>,
     ) {
-        let rule = &inner.rules[key.0];
+        let rule = &self.rules[key.0];
+        let history = &mut self.history;
         let cache = key.1.clone();
         let cache = cache.as_deref();
         let fires = value.is_some_and(|v| rule.comparison.holds(v, rule.threshold));
+        let silenced = self.silences.covers(&rule.name, now);
         let resend = inner.resend_interval();
+        let mut record = |kind, value| history.push(transition(rule, cache, kind, value, now));
         match self.active.entry(key) {
             Entry::Vacant(entry) => {
                 let Some(v) = value.filter(|_| fires) else { return };
                 gauge(rule, cache, AlertState::Pending, 1.0);
+                record(TransitionKind::Pending, Some(v));
                 let t = entry.insert(Tracked {
                     firing: false,
                     active_at: now,
                     since: now,
                     value: v,
                     notified: None,
+                    silenced: false,
                 });
                 if rule.for_.is_zero() {
-                    fire(inner, rule, cache, t, now, out);
+                    fire(inner, rule, cache, t, now, silenced, &mut record, out);
                 }
             }
             Entry::Occupied(mut entry) if !entry.get().firing => {
                 if !fires {
                     gauge(rule, cache, AlertState::Pending, 0.0);
+                    record(TransitionKind::Inactive, value);
                     entry.remove();
                     return;
                 }
                 let t = entry.get_mut();
                 t.value = value.unwrap_or(t.value);
                 if now.saturating_duration_since(t.active_at) >= rule.for_ {
-                    fire(inner, rule, cache, t, now, out);
+                    fire(inner, rule, cache, t, now, silenced, &mut record, out);
                 }
             }
             Entry::Occupied(mut entry) => {
@@ -154,7 +193,14 @@ impl State {
                 if holds {
                     let t = entry.get_mut();
                     t.value = value.unwrap_or(t.value);
+                    if silenced != t.silenced {
+                        t.silenced = silenced;
+                        let kind =
+                            if silenced { TransitionKind::Silenced } else { TransitionKind::Unsilenced };
+                        record(kind, Some(t.value));
+                    }
                     if let Some(resend) = resend
+                        && !silenced
                         && t.notified.is_none_or(|at| now.saturating_duration_since(at) >= resend)
                     {
                         t.notified = Some(now);
@@ -165,7 +211,9 @@ impl State {
                 let t = entry.remove();
                 gauge(rule, cache, AlertState::Firing, 0.0);
                 let last = value.or(Some(t.value));
-                let resolved = alert(rule, cache, AlertState::Resolved, last, t.active_at, now);
+                record(TransitionKind::Resolved, last);
+                let mut resolved = alert(rule, cache, AlertState::Resolved, last, t.active_at, now);
+                resolved.silenced = silenced;
                 tracing::info!(
                     alertname = %rule.name,
                     severity = rule.severity.as_str(),
@@ -173,7 +221,7 @@ impl State {
                     value = last,
                     "alert resolved"
                 );
-                if resend.is_some() {
+                if resend.is_some() && !silenced {
                     let t = Tracked { value: last.unwrap_or(t.value), ..t };
                     out.push(notification(inner, rule, cache, &t, AlertState::Resolved, Some(now)));
                 }
@@ -181,30 +229,73 @@ impl State {
             }
         }
     }
+
+    /// Sets the gauges of the active alerts of rule `index` from the
+    /// severity `from` to the rule's current one, after a rule change.
+    pub(super) fn relabel(&self, index: usize, from: &AlertRule) {
+        let rule = &self.rules[index];
+        for ((i, cache), t) in &self.active {
+            if *i != index {
+                continue;
+            }
+            let state = if t.firing { AlertState::Firing } else { AlertState::Pending };
+            gauge(from, cache.as_deref(), state, 0.0);
+            gauge(rule, cache.as_deref(), state, 1.0);
+        }
+    }
 }
 
-/// Moves a pending alert to firing.
+/// The history's record of `kind` happening to the alert of `rule` (and
+/// `cache`) at `at`.
+pub(super) fn transition(
+    rule: &AlertRule,
+    cache: Option<&str>,
+    kind: TransitionKind,
+    value: Option<f64>,
+    at: Instant,
+) -> Transition {
+    Transition {
+        at,
+        rule: rule.name.clone(),
+        severity: rule.severity,
+        cache: cache.map(str::to_owned),
+        kind,
+        value,
+        threshold: rule.threshold,
+        note: None,
+    }
+}
+
+/// Moves a pending alert to firing; notifies unless `silenced`.
+#[allow(clippy::too_many_arguments, reason = "one step of the state machine, split out")]
 fn fire(
     inner: &Inner,
     rule: &AlertRule,
     cache: Option<&str>,
     t: &mut Tracked,
     now: Instant,
+    silenced: bool,
+    record: &mut impl FnMut(TransitionKind, Option<f64>),
     out: &mut Vec<Notification>,
 ) {
     t.firing = true;
     t.since = now;
     gauge(rule, cache, AlertState::Pending, 0.0);
     gauge(rule, cache, AlertState::Firing, 1.0);
+    record(TransitionKind::Firing, Some(t.value));
     tracing::warn!(
         alertname = %rule.name,
         severity = rule.severity.as_str(),
         cache,
         value = t.value,
         threshold = rule.threshold,
+        silenced,
         "alert firing"
     );
-    if inner.resend_interval().is_some() {
+    if silenced {
+        t.silenced = true;
+        record(TransitionKind::Silenced, Some(t.value));
+    } else if inner.resend_interval().is_some() {
         t.notified = Some(now);
         out.push(notification(inner, rule, cache, t, AlertState::Firing, None));
     }

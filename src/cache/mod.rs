@@ -83,6 +83,7 @@ mod metrics;
 mod moka;
 mod parse;
 mod ratio;
+mod sfv;
 mod status;
 
 pub(crate) use self::layer::{CachePending, CacheRoute};

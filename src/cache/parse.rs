@@ -11,7 +11,10 @@
 
 use http::HeaderMap;
 
-use super::CacheStatus;
+use super::{
+    CacheStatus,
+    sfv::{Bare, Invalid, Parsed, Parser, each_member, identifies, integer},
+};
 
 /// The longest header value read, in bytes (all `Cache-Status` field lines
 /// together); longer values are [`CacheStatus::Unknown`].
@@ -205,12 +208,6 @@ fn classify_word(entry: &[u8]) -> CacheStatus {
         .map_or(CacheStatus::Unknown, |&(_, status)| status)
 }
 
-/// A value that is not a valid Structured Field List.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Invalid;
-
-type Parsed<T> = Result<T, Invalid>;
-
 /// The member chosen so far, across the field lines of one header.
 #[derive(Debug)]
 struct Selection<'n> {
@@ -232,7 +229,7 @@ impl<'n> Selection<'n> {
             if self.members > MAX_MEMBERS {
                 return Err(Invalid);
             }
-            let (named, status) = p.member(self.member)?;
+            let (named, status) = member(p, self.member)?;
             if named {
                 self.named = Some(status);
             }
@@ -244,40 +241,6 @@ impl<'n> Selection<'n> {
     fn outcome(&self) -> CacheStatus {
         self.named.or(self.last).unwrap_or(CacheStatus::Unknown)
     }
-}
-
-/// Parses one field line as a List (RFC 9651, 4.2.1), calling `member` to
-/// parse each member where it starts.
-fn each_member<'a>(line: &'a [u8], mut member: impl FnMut(&mut Parser<'a>) -> Parsed<()>) -> Parsed<()> {
-    let mut p = Parser { s: line, i: 0 };
-    p.skip(|c| c == b' ');
-    if p.at_end() {
-        return Ok(());
-    }
-    loop {
-        member(&mut p)?;
-        p.skip(|c| c == b' ' || c == b'\t');
-        if p.at_end() {
-            return Ok(());
-        }
-        p.expect(b',')?;
-        p.skip(|c| c == b' ' || c == b'\t');
-        if p.at_end() {
-            return Err(Invalid); // a trailing comma
-        }
-    }
-}
-
-/// A Structured Fields bare item, borrowing the input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Bare<'a> {
-    Integer(i64),
-    /// Decimals, byte sequences, dates and display strings: valid, unused.
-    Other,
-    /// The content between the quotes, escapes still in.
-    String(&'a [u8]),
-    Token(&'a [u8]),
-    Boolean(bool),
 }
 
 /// What the parameters of one member say.
@@ -312,290 +275,33 @@ impl Params<'_> {
     }
 }
 
-/// A cursor over one field line.
-#[derive(Debug)]
-struct Parser<'a> {
-    s: &'a [u8],
-    i: usize,
+/// One list member: an item or an inner list, with its parameters.
+/// Returns whether its identifier is `name`, and its outcome.
+fn member(p: &mut Parser<'_>, name: Option<&[u8]>) -> Parsed<(bool, CacheStatus)> {
+    let named = if p.peek() == Some(b'(') {
+        // RFC 9211 identifiers are strings or tokens; an inner list is
+        // valid syntax but identifies no cache.
+        p.inner_list()?;
+        false
+    } else {
+        let id = p.bare_item()?;
+        name.is_some_and(|name| identifies(id, name))
+    };
+    let params = parameters(p)?;
+    Ok((named, params.outcome()))
 }
 
-impl<'a> Parser<'a> {
-    fn at_end(&self) -> bool {
-        self.i >= self.s.len()
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.s.get(self.i).copied()
-    }
-
-    fn next_byte(&mut self) -> Parsed<u8> {
-        let c = self.peek().ok_or(Invalid)?;
-        self.i += 1;
-        Ok(c)
-    }
-
-    fn expect(&mut self, c: u8) -> Parsed<()> {
-        if self.next_byte()? == c { Ok(()) } else { Err(Invalid) }
-    }
-
-    fn skip(&mut self, f: impl Fn(u8) -> bool) {
-        while self.peek().is_some_and(&f) {
-            self.i += 1;
-        }
-    }
-
-    /// One list member: an item or an inner list, with its parameters.
-    /// Returns whether its identifier is `name`, and its outcome.
-    fn member(&mut self, name: Option<&[u8]>) -> Parsed<(bool, CacheStatus)> {
-        let named = if self.peek() == Some(b'(') {
-            // RFC 9211 identifiers are strings or tokens; an inner list is
-            // valid syntax but identifies no cache.
-            self.inner_list()?;
-            false
-        } else {
-            let id = self.bare_item()?;
-            name.is_some_and(|name| identifies(id, name))
-        };
-        let params = self.parameters()?;
-        Ok((named, params.outcome()))
-    }
-
-    fn inner_list(&mut self) -> Parsed<()> {
-        self.expect(b'(')?;
-        loop {
-            self.skip(|c| c == b' ');
-            if self.peek() == Some(b')') {
-                self.i += 1;
-                return Ok(());
-            }
-            self.bare_item()?;
-            self.parameters()?;
-            match self.peek() {
-                Some(b' ' | b')') => {}
-                _ => return Err(Invalid),
-            }
-        }
-    }
-
-    /// `*( ";" *SP key [ "=" bare-item ] )`; a repeated key overrides.
-    fn parameters(&mut self) -> Parsed<Params<'a>> {
-        let mut params = Params::default();
-        self.each_parameter(|key, value| match key {
-            b"hit" => params.hit = value == Bare::Boolean(true),
-            b"fwd" => params.fwd = Some(value),
-            b"fwd-status" => params.fwd_status = integer(value),
-            b"ttl" => params.ttl = integer(value),
-            _ => {}
-        })?;
-        Ok(params)
-    }
-
-    /// Parses the parameters, giving `f` each key and value in order.
-    fn each_parameter(&mut self, mut f: impl FnMut(&'a [u8], Bare<'a>)) -> Parsed<()> {
-        while self.peek() == Some(b';') {
-            self.i += 1;
-            self.skip(|c| c == b' ');
-            let key = self.key()?;
-            let value = if self.peek() == Some(b'=') {
-                self.i += 1;
-                self.bare_item()?
-            } else {
-                Bare::Boolean(true)
-            };
-            f(key, value);
-        }
-        Ok(())
-    }
-
-    /// `key = ( lcalpha / "*" ) *( lcalpha / DIGIT / "_" / "-" / "." / "*" )`
-    fn key(&mut self) -> Parsed<&'a [u8]> {
-        let start = self.i;
-        match self.peek() {
-            Some(b'a'..=b'z' | b'*') => self.i += 1,
-            _ => return Err(Invalid),
-        }
-        self.skip(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' | b'*'));
-        Ok(&self.s[start..self.i])
-    }
-
-    fn bare_item(&mut self) -> Parsed<Bare<'a>> {
-        match self.peek().ok_or(Invalid)? {
-            b'-' | b'0'..=b'9' => self.number(),
-            b'"' => self.string(),
-            b':' => self.byte_sequence(),
-            b'?' => self.boolean(),
-            b'@' => {
-                self.i += 1;
-                match self.number()? {
-                    Bare::Integer(_) => Ok(Bare::Other),
-                    _ => Err(Invalid),
-                }
-            }
-            b'%' => self.display_string(),
-            b'a'..=b'z' | b'A'..=b'Z' | b'*' => Ok(self.token()),
-            _ => Err(Invalid),
-        }
-    }
-
-    /// An Integer (`-`? 1 to 15 digits) or a Decimal (`-`? 1 to 12 digits,
-    /// `.`, 1 to 3 digits).
-    fn number(&mut self) -> Parsed<Bare<'a>> {
-        let negative = self.peek() == Some(b'-');
-        if negative {
-            self.i += 1;
-        }
-        let start = self.i;
-        self.skip(|c| c.is_ascii_digit());
-        let int_digits = self.i - start;
-        if int_digits == 0 {
-            return Err(Invalid);
-        }
-        if self.peek() == Some(b'.') {
-            self.i += 1;
-            let frac = self.i;
-            self.skip(|c| c.is_ascii_digit());
-            let frac_digits = self.i - frac;
-            if int_digits > 12 || !(1..=3).contains(&frac_digits) {
-                return Err(Invalid);
-            }
-            return Ok(Bare::Other);
-        }
-        if int_digits > 15 {
-            return Err(Invalid);
-        }
-        let magnitude = self.s[start..self.i].iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
-        Ok(Bare::Integer(if negative { -magnitude } else { magnitude }))
-    }
-
-    fn string(&mut self) -> Parsed<Bare<'a>> {
-        self.expect(b'"')?;
-        let start = self.i;
-        loop {
-            match self.next_byte()? {
-                b'\\' => match self.next_byte()? {
-                    b'"' | b'\\' => {}
-                    _ => return Err(Invalid),
-                },
-                b'"' => return Ok(Bare::String(&self.s[start..self.i - 1])),
-                0x20..=0x7e => {}
-                _ => return Err(Invalid),
-            }
-        }
-    }
-
-    fn token(&mut self) -> Bare<'a> {
-        let start = self.i;
-        self.i += 1;
-        self.skip(|c| is_tchar(c) || c == b':' || c == b'/');
-        Bare::Token(&self.s[start..self.i])
-    }
-
-    /// `:` base64 `:`, whose content must decode (RFC 9651, 4.2.7).
-    fn byte_sequence(&mut self) -> Parsed<Bare<'a>> {
-        self.expect(b':')?;
-        let start = self.i;
-        self.skip(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='));
-        let content = &self.s[start..self.i];
-        self.expect(b':')?;
-        let data_len = content.iter().position(|&c| c == b'=').unwrap_or(content.len());
-        let padding = content.len() - data_len;
-        // Padding may be short or absent, never more than the data needs
-        // (what the `base64` crate accepts with padding "indifferent").
-        let valid = content[data_len..].iter().all(|&c| c == b'=')
-            && data_len % 4 != 1
-            && padding <= (4 - data_len % 4) % 4;
-        if valid { Ok(Bare::Other) } else { Err(Invalid) }
-    }
-
-    fn boolean(&mut self) -> Parsed<Bare<'a>> {
-        self.expect(b'?')?;
-        match self.next_byte()? {
-            b'0' => Ok(Bare::Boolean(false)),
-            b'1' => Ok(Bare::Boolean(true)),
-            _ => Err(Invalid),
-        }
-    }
-
-    /// RFC 9651 Display String: `%"`, printable ASCII with `%xx` (lowercase
-    /// hex) escapes, `"`.
-    fn display_string(&mut self) -> Parsed<Bare<'a>> {
-        self.expect(b'%')?;
-        self.expect(b'"')?;
-        loop {
-            match self.next_byte()? {
-                b'"' => return Ok(Bare::Other),
-                b'%' => {
-                    for _ in 0..2 {
-                        if !matches!(self.next_byte()?, b'0'..=b'9' | b'a'..=b'f') {
-                            return Err(Invalid);
-                        }
-                    }
-                }
-                0x20..=0x7e => {}
-                _ => return Err(Invalid),
-            }
-        }
-    }
-}
-
-fn integer(value: Bare<'_>) -> Option<i64> {
-    match value {
-        Bare::Integer(n) => Some(n),
-        _ => None,
-    }
-}
-
-/// `tchar` of RFC 9110 section 5.6.2.
-fn is_tchar(c: u8) -> bool {
-    c.is_ascii_alphanumeric()
-        || matches!(
-            c,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
-}
-
-/// Whether a member identifier (a token, or a string with its escapes) is
-/// `name`.
-fn identifies(id: Bare<'_>, name: &[u8]) -> bool {
-    match id {
-        Bare::Token(token) => token == name,
-        Bare::String(raw) => {
-            let mut unescaped = raw.iter().copied().filter({
-                let mut escaped = false;
-                move |&c| {
-                    if escaped || c != b'\\' {
-                        escaped = false;
-                        true
-                    } else {
-                        escaped = true;
-                        false
-                    }
-                }
-            });
-            let mut name = name.iter().copied();
-            loop {
-                match (unescaped.next(), name.next()) {
-                    (None, None) => return true,
-                    (Some(a), Some(b)) if a == b => {}
-                    _ => return false,
-                }
-            }
-        }
-        _ => false,
-    }
+/// `*( ";" *SP key [ "=" bare-item ] )`; a repeated key overrides.
+fn parameters<'a>(p: &mut Parser<'a>) -> Parsed<Params<'a>> {
+    let mut params = Params::default();
+    p.each_parameter(|key, value| match key {
+        b"hit" => params.hit = value == Bare::Boolean(true),
+        b"fwd" => params.fwd = Some(value),
+        b"fwd-status" => params.fwd_status = integer(value),
+        b"ttl" => params.ttl = integer(value),
+        _ => {}
+    })?;
+    Ok(params)
 }
 
 #[cfg(test)]

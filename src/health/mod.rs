@@ -118,6 +118,7 @@
 //! the number of checks.
 
 mod check;
+mod history;
 mod registry;
 mod report;
 
@@ -125,6 +126,7 @@ use std::sync::Arc;
 
 pub use self::{
     check::{HealthCheck, HealthCheckResult, HealthStatus},
+    history::{CheckHistory, CheckRun, FLAP_CHANGES, FLAP_WINDOW, HISTORY_RUNS},
     registry::{CheckOptions, HealthGroup, HealthRegistry, HealthRegistryBuilder, ShowDetails},
     report::{CheckReport, HealthReport},
 };

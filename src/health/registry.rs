@@ -11,7 +11,10 @@ use futures_util::future::{BoxFuture, FutureExt as _, Shared, join_all};
 use tokio::time::Instant;
 
 use super::{
-    CheckReport, HealthCheck, HealthCheckResult, HealthReport, HealthStatus, check::ErasedCheck, describe,
+    CheckHistory, CheckReport, HealthCheck, HealthCheckResult, HealthReport, HealthStatus,
+    check::ErasedCheck,
+    describe,
+    history::{CheckRun, Runs},
     record,
 };
 
@@ -366,6 +369,36 @@ impl HealthRegistry {
     pub fn check_names(&self) -> impl ExactSizeIterator<Item = &str> {
         self.inner.checks.iter().map(|entry| &*entry.name)
     }
+
+    /// The last runs of the check `name` and whether it is flapping (see
+    /// [`CheckHistory`]); `None` when no check has that name. Reading it
+    /// runs nothing.
+    pub fn history(&self, name: &str) -> Option<CheckHistory> {
+        let entry = self.inner.checks.iter().find(|entry| &*entry.name == name)?;
+        Some(entry.lock().runs.history(SystemTime::now()))
+    }
+
+    /// Each check's name, groups and [`CheckHistory`], in registration
+    /// order.
+    pub fn histories(&self) -> Vec<(&str, Vec<HealthGroup>, CheckHistory)> {
+        let now = SystemTime::now();
+        self.inner
+            .checks
+            .iter()
+            .map(|entry| {
+                let groups = [HealthGroup::Live, HealthGroup::Ready]
+                    .into_iter()
+                    .filter(|g| entry.options.in_group(*g))
+                    .collect();
+                (&*entry.name, groups, entry.lock().runs.history(now))
+            })
+            .collect()
+    }
+
+    /// An estimate of the heap bytes of the checks' histories.
+    pub fn memory_bytes(&self) -> usize {
+        self.inner.checks.iter().map(|entry| entry.lock().runs.heap_bytes()).sum()
+    }
 }
 
 impl Default for HealthRegistry {
@@ -401,6 +434,8 @@ struct Slot {
     last: Option<(Instant, Arc<CheckReport>)>,
     /// The run in flight, if any.
     running: Option<Run>,
+    /// The last runs.
+    runs: Runs,
 }
 
 impl Entry {
@@ -469,6 +504,11 @@ impl Entry {
         let previous = {
             let mut slot = self.lock();
             slot.running = None;
+            slot.runs.push(CheckRun {
+                at: SystemTime::now(),
+                status: report.status(),
+                duration: report.duration(),
+            });
             slot.last.replace((Instant::now(), Arc::clone(report))).map(|(_, last)| last.status())
         };
         let status = report.status();

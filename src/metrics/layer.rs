@@ -392,7 +392,7 @@ impl MetricsPending {
             return;
         }
         let seconds = finished.at.saturating_duration_since(cx.start()).as_secs_f64();
-        windows.record_at(seconds, finished.error.is_some(), finished.at);
+        route.stats.record(windows, route.series.label(), seconds, finished.error.is_some(), finished.at);
         let measurement = Measurement {
             seconds,
             request_bytes: pending.request_size.bytes(),

@@ -4,8 +4,8 @@
 use std::{
     fmt,
     sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
+        Arc, OnceLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -61,6 +61,11 @@ impl WindowedStats {
             self.errors.add_at(1, now);
         }
         self.latency.record_at(seconds, now);
+    }
+
+    /// The heap bytes of the windows, from their slot counts.
+    fn heap_bytes(&self) -> usize {
+        (self.requests.slots() + self.errors.slots()) * size_of::<AtomicU64>() + self.latency.heap_bytes()
     }
 
     /// Counts a request as under way.
@@ -281,13 +286,96 @@ struct Inner {
     routes: RouteTable<RouteWindows>,
     /// When the windows began counting.
     created: Instant,
+    /// Off: finished requests are not counted in the windows.
+    recording: AtomicBool,
+    /// Also told of each request the windows count (the SLOs), once set.
+    observer: OnceLock<RequestObserver>,
 }
+
+/// Told of each finished request the windows count: its route label, its
+/// duration in seconds, whether it failed, and when it ended.
+pub(crate) type RequestObserver = Arc<dyn Fn(&str, f64, bool, Instant) + Send + Sync>;
 
 impl HttpStats {
     /// Empty figures.
     pub(crate) fn new() -> Self {
         let make = |label: &str| RouteWindows { label: label.into(), stats: WindowedStats::new() };
-        Self { inner: Arc::new(Inner { routes: RouteTable::new(MAX_ROUTES, make), created: Instant::now() }) }
+        Self {
+            inner: Arc::new(Inner {
+                routes: RouteTable::new(MAX_ROUTES, make),
+                created: Instant::now(),
+                recording: AtomicBool::new(true),
+                observer: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// Tells `observer` of every request the windows count from now on;
+    /// `false` when an observer was set already (it stays).
+    #[cfg(feature = "monitoring")]
+    pub(crate) fn set_observer(&self, observer: RequestObserver) -> bool {
+        self.inner.observer.set(observer).is_ok()
+    }
+
+    /// Counts a finished request of route `label` in its windows and tells
+    /// the observer, while recording is on.
+    #[inline]
+    pub(crate) fn record(
+        &self,
+        windows: &WindowedStats,
+        label: &str,
+        seconds: f64,
+        error: bool,
+        at: Instant,
+    ) {
+        if !self.is_recording() {
+            return;
+        }
+        windows.record_at(seconds, error, at);
+        if let Some(observer) = self.inner.observer.get() {
+            observer(label, seconds, error, at);
+        }
+    }
+
+    /// Turns the windows on or off at run time (they are on by default).
+    /// Off, finished requests are not counted in the windows (the overview,
+    /// the alert rules and the dashboard see none), while the Prometheus
+    /// metrics and the active-request count go on; on again, counting
+    /// resumes. A non-essential part an operator can shed under load.
+    ///
+    /// ```
+    /// use tower_observability::ObservabilityLayer;
+    ///
+    /// let stats = ObservabilityLayer::new().http_stats();
+    /// stats.set_recording(false);
+    /// assert!(!stats.is_recording());
+    /// ```
+    pub fn set_recording(&self, on: bool) {
+        self.inner.recording.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether finished requests are counted in the windows.
+    #[inline]
+    #[must_use]
+    pub fn is_recording(&self) -> bool {
+        self.inner.recording.load(Ordering::Relaxed)
+    }
+
+    /// The route labels with windows, and an estimate of the heap bytes
+    /// their windows hold, computed from the slots each window allocates
+    /// (62 KB per route label).
+    ///
+    /// ```
+    /// use tower_observability::ObservabilityLayer;
+    ///
+    /// let (routes, bytes) = ObservabilityLayer::new().http_stats().memory();
+    /// assert_eq!((routes, bytes), (0, 0));
+    /// ```
+    #[must_use]
+    pub fn memory(&self) -> (usize, usize) {
+        let routes = self.all_routes();
+        let bytes = routes.iter().map(|r| r.label.len() + r.stats.heap_bytes()).sum();
+        (routes.len(), bytes)
     }
 
     /// The windows of route label `label`, made on first use.
@@ -533,6 +621,8 @@ mod tests {
                     stats: WindowedStats::new(),
                 }),
                 created: Instant::now(),
+                recording: AtomicBool::new(true),
+                observer: OnceLock::new(),
             }),
         };
         assert!(stats.routes().is_empty());

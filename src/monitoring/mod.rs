@@ -100,21 +100,24 @@
 //! [`ObservabilityLayer`]: crate::ObservabilityLayer
 //! [`HttpStats`]: crate::metrics::HttpStats
 
+mod admin;
 mod auth;
 mod dashboard;
 mod handlers;
 mod overview;
 mod router;
 mod state;
+mod status;
 
 use std::time::Duration;
 
+pub use self::admin::TEST_ROUTE;
 #[cfg(feature = "telemetry")]
 pub(crate) use self::state::{ExportersSource, ServiceInfo};
 pub use self::{
     overview::{
-        CacheOverview, ExporterOverview, GroupHealth, HealthOverview, HttpOverview, OVERVIEW_TOP_ROUTES,
-        Overview, PerWindow, ProcessOverview, RouteOverview, ServiceOverview,
+        CacheOverview, CheckOverview, ExporterOverview, GroupHealth, HealthOverview, HttpOverview,
+        OVERVIEW_TOP_ROUTES, Overview, PerWindow, ProcessOverview, RouteOverview, ServiceOverview,
     },
     router::MonitoringRouter,
 };
@@ -124,14 +127,28 @@ pub use crate::alerts::{AlertsSource, AlertsSummary};
 /// excludes them from traces and metrics.
 ///
 /// [`Observability::layer`]: crate::Observability::layer
-pub const ROUTES: [&str; 6] = [
+pub const ROUTES: [&str; 14] = [
     "/metrics",
     "/health/live",
     "/health/ready",
     "/monitoring",
     "/monitoring/overview",
     "/monitoring/alerts",
+    "/monitoring/alerts/history",
+    "/monitoring/alerts/rules",
+    "/monitoring/alerts/rules/{name}",
+    "/monitoring/alerts/test",
+    "/monitoring/silences",
+    "/monitoring/silences/{id}",
+    STATUS_ROUTE,
+    SETTINGS_ROUTE,
 ];
+
+/// The route of the self-monitoring status: `/monitoring/status`.
+pub const STATUS_ROUTE: &str = "/monitoring/status";
+
+/// The route of the run-time switches: `/monitoring/settings`.
+pub const SETTINGS_ROUTE: &str = "/monitoring/settings";
 
 /// Content type of the Prometheus text exposition format.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

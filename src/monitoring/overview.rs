@@ -13,8 +13,9 @@ use super::state::MonitoringState;
 use crate::{
     alerts::AlertsSummary,
     cache::{CacheWindowStats, HitRatioSnapshot, HitRatioWarning},
-    health::{HealthGroup, HealthReport, HealthStatus, ShowDetails},
+    health::{CheckHistory, HealthGroup, HealthReport, HealthStatus, ShowDetails},
     metrics::{HttpStats, HttpWindowStats},
+    slo::SloReport,
     window::Window,
 };
 
@@ -63,6 +64,10 @@ pub struct Overview {
     /// [`MonitoringRouter::alerts`](super::MonitoringRouter::alerts); empty
     /// without one.
     pub alerts: AlertsSummary,
+    /// The service level objectives with their error budget left and burn
+    /// rates (see [`MonitoringRouter::slo`](super::MonitoringRouter::slo));
+    /// empty without any.
+    pub slos: Vec<SloReport>,
     /// The OTLP export pipelines that run, one per signal; empty when none
     /// does (or without [`Observability`](crate::Observability)).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -86,6 +91,11 @@ pub struct ExporterOverview {
     pub rejected: u64,
     /// Items waiting in the queue or being sent now.
     pub queued: u64,
+    /// How many items the queue holds at most (`OTEL_BSP_MAX_QUEUE_SIZE`,
+    /// `OTEL_BLRP_MAX_QUEUE_SIZE`); `None` (left out of the JSON) for metric
+    /// points, which have no queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u64>,
 }
 
 /// The service's identity and uptime.
@@ -242,7 +252,7 @@ fn warnings<S: Serializer>(warnings: &[HitRatioWarning], serializer: S) -> Resul
     }))
 }
 
-/// The status of each health group.
+/// The status of each health group, and each check's history.
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct HealthOverview {
@@ -250,6 +260,24 @@ pub struct HealthOverview {
     pub live: GroupHealth,
     /// The [`HealthGroup::Ready`] checks.
     pub ready: GroupHealth,
+    /// Each check's groups, last runs and flapping, in registration order;
+    /// empty when the registry hides details ([`ShowDetails::Never`]):
+    /// `{"name": "db", "groups": ["ready"], "flapping": false, "changes": 0,
+    /// "runs": [{"at": "...", "status": "healthy", "duration_seconds": 0.002}]}`.
+    pub checks: Vec<CheckOverview>,
+}
+
+/// One check of a [`HealthOverview`].
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct CheckOverview {
+    /// The check's name.
+    pub name: String,
+    /// Its groups: `live`, `ready`.
+    pub groups: Vec<&'static str>,
+    /// Its last runs and whether it flaps.
+    #[serde(flatten)]
+    pub history: CheckHistory,
 }
 
 /// The aggregate status of one health group.
@@ -354,7 +382,24 @@ pub(super) async fn build(state: &MonitoringState) -> Overview {
         let (live, ready) =
             tokio::join!(state.health.report(HealthGroup::Live), state.health.report(HealthGroup::Ready));
         let show = state.health.show_details();
-        Some(HealthOverview { live: GroupHealth::new(&live, show), ready: GroupHealth::new(&ready, show) })
+        let checks = match show {
+            ShowDetails::Never => Vec::new(),
+            _ => state
+                .health
+                .histories()
+                .into_iter()
+                .map(|(name, groups, history)| CheckOverview {
+                    name: name.to_owned(),
+                    groups: groups.into_iter().map(HealthGroup::as_str).collect(),
+                    history,
+                })
+                .collect(),
+        };
+        Some(HealthOverview {
+            live: GroupHealth::new(&live, show),
+            ready: GroupHealth::new(&ready, show),
+            checks,
+        })
     } else {
         None
     };
@@ -378,5 +423,6 @@ pub(super) async fn build(state: &MonitoringState) -> Overview {
         process: ProcessOverview::collect(),
         alerts: state.alerts.as_ref().map(|a| a.0.alerts_summary()).unwrap_or_default(),
         exporters: state.exporters.as_ref().map(|source| source()).unwrap_or_default(),
+        slos: state.slos.as_ref().map(|s| s.report_at(now)).unwrap_or_default(),
     }
 }

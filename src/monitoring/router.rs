@@ -11,8 +11,9 @@ use axum::{Router, routing::get};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::{
-    Overview, ROUTES, auth, dashboard, handlers, overview,
+    Overview, ROUTES, SETTINGS_ROUTE, STATUS_ROUTE, admin, auth, dashboard, handlers, overview,
     state::{MonitoringState, ServiceInfo, SharedAlerts},
+    status,
 };
 use crate::{
     alerts::{self, AlertEngine, AlertsSource},
@@ -22,6 +23,7 @@ use crate::{
     metrics::HttpStats,
     observe::Unobserved,
     request_id::{MakeRequestId, MakeRequestUuid},
+    slo::{Slo, SloError, SloSet},
 };
 
 /// The monitoring routes; turn it into a [`Router`] with `.merge(..)` or
@@ -45,12 +47,11 @@ use crate::{
 pub struct MonitoringRouter<M = MakeRequestUuid> {
     state: Arc<MonitoringState>,
     layer: ObservabilityLayer<M>,
-    alert_engine: Option<(AlertEngine, Duration)>,
 }
 
 impl<M: Clone> Clone for MonitoringRouter<M> {
     fn clone(&self) -> Self {
-        Self { state: self.state.clone(), layer: self.layer.clone(), alert_engine: self.alert_engine.clone() }
+        Self { state: self.state.clone(), layer: self.layer.clone() }
     }
 }
 
@@ -68,14 +69,17 @@ impl MonitoringRouter {
             http: layer.http_stats(),
             cache: CacheHitRatios::global(),
             alerts: None,
+            engine: None,
+            slos: None,
             token: None,
             exporters: None,
+            write_token: None,
             #[cfg(feature = "process-metrics")]
             process: metrics_process::Collector::default(),
             #[cfg(feature = "process-metrics")]
             process_described: Arc::new(std::sync::Once::new()),
         };
-        Self { state: Arc::new(state), layer, alert_engine: None }
+        Self { state: Arc::new(state), layer }
     }
 
     /// The routes without [`Observability`](crate::Observability): for an
@@ -167,7 +171,7 @@ impl<M> MonitoringRouter<M> {
     pub fn observability_layer<M2>(mut self, layer: ObservabilityLayer<M2>) -> MonitoringRouter<M2> {
         let layer = layer.exclude_routes(ROUTES);
         Arc::make_mut(&mut self.state).http = layer.http_stats();
-        MonitoringRouter { state: self.state, layer, alert_engine: self.alert_engine }
+        MonitoringRouter { state: self.state, layer }
     }
 
     /// Reads the cache hit ratios of the overview from `ratios` instead of
@@ -286,7 +290,98 @@ impl<M> MonitoringRouter<M> {
     /// ```
     pub fn alert_engine(mut self, engine: AlertEngine, every: Duration) -> Self {
         self = self.alerts(engine.clone());
-        self.alert_engine = Some((engine, every));
+        Arc::make_mut(&mut self.state).engine = Some((engine, every));
+        self
+    }
+
+    /// Turns the alert rules off: no engine is evaluated, `/monitoring/alerts`
+    /// and its sub-routes are not served, and the overview's `"alerts"`
+    /// section is empty.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_observability::monitoring::MonitoringRouter;
+    ///
+    /// let router = MonitoringRouter::standalone().without_alerts();
+    /// assert!(router.engine().is_none());
+    /// ```
+    pub fn without_alerts(mut self) -> Self {
+        let state = Arc::make_mut(&mut self.state);
+        state.engine = None;
+        state.alerts = None;
+        self
+    }
+
+    /// Adds a service level objective: its good and bad requests are
+    /// counted from the router's layer, its error budget shown in the
+    /// overview and the dashboard, and its two burn-rate alert rules
+    /// ([`Slo::alert_rules`]) added to the alert engine when the router is
+    /// built. See [`crate::slo`].
+    ///
+    /// # Errors
+    ///
+    /// [`SloError`] when the SLO is invalid or another has its name.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_observability::{monitoring::MonitoringRouter, slo::Slo};
+    ///
+    /// let router = MonitoringRouter::standalone().slo(Slo::availability("api", 0.999))?;
+    /// assert!(router.slo(Slo::availability("api", 0.99)).is_err(), "names are unique");
+    /// # Ok::<(), tower_observability::slo::SloError>(())
+    /// ```
+    pub fn slo(mut self, slo: Slo) -> Result<Self, SloError> {
+        let mut all: Vec<Slo> = self.state.slos.iter().flat_map(|s| s.slos().cloned()).collect();
+        all.push(slo);
+        Arc::make_mut(&mut self.state).slos = Some(SloSet::new(all)?);
+        Ok(self)
+    }
+
+    /// The alert engine the router evaluates, if any.
+    #[must_use]
+    pub fn engine(&self) -> Option<&AlertEngine> {
+        self.state.engine.as_ref().map(|(engine, _)| engine)
+    }
+
+    /// Serves the routes that change state, guarded by `token`
+    /// (`Authorization: Bearer <token>`, compared in constant time); without
+    /// a write token they do not exist (`404`, or `405` where the path has a
+    /// read route):
+    ///
+    /// | route | effect |
+    /// |---|---|
+    /// | `POST /monitoring/silences` | `{"rule": "HighErrorRatio"}` or `{"all": true}`, `"reason"`, and `"duration"` (`"30m"` or seconds) or `"expires_at"` (RFC 3339): `201` with the silence |
+    /// | `DELETE /monitoring/silences/{id}` | ends a silence: `204`, `404` for none |
+    /// | `PUT /monitoring/alerts/rules/{name}?severity=` | `{"threshold": 0.01, "for": "2m", "severity": "warning"}`, any of them: `200` with the rule as changed |
+    /// | `PUT /monitoring/settings` | `{"window_stats": false, "alert_evaluation": true}`: `200` with the settings |
+    /// | `POST /monitoring/alerts/test` | one test notification to every target: `200` with each target's result |
+    ///
+    /// A body that is not JSON gets `400`; JSON with an unknown field or a
+    /// value the builder would refuse gets `422` with
+    /// `{"error": "<reason>"}`, and changes nothing. Without the token:
+    /// `401`. Every change is logged, and rule changes are recorded in the
+    /// alert history.
+    ///
+    /// The write token is separate from the read token
+    /// ([`bearer_token`](Self::bearer_token)): keep it to the operators who
+    /// may silence alerts. An empty token never matches. Serve these routes
+    /// on an internal listener only ([`serve`](Self::serve)).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_observability::monitoring::MonitoringRouter;
+    ///
+    /// let router = match std::env::var("MONITORING_WRITE_TOKEN") {
+    ///     Ok(token) => MonitoringRouter::standalone().write_token(token),
+    ///     Err(_) => MonitoringRouter::standalone(),
+    /// };
+    /// # let _ = router;
+    /// ```
+    pub fn write_token(mut self, token: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.state).write_token = Some(Arc::from(token.into()));
         self
     }
 
@@ -343,8 +438,8 @@ impl<M> MonitoringRouter<M> {
         self
     }
 
-    /// Where the overview reads the OTLP pipelines' counts (set by
-    /// `Observability`).
+    /// Where the overview and `GET /monitoring/status` read the OTLP
+    /// pipelines' counts (set by `Observability`).
     #[cfg(feature = "telemetry")]
     pub(crate) fn exporters(mut self, source: super::ExportersSource) -> Self {
         Arc::make_mut(&mut self.state).exporters = Some(source);
@@ -359,6 +454,7 @@ impl<M> fmt::Debug for MonitoringRouter<M> {
             .field("prometheus", &self.state.prometheus.is_some())
             .field("health", &self.state.health)
             .field("alerts", &self.state.alerts.is_some())
+            .field("write_routes", &self.state.write_token.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -369,14 +465,27 @@ where
     M: MakeRequestId + Clone + Send + Sync + 'static,
 {
     fn from(router: MonitoringRouter<M>) -> Self {
-        let alerts = match router.alert_engine {
+        if let Some(slos) = router.state.slos.clone() {
+            let observer = Arc::new(move |route: &str, seconds: f64, error: bool, at: Instant| {
+                slos.record(route, seconds, error, at);
+            });
+            if !router.state.http.set_observer(observer) {
+                tracing::warn!("the layer's requests feed SLOs already: these SLOs count nothing");
+            }
+            if let (Some((engine, _)), Some(slos)) = (&router.state.engine, &router.state.slos)
+                && let Err(err) = engine.add_rules(slos.slos().flat_map(Slo::alert_rules))
+            {
+                tracing::warn!(error = %err, "the SLOs' burn-rate rules were refused");
+            }
+        }
+        let alerts = match &router.state.engine {
             Some((engine, every)) => {
                 let state = Arc::clone(&router.state);
-                engine.clone().spawn_evaluator_on_current_runtime(every, move |now| {
+                engine.clone().spawn_evaluator_on_current_runtime(*every, move |now| {
                     let state = Arc::clone(&state);
                     async move { state.alert_inputs(now).await }
                 });
-                alerts::router(engine)
+                alerts::router(engine.clone())
             }
             None => Router::new(),
         };
@@ -384,14 +493,22 @@ where
             .route("/metrics", get(handlers::metrics))
             .route("/monitoring", get(dashboard::page))
             .route("/monitoring/overview", get(handlers::overview))
+            .route(STATUS_ROUTE, get(status::status))
+            .route(SETTINGS_ROUTE, get(status::settings))
             .with_state(router.state.clone())
             .merge(alerts)
             .route_layer(axum::middleware::from_fn_with_state(router.state.clone(), auth::guard));
+        let writes = match router.state.write_token {
+            Some(_) => admin::router(&router.state)
+                .route_layer(axum::middleware::from_fn_with_state(router.state.clone(), auth::write_guard)),
+            None => Router::new(),
+        };
         Router::new()
             .route("/health/live", get(handlers::live))
             .route("/health/ready", get(handlers::ready))
             .with_state(router.state)
             .merge(guarded)
+            .merge(writes)
             .route_layer(axum::middleware::map_response(unobserved))
             // axum's `merge` keeps the merged-in router's default fallback
             // (the right-hand one): a router whose only endpoint is its

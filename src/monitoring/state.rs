@@ -1,16 +1,21 @@
 //! The state the handlers share: the service's identity, the Prometheus
-//! handle, the health registry, the in-process windows, the alerts source
-//! and the bearer token.
+//! handle, the health registry, the in-process windows, the alert engine
+//! or alerts source, and the bearer tokens.
 
-use std::{fmt, sync::Arc, time::Instant};
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::{
-    alerts::{AlertInputs, AlertsSource},
+    alerts::{AlertEngine, AlertInputs, AlertsSource},
     cache::CacheHitRatios,
     health::{HealthGroup, HealthRegistry},
     metrics::HttpStats,
+    slo::SloSet,
 };
 
 /// Name, version and start time of the service, for the monitoring routes.
@@ -34,10 +39,16 @@ pub(super) struct MonitoringState {
     pub(super) http: HttpStats,
     pub(super) cache: CacheHitRatios,
     pub(super) alerts: Option<SharedAlerts>,
+    /// The alert engine the router evaluates, and how often.
+    pub(super) engine: Option<(AlertEngine, Duration)>,
     /// With a token, everything but the health status needs it.
     pub(super) token: Option<Arc<str>>,
     /// The OTLP pipelines' counts, for the overview.
     pub(super) exporters: Option<ExportersSource>,
+    /// With a write token, the write routes exist and need it.
+    pub(super) write_token: Option<Arc<str>>,
+    /// The service level objectives, counted from the layer's requests.
+    pub(super) slos: Option<SloSet>,
     #[cfg(feature = "process-metrics")]
     pub(super) process: metrics_process::Collector,
     /// Describes the process metrics at the first `/metrics`, once the
@@ -48,12 +59,16 @@ pub(super) struct MonitoringState {
 
 impl MonitoringState {
     /// The alert engine's inputs at `now`: the windowed HTTP figures, the
-    /// cache hit ratios and, when a health registry is set, readiness.
+    /// cache hit ratios, the SLOs' burn rates and, when a health registry
+    /// is set, readiness.
     pub(super) async fn alert_inputs(&self, now: Instant) -> AlertInputs {
         let mut inputs = AlertInputs::from_http_stats(&self.http, now);
         inputs.add_hit_ratios(&self.cache.snapshot());
         if self.health_set {
             inputs.readiness = Some(self.health.report(HealthGroup::Ready).await.status());
+        }
+        if let Some(slos) = &self.slos {
+            inputs.burn_rates = slos.burn_rates_at(now);
         }
         inputs
     }

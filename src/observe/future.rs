@@ -191,7 +191,10 @@ impl<St: Stage> BodyObserver for Finish<St> {
             BodyEnd::Error => End::BodyError,
             BodyEnd::Aborted => End::BodyAborted,
         };
-        let at = Instant::now();
+        // Timed on 1 end in overhead::SAMPLE_EVERY: the clock read is the one
+        // `at` needs anyway.
+        let sampled = super::overhead::sample(super::overhead::Side::End);
+        let at = sampled.unwrap_or_else(Instant::now);
         let marked = self.marked.or_else(|| self.cx.labeler()?.marked_error().map(ErrorType::Application));
         let (error, rpc) = match self.cx.rpc() {
             Some(call) => {
@@ -216,6 +219,9 @@ impl<St: Stage> BodyObserver for Finish<St> {
         };
         let Self { pending, route, cx, recorder, .. } = self;
         MetricsRecorder::scope(recorder.as_ref(), || St::on_end(pending, &route.state, &cx, &finished));
+        if let Some(started) = sampled {
+            super::overhead::record_end(started);
+        }
     }
 }
 

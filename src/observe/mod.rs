@@ -28,6 +28,7 @@
 //! [`ObservabilityLayer`]: crate::ObservabilityLayer
 
 mod future;
+mod overhead;
 mod service;
 
 use std::{
@@ -40,6 +41,7 @@ use std::{
 
 use http::{HeaderValue, Request, Response, StatusCode};
 
+pub use self::overhead::{LayerOverhead, SAMPLE_EVERY, layer_overhead};
 pub use self::{
     future::{Finish, ResponseFuture},
     service::Observe,

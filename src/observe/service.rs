@@ -51,6 +51,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let sampled = super::overhead::sample(super::overhead::Side::Request);
         let mut cx = RequestContext::of(&req, &self.untemplated, self.stage.proxies());
         if let Some(labeler) = self.stage.labeler()
             && cx.set_labeler(labeler.clone())
@@ -69,6 +70,9 @@ where
             req.extensions_mut().insert(cx.clone());
         }
         let state = State { cx, route, pending, classifier, first_byte, observed, recorder };
+        if let Some(started) = sampled {
+            super::overhead::record_request(started);
+        }
         ResponseFuture::new(self.inner.call(req), state)
     }
 }

@@ -61,6 +61,11 @@ pub enum InitError {
     /// not be built. The Prometheus recorder is installed by then.
     #[error("failed to build an OTLP exporter: {0}")]
     Exporter(String),
+    /// The Pushgateway URL or interval was refused (see
+    /// [`ObservabilityBuilder::push_gateway`](crate::ObservabilityBuilder::push_gateway)).
+    #[cfg(feature = "pushgateway")]
+    #[error("invalid Pushgateway setting {0}")]
+    Pushgateway(String),
     /// The exporter's background thread could not start.
     #[error("failed to start the exporter thread: {0}")]
     Thread(#[from] std::io::Error),

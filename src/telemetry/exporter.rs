@@ -22,15 +22,16 @@ use super::{InitError, OtlpProtocol};
 /// A current-thread tokio runtime on a thread of its own, stopped on drop.
 #[derive(Debug)]
 pub(crate) struct ExporterRuntime {
-    #[cfg_attr(not(feature = "otlp-grpc"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "otlp-grpc", feature = "pushgateway")), allow(dead_code))]
     handle: tokio::runtime::Handle,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
-#[cfg_attr(not(feature = "otlp-grpc"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "otlp-grpc", feature = "pushgateway")), allow(dead_code))]
 impl ExporterRuntime {
-    fn start() -> Result<Self, InitError> {
+    /// Starts the runtime and its thread.
+    pub(crate) fn start() -> Result<Self, InitError> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let handle = runtime.handle().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -39,6 +40,12 @@ impl ExporterRuntime {
             let _ = runtime.block_on(stopped);
         })?;
         Ok(Self { handle, stop: Some(stop), thread: Some(thread) })
+    }
+
+    /// The runtime's handle, to spawn on it.
+    #[cfg(feature = "pushgateway")]
+    pub(crate) fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
     }
 }
 

@@ -13,7 +13,10 @@
 //! push), which gives each metric its OTel name, unit and attribute keys
 //! (`http_server_request_duration_seconds` on `/metrics` is
 //! `http.server.request.duration`, unit `s`, over OTLP). Which exporters
-//! run is `OTEL_METRICS_EXPORTER` ([`MetricsExporters`]).
+//! run is `OTEL_METRICS_EXPORTER` ([`MetricsExporters`]). With the
+//! `pushgateway` feature, the Prometheus half is also pushed to a
+//! Pushgateway (`ObservabilityBuilder::push_gateway`), whatever
+//! `OTEL_METRICS_EXPORTER` says.
 
 mod config;
 mod env;
@@ -27,6 +30,8 @@ mod metrics_bridge;
 mod metrics_otlp;
 mod otel_names;
 mod pipeline;
+#[cfg(feature = "pushgateway")]
+mod push;
 mod recorder;
 mod sampler;
 mod sdk_events;
@@ -35,6 +40,8 @@ mod traces;
 
 #[cfg(feature = "monitoring")]
 pub(crate) use self::pipeline::PipelineTotals;
+#[cfg(feature = "pushgateway")]
+pub(crate) use self::push::{PushConfig, Pusher};
 pub use self::{
     config::OtlpProtocol,
     env::MetricsExporters,

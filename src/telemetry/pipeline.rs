@@ -185,7 +185,8 @@ pub(crate) struct Pipeline {
     totals: [AtomicU64; 4],
 }
 
-/// A pipeline's counts since the start, for the overview.
+/// A pipeline's counts since the start, for the overview and the
+/// monitoring status.
 #[cfg_attr(not(feature = "monitoring"), allow(dead_code))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct PipelineTotals {
@@ -195,6 +196,9 @@ pub(crate) struct PipelineTotals {
     pub(crate) dropped: u64,
     pub(crate) rejected: u64,
     pub(crate) queued: u64,
+    /// The queue's size (`OTEL_BSP_MAX_QUEUE_SIZE`,
+    /// `OTEL_BLRP_MAX_QUEUE_SIZE`); `None` for a signal without a queue.
+    pub(crate) capacity: Option<u64>,
 }
 
 impl fmt::Debug for Pipeline {
@@ -246,6 +250,7 @@ impl Pipeline {
             dropped,
             rejected,
             queued: self.pending() as u64,
+            capacity: self.signal.queue.map(|_| self.capacity as u64),
         }
     }
 

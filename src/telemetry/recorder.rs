@@ -3,7 +3,7 @@
 
 use std::{sync::mpsc, thread, time::Duration};
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use metrics_util::layers::FanoutBuilder;
 
 use super::{InitError, metrics_bridge::OtelRecorder};
@@ -44,36 +44,30 @@ pub fn prometheus_builder() -> PrometheusBuilder {
         .expect("bucket lists are not empty")
 }
 
-/// Installs the global `metrics` recorder: the Prometheus recorder of
-/// [`prometheus_builder`] when `prometheus`, the OTel bridge `otel` when
-/// given, and both behind one fan-out (metrics-util's `Fanout`) when both
-/// are, so that one `metrics` call feeds the scrape and the OTLP push.
-/// Describes the HTTP metrics to it. Installs nothing when neither is asked
-/// for.
+/// Installs the global `metrics` recorder: the Prometheus recorder
+/// `prometheus` (built from [`prometheus_builder`], for the scrape or the
+/// Pushgateway) when given, the OTel bridge `otel` when given, and both
+/// behind one fan-out (metrics-util's `Fanout`) when both are, so that one
+/// `metrics` call feeds the scrape, the Pushgateway and the OTLP push.
+/// Describes the HTTP metrics to it and returns the Prometheus recorder's
+/// handle. Installs nothing when neither is given.
 pub(crate) fn install(
-    prometheus: bool,
+    prometheus: Option<PrometheusRecorder>,
     otel: Option<OtelRecorder>,
 ) -> Result<Option<PrometheusHandle>, InitError> {
     fn set<R>(result: Result<(), metrics::SetRecorderError<R>>) -> Result<(), InitError> {
         result.map_err(|_| InitError::RecorderAlreadyInstalled)
     }
-    let handle = match (prometheus, otel) {
-        (false, None) => return Ok(None),
-        (true, None) => {
-            Some(prometheus_builder().install_recorder().map_err(|_| InitError::RecorderAlreadyInstalled)?)
-        }
-        (false, Some(otel)) => {
-            set(metrics::set_global_recorder(otel))?;
-            None
-        }
-        (true, Some(otel)) => {
-            let recorder = prometheus_builder().build_recorder();
-            let handle = recorder.handle();
-            let fanout = FanoutBuilder::default().add_recorder(recorder).add_recorder(otel).build();
+    let handle = prometheus.as_ref().map(PrometheusRecorder::handle);
+    match (prometheus, otel) {
+        (None, None) => return Ok(None),
+        (Some(prometheus), None) => set(metrics::set_global_recorder(prometheus))?,
+        (None, Some(otel)) => set(metrics::set_global_recorder(otel))?,
+        (Some(prometheus), Some(otel)) => {
+            let fanout = FanoutBuilder::default().add_recorder(prometheus).add_recorder(otel).build();
             set(metrics::set_global_recorder(fanout))?;
-            Some(handle)
         }
-    };
+    }
     crate::metrics::describe();
     Ok(handle)
 }

@@ -1,13 +1,13 @@
 //! From settings to running pipelines: what
 //! [`ObservabilityBuilder::init`](crate::ObservabilityBuilder::init)
 //! resolves (builder values and `OTEL_*` variables, every one checked
-//! first) and builds (exporters, the recorder, the three providers), in
-//! the order that keeps every count visible: the recorder before the
-//! pipelines that register their counters in it.
+//! first) and builds (exporters, the recorder, the three providers, the
+//! Pushgateway push), in the order that keeps every count visible: the
+//! recorder before the pipelines that register their counters in it.
 
 use std::{sync::Arc, time::Duration};
 
-use metrics_exporter_prometheus::PrometheusHandle;
+use metrics_exporter_prometheus::{PrometheusHandle, PrometheusRecorder};
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry_sdk::{
     Resource,
@@ -25,7 +25,7 @@ use super::{
     metrics_bridge::OtelRecorder,
     metrics_otlp,
     pipeline::Pipeline,
-    recorder,
+    recorder::{self, Upkeep},
     sdk_events::Deferred,
     traces,
 };
@@ -48,6 +48,8 @@ pub(crate) struct Options {
     pub(crate) sampler: Option<Sampler>,
     pub(crate) trust_remote_sampling: bool,
     pub(crate) install_recorder: bool,
+    #[cfg(feature = "pushgateway")]
+    pub(crate) push: Option<super::PushConfig>,
 }
 
 /// Where one signal goes.
@@ -64,6 +66,8 @@ pub(crate) struct Plan {
     metrics: Option<(Target, Duration, Temporality)>,
     prometheus: bool,
     logs: Option<(Target, LogBatchSettings)>,
+    #[cfg(feature = "pushgateway")]
+    pub(super) push: Option<super::PushConfig>,
     /// One per ignored variable, logged once the subscriber is up.
     pub(crate) warnings: Vec<String>,
 }
@@ -84,7 +88,8 @@ fn target(signal: Signal, opts: &Options, signal_endpoint: Option<&str>) -> Resu
 ///
 /// [`InitError::InvalidEnvVar`] for any `OTEL_*` value that does not parse
 /// (see [`env`]), [`InitError::InvalidEndpoint`],
-/// [`InitError::UnsupportedProtocol`], [`InitError::InvalidSetting`].
+/// [`InitError::UnsupportedProtocol`], [`InitError::InvalidSetting`],
+/// `InitError::Pushgateway`.
 pub(crate) fn plan(opts: &Options) -> Result<Plan, InitError> {
     let warnings = env::validate()?;
     let disabled = config::sdk_disabled();
@@ -161,7 +166,36 @@ pub(crate) fn plan(opts: &Options) -> Result<Plan, InitError> {
         }
         None
     };
-    Ok(Plan { traces, metrics, prometheus, logs, warnings })
+    // The Pushgateway is set in code, not an exporter of
+    // OTEL_METRICS_EXPORTER: it pushes whatever that says (with `otlp` or
+    // `none`, a Prometheus recording is kept for the push alone, and
+    // `/metrics` still answers 503).
+    #[cfg(feature = "pushgateway")]
+    let push = match &opts.push {
+        Some(config) => {
+            config.check()?;
+            if opts.install_recorder {
+                Some(config.clone())
+            } else {
+                warnings.push(
+                    "the Pushgateway push is off: it needs the crate's recorder, and \
+                     install_metrics_recorder(false) was set"
+                        .to_owned(),
+                );
+                None
+            }
+        }
+        None => None,
+    };
+    Ok(Plan {
+        traces,
+        metrics,
+        prometheus,
+        logs,
+        #[cfg(feature = "pushgateway")]
+        push,
+        warnings,
+    })
 }
 
 /// The running pipelines.
@@ -172,6 +206,33 @@ pub(crate) struct Pipelines {
     pub(crate) meter: Option<(SdkMeterProvider, metrics_otlp::Counting, String)>,
     pub(crate) logger: Option<(SdkLoggerProvider, Arc<Pipeline>, String)>,
     pub(crate) runtime: Option<ExporterRuntime>,
+    /// The Prometheus recorder's upkeep, unless the Pushgateway exporter
+    /// runs it.
+    pub(crate) upkeep: Option<Upkeep>,
+    #[cfg(feature = "pushgateway")]
+    pub(crate) pusher: Option<super::Pusher>,
+}
+
+/// The Prometheus half of the recording, when `/metrics` or the
+/// Pushgateway needs it, and the pusher; not installed yet.
+#[cfg(feature = "pushgateway")]
+fn prometheus_recorder(
+    plan: &Plan,
+) -> Result<(Option<PrometheusRecorder>, Option<super::Pusher>), InitError> {
+    match &plan.push {
+        Some(config) => {
+            let (recorder, pusher) = super::push::recorder(recorder::prometheus_builder(), config)?;
+            Ok((Some(recorder), Some(pusher)))
+        }
+        None => Ok((plan.prometheus.then(|| recorder::prometheus_builder().build_recorder()), None)),
+    }
+}
+
+/// The Prometheus half of the recording, when `/metrics` needs it; not
+/// installed yet.
+#[cfg(not(feature = "pushgateway"))]
+fn prometheus_recorder(plan: &Plan) -> Result<(Option<PrometheusRecorder>, Option<()>), InitError> {
+    Ok((plan.prometheus.then(|| recorder::prometheus_builder().build_recorder()), None))
 }
 
 /// The resource of every signal: `service.name`, `service.version`, and
@@ -226,7 +287,15 @@ pub(crate) fn build(plan: Plan, opts: &Options, deferred: &Deferred) -> Result<P
         let otel = meter.as_ref().map(|(provider, _, _)| {
             OtelRecorder::new(provider.meter_with_scope(crate::trace::instrumentation_scope()))
         });
-        let prometheus = recorder::install(plan.prometheus, otel)?;
+        let (prometheus, pusher) = prometheus_recorder(&plan)?;
+        // `/metrics` serves the recording only when Prometheus is one of
+        // the exporters; the Pushgateway pushes it either way.
+        let prometheus = recorder::install(prometheus, otel)?.filter(|_| plan.prometheus);
+        // The Pushgateway exporter runs the upkeep on its own runtime.
+        let upkeep = match &pusher {
+            Some(_) => None,
+            None => prometheus.clone().map(Upkeep::start).transpose()?,
+        };
         if let Some((_, counting, _)) = &meter {
             metrics_otlp::start_counting(counting);
         }
@@ -244,6 +313,15 @@ pub(crate) fn build(plan: Plan, opts: &Options, deferred: &Deferred) -> Result<P
             let (provider, pipeline) = logs_otlp::logger_provider(resource.clone(), exporter, batch);
             (provider, pipeline, endpoint)
         });
-        Ok(Pipelines { prometheus, tracer, meter, logger, runtime: exporters.into_runtime() })
+        Ok(Pipelines {
+            prometheus,
+            tracer,
+            meter,
+            logger,
+            runtime: exporters.into_runtime(),
+            upkeep,
+            #[cfg(feature = "pushgateway")]
+            pusher,
+        })
     })
 }

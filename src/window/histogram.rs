@@ -130,6 +130,18 @@ impl WindowedHistogram {
         self.buckets[0].span()
     }
 
+    /// The heap bytes of its slots: 64 buckets of one `u64` per slot
+    /// (46 KB by default).
+    ///
+    /// ```
+    /// let h = tower_observability::window::WindowedHistogram::new();
+    /// assert_eq!(h.heap_bytes(), 64 * 90 * 8);
+    /// ```
+    #[must_use]
+    pub fn heap_bytes(&self) -> usize {
+        self.buckets.iter().map(|b| b.slots() * size_of::<u64>()).sum()
+    }
+
     /// Records one value, in seconds, now.
     #[inline]
     pub fn record(&self, seconds: f64) {

@@ -434,3 +434,57 @@ async fn a_down_alertmanager_keeps_the_queue_bounded_and_counts_drops() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// (d) A silence stops the notifications to a real Alertmanager: the alert,
+/// no longer re-sent, expires there (its `endsAt`, 4 re-send intervals
+/// ahead, passes); the silence's expiry resumes them and the alert is back.
+/// The engine is evaluated every 200 ms on an unhealthy readiness, as the
+/// monitoring router would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_stops_notifications_to_alertmanager_and_its_expiry_resumes_them() {
+    let am = Alertmanager::start().await;
+    let notifier = AlertNotifier::builder()
+        .alertmanager(&format!("http://{}", am.address))
+        .unwrap()
+        .service("alerts-test")
+        .resend_interval(SEC)
+        .build()
+        .unwrap();
+    let engine = AlertEngine::builder()
+        .rule(AlertRule::readiness_unhealthy().for_duration(Duration::ZERO))
+        .notifier(notifier.clone())
+        .build()
+        .unwrap();
+    let evaluating = engine.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            evaluating
+                .evaluate(&AlertInputs::default().with_readiness(HealthStatus::Unhealthy), Instant::now());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+
+    am.wait_for("the firing alert", |a| readiness_alert(a).is_some()).await;
+    let silence_for = Duration::from_secs(9);
+    let silenced_at = Instant::now();
+    engine.silence(alerts::SilenceMatcher::All, "maintenance", silence_for).unwrap();
+    // Wait for what was queued before the silence to be delivered.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent_at_silence = notifier.stats().sent;
+    am.wait_for("the silenced alert to expire in alertmanager", |a| readiness_alert(a).is_none()).await;
+    let gone_after = silenced_at.elapsed();
+    println!("silenced alert gone from alertmanager after {gone_after:?}");
+    assert!(gone_after < silence_for, "gone while the silence holds: {gone_after:?}");
+    assert_eq!(notifier.stats().sent, sent_at_silence, "nothing sent while silenced");
+    assert!(engine.active()[0].silenced, "still evaluated and listed");
+
+    am.wait_for("the alert back after the silence expired", |a| readiness_alert(a).is_some()).await;
+    let back_after = silenced_at.elapsed();
+    println!("alert back in alertmanager {back_after:?} after the silence began ({silence_for:?})");
+    assert!(back_after >= silence_for, "{back_after:?}");
+    assert!(notifier.stats().sent > sent_at_silence);
+    let kinds: Vec<_> =
+        engine.transitions(&alerts::HistoryFilter::default()).iter().rev().map(|t| t.kind.as_str()).collect();
+    assert_eq!(kinds, ["pending", "firing", "silenced", "unsilenced"]);
+    task.abort();
+}

@@ -6,9 +6,17 @@
 //! and the test reads the rendered DOM. Screenshots are saved as
 //! `target/dashboard.png` (light) and `target/dashboard-dark.png` (dark).
 //!
+//! The last test runs the real quickstart binary through an incident (its
+//! payments service failing) and saves `target/dashboard-quickstart.png`:
+//! every panel with data, a firing alert, the alert timeline, the health
+//! checks' history and the error budget.
+//!
 //! Chromium is Debian's `chromium` package at `/usr/bin/chromium` (or
 //! `$CHROMIUM`), which `scripts/test.sh` installs when it is missing.
 #![cfg(feature = "monitoring")]
+
+#[path = "../support/app.rs"]
+mod app;
 
 use std::{
     io::Read,
@@ -163,14 +171,17 @@ async fn dump_dom(url: String) -> String {
     dom
 }
 
-/// Saves a 1280×900 screenshot of `url` to `target/<name>` and returns its
-/// path.
+/// Saves a screenshot of `url` (1280×900 unless `extra` sets a
+/// `--window-size`) to `target/<name>` and returns its path.
 async fn screenshot(url: String, name: &str, extra: &'static [&'static str]) -> PathBuf {
     let path = target_dir().join(name);
     let _ = std::fs::remove_file(&path);
     let arg = format!("--screenshot={}", path.display());
     tokio::task::spawn_blocking(move || {
-        let mut args = vec!["--window-size=1280,900", "--run-all-compositor-stages-before-draw", &arg];
+        let mut args = vec!["--run-all-compositor-stages-before-draw", &arg];
+        if !extra.iter().any(|a| a.starts_with("--window-size=")) {
+            args.push("--window-size=1280,900");
+        }
         args.extend_from_slice(extra);
         run_chromium(&url, &args)
     })
@@ -423,4 +434,92 @@ async fn the_page_keeps_its_data_when_the_overview_fails_later_and_works_when_ne
     asked.overview.store(0, Ordering::SeqCst);
     let path = screenshot(format!("http://{address}/ops/monitoring"), "dashboard-degraded.png", &[]).await;
     assert!(std::fs::metadata(&path).unwrap().len() > 10_000, "{}", path.display());
+}
+
+/// GETs `path` on the quickstart, whatever the answer.
+async fn hit(client: &reqwest::Client, app: &app::App, path: &str) {
+    let _ = client.get(app.url(path)).send().await.map(|r| r.status());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quickstart_page_shows_every_panel_with_data_through_an_incident() {
+    let app = app::App::start(&[("OTEL_SDK_DISABLED", "true")]);
+    let client = reqwest::Client::new();
+    // Normal traffic: cached users, paid orders.
+    for i in 0..60u64 {
+        hit(&client, &app, &format!("/users/{}", i % 12)).await;
+        hit(&client, &app, &format!("/orders/{}", i * 5 + 2)).await;
+    }
+    // The incident: the payments service fails; orders answer 502 and the
+    // readiness check fails, until the error-ratio alert fires (20 s of
+    // `for`, evaluated every 5 s).
+    let res = client.put(app.url("/demo/payments/failing")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut round = 0u64;
+    loop {
+        for i in 0..8 {
+            hit(&client, &app, &format!("/orders/{}", (round * 8 + i) * 5 + 1)).await;
+            hit(&client, &app, &format!("/users/{}", (round * 8 + i) % 12)).await;
+        }
+        round += 1;
+        let alerts: serde_json::Value =
+            client.get(app.url("/monitoring/alerts")).send().await.unwrap().json().await.unwrap();
+        let firing = |name: &str| {
+            alerts["active"].as_array().unwrap().iter().any(|a| a["name"] == name && a["state"] == "firing")
+        };
+        if firing("HighErrorRatio") && firing("ReadinessUnhealthy") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the alerts did not fire within 90 s: {alerts}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    let page = app.url("/monitoring");
+    let dom = dump_dom(page.clone()).await;
+    // Key figures and routes.
+    let requests: u64 = text_of(&dom, "request-count").replace(',', "").parse().unwrap();
+    assert!(requests > 100, "{requests}");
+    assert_eq!(text_of(&dom, "service-name"), "quickstart");
+    assert_eq!(tags_with(&dom, "data-route", "/orders/{id}").len(), 1);
+    // The firing alerts.
+    let errors = tags_with(&dom, "data-alert-name", "HighErrorRatio");
+    assert!(errors.iter().any(|t| t.contains("data-state=\"firing\"")), "{errors:?}");
+    assert!(text_of(&dom, "count-critical").parse::<u64>().unwrap() >= 2);
+    // The timeline: a firing span, and the transitions listed.
+    assert!(!tags_with(&dom, "data-span", "firing").is_empty(), "a firing span on the timeline");
+    assert!(!tags_with(&dom, "data-span", "pending").is_empty(), "a pending span on the timeline");
+    assert!(
+        tags_with(&dom, "data-transition", "firing")
+            .iter()
+            .any(|t| t.contains("data-rule=\"HighErrorRatio\""))
+    );
+    assert!(
+        text_of(&dom, "history-counts").contains("HighErrorRatio: "),
+        "{}",
+        text_of(&dom, "history-counts")
+    );
+    // Health: readiness unhealthy, each check with its runs.
+    assert!(open_tag(&dom, "health-ready").contains("data-status=\"unhealthy\""));
+    assert!(dom.contains("failing: payments"));
+    let payments = tags_with(&dom, "data-check", "payments");
+    assert!(payments[0].contains("data-status=\"unhealthy\""), "{payments:?}");
+    assert_eq!(tags_with(&dom, "data-check", "heartbeat").len(), 1);
+    assert!(dom.matches("<i data-status=\"healthy\"").count() >= 3, "runs are drawn");
+    // The error budget: overspent by the incident.
+    let availability = tags_with(&dom, "data-slo", "availability");
+    assert!(availability[0].contains("class=\"slo over\""), "{availability:?}");
+    assert!(dom.contains("overspent"));
+    assert_eq!(tags_with(&dom, "data-slo", "users-latency").len(), 1);
+    // The cache panel, and no error banner.
+    assert!(!tags_with(&dom, "data-cache", "users").is_empty());
+    assert!(open_tag(&dom, "status-banner").contains("hidden"), "{}", banner(&dom));
+
+    // A picture of the whole page, every panel with data.
+    let path = screenshot(page, "dashboard-quickstart.png", &["--window-size=1280,1900"]).await;
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    assert!(size > 50_000, "{}: {size} bytes", path.display());
+    eprintln!("screenshot: {} ({size} bytes)", path.display());
+    let _ = client.put(app.url("/demo/payments/ok")).send().await;
+    assert!(app.terminate().success());
 }

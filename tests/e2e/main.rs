@@ -446,3 +446,34 @@ async fn a_slow_collector_fails_no_request() {
     eprintln!("slow collector: slowest of 200 requests {slowest:?}, exports take 500 ms each");
     slow.wait_for_span(SPAN_WAIT, |_| true).await;
 }
+
+/// `deploy/prometheus/slo.yml` is what the quickstart generates for its
+/// SLOs (`--prometheus-slo-rules`), and passes `promtool check rules`;
+/// `promtool test rules` runs its burn-rate cases (`slo_test.yml`).
+#[test]
+fn the_deployed_slo_rules_are_the_quickstarts_and_pass_promtool() {
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus");
+    let out = std::process::Command::new(app::example_binary("quickstart"))
+        .arg("--prometheus-slo-rules")
+        .output()
+        .expect("run quickstart --prometheus-slo-rules");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let generated = String::from_utf8(out.stdout).unwrap();
+    let deployed = std::fs::read_to_string(deploy.join("slo.yml")).unwrap();
+    assert!(
+        generated == deployed,
+        "deploy/prometheus/slo.yml is stale: regenerate it with \
+         `cargo run --example quickstart -- --prometheus-slo-rules > deploy/prometheus/slo.yml`"
+    );
+    for args in [&["check", "rules", "slo.yml"][..], &["test", "rules", "slo_test.yml"][..]] {
+        let out = std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(&deploy)
+            .output()
+            .expect("promtool (Debian's prometheus package) is installed by scripts/test.sh");
+        let said =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "promtool {args:?}: {said}");
+        assert!(said.contains("SUCCESS"), "{said}");
+    }
+}

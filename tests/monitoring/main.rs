@@ -2,6 +2,8 @@
 //! with the router, the alert engine evaluated in the background over the
 //! router's own windows, over real loopback HTTP.
 
+mod admin;
+
 use std::time::{Duration, Instant};
 
 use axum::{Router, http::StatusCode, routing::get};

@@ -207,14 +207,28 @@ async fn the_overview_reports_a_known_traffic_mix() {
     assert_eq!(windows, ["1m", "5m", "15m"]);
     assert_eq!(warnings[0]["ratio"], 0.2);
 
-    // Health: each group's status and the checks that are not healthy.
-    assert_eq!(
-        body["health"],
-        json!({
-            "live": {"status": "healthy", "failing": []},
-            "ready": {"status": "degraded", "failing": ["disk"]},
+    // Health: each group's status and the checks that are not healthy;
+    // each check's groups and its one run so far.
+    assert_eq!(body["health"]["live"], json!({"status": "healthy", "failing": []}));
+    assert_eq!(body["health"]["ready"], json!({"status": "degraded", "failing": ["disk"]}));
+    let checks: Vec<(&str, &Value, &str, usize)> = body["health"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let runs = c["runs"].as_array().unwrap();
+            (c["name"].as_str().unwrap(), &c["groups"], runs[0]["status"].as_str().unwrap(), runs.len())
         })
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            ("db", &json!(["ready"]), "healthy", 1),
+            ("disk", &json!(["ready"]), "degraded", 1),
+            ("worker", &json!(["live"]), "healthy", 1),
+        ]
     );
+    assert!(body["health"]["checks"].as_array().unwrap().iter().all(|c| c["flapping"] == false));
 
     // Process figures, read from /proc on Linux.
     let process = &body["process"];

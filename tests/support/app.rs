@@ -12,8 +12,8 @@ use std::{
 
 /// An example binary; built by the test command before the tests run
 /// (`cargo build --examples`), built here if missing.
-#[allow(dead_code)]
-fn example_binary(name: &str) -> PathBuf {
+#[allow(dead_code, unreachable_pub)]
+pub fn example_binary(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));

@@ -40,16 +40,22 @@ pub enum NotifierError {
     /// where it cannot spawn its senders.
     #[error("the alert notifier must be built inside a tokio runtime")]
     NoRuntime,
+    /// A signed webhook was given an empty secret.
+    #[error("the secret of a signed webhook is empty")]
+    EmptySecret,
     /// The HTTP client could not be built.
     #[error("cannot build the alert notifier's http client")]
     Client(#[source] reqwest::Error),
 }
 
+/// A target as given: its kind, URL and, for a signed webhook, its secret.
+pub(super) type TargetSpec = (TargetKind, String, Option<Arc<[u8]>>);
+
 /// Builds an [`AlertNotifier`]; see its docs for the defaults.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct AlertNotifierBuilder {
-    pub(super) targets: Vec<(TargetKind, String)>,
+    pub(super) targets: Vec<TargetSpec>,
     service: String,
     generator_url: String,
     queue_capacity: usize,
@@ -101,7 +107,7 @@ impl AlertNotifierBuilder {
         } else {
             format!("{trimmed}/api/v2/alerts")
         };
-        self.targets.push((TargetKind::Alertmanager, endpoint));
+        self.targets.push((TargetKind::Alertmanager, endpoint, None));
         Ok(self)
     }
 
@@ -113,7 +119,28 @@ impl AlertNotifierBuilder {
     /// `http(s)`.
     pub fn webhook(mut self, url: &str) -> Result<Self, NotifierError> {
         let url = parse(url)?;
-        self.targets.push((TargetKind::Webhook, url.to_string()));
+        self.targets.push((TargetKind::Webhook, url.to_string(), None));
+        Ok(self)
+    }
+
+    /// Adds a JSON webhook whose requests are signed with `secret`: each
+    /// carries [`SIGNATURE_HEADER`](super::SIGNATURE_HEADER)
+    /// (`X-Signature-256: sha256=<hex>`), the HMAC-SHA256 of the exact body
+    /// bytes under the shared secret, as GitHub signs its webhooks. The
+    /// receiver recomputes it over the raw body and compares in constant
+    /// time.
+    ///
+    /// # Errors
+    ///
+    /// [`NotifierError::InvalidUrl`] as [`webhook`](Self::webhook);
+    /// [`NotifierError::EmptySecret`] for an empty secret.
+    pub fn signed_webhook(mut self, url: &str, secret: impl AsRef<[u8]>) -> Result<Self, NotifierError> {
+        let secret = secret.as_ref();
+        if secret.is_empty() {
+            return Err(NotifierError::EmptySecret);
+        }
+        let url = parse(url)?;
+        self.targets.push((TargetKind::Webhook, url.to_string(), Some(Arc::from(secret))));
         Ok(self)
     }
 
@@ -181,7 +208,7 @@ impl AlertNotifierBuilder {
         let targets: Vec<_> = self
             .targets
             .into_iter()
-            .map(|(kind, url)| Arc::new(Target::new(kind, url, self.queue_capacity)))
+            .map(|(kind, url, secret)| Arc::new(Target::new(kind, url, secret, self.queue_capacity)))
             .collect();
         let sender = Sender {
             client,
@@ -200,6 +227,7 @@ impl AlertNotifierBuilder {
                 targets,
                 service: self.service,
                 resend_interval: self.resend_interval,
+                sender,
             }),
         })
     }

@@ -17,8 +17,9 @@ pub use self::{
         AlertNotifierBuilder, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF,
         DEFAULT_QUEUE_CAPACITY, DEFAULT_RESEND_INTERVAL, DEFAULT_TIMEOUT, NotifierError,
     },
-    notifier::{AlertNotifier, NotifierStats},
+    notifier::{AlertNotifier, NotifierStats, TargetInfo, TestResult},
     queue::MAX_BATCH,
+    sender::SIGNATURE_HEADER,
 };
 
 /// The notification the unit tests of the queue and the wire format share.

@@ -9,7 +9,11 @@ use std::{
 
 use crate::alerts::notification::Notification;
 
-use super::{AlertNotifierBuilder, queue::Target};
+use super::{
+    AlertNotifierBuilder,
+    queue::Target,
+    sender::{Attempt, Sender},
+};
 
 /// Delivery figures of an [`AlertNotifier`], summed over its targets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -99,6 +103,42 @@ pub(super) struct Shared {
     pub(super) targets: Vec<Arc<Target>>,
     pub(super) service: String,
     pub(super) resend_interval: Duration,
+    pub(super) sender: Sender,
+}
+
+/// One target of an [`AlertNotifier`], as the status page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct TargetInfo {
+    /// `alertmanager` or `webhook`.
+    pub kind: &'static str,
+    /// The URL, its password and query redacted.
+    pub url: String,
+    /// Whether its requests are signed (a webhook with a secret).
+    pub signed: bool,
+    /// Alerts waiting in its queue.
+    pub queued: u64,
+    /// Alerts delivered.
+    pub sent: u64,
+    /// Alerts given up on.
+    pub failed: u64,
+    /// Alerts dropped from its full queue.
+    pub dropped: u64,
+}
+
+/// The outcome of a test notification to one target
+/// ([`AlertNotifier::send_test`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct TestResult {
+    /// `alertmanager` or `webhook`.
+    pub target: &'static str,
+    /// The URL, its password and query redacted.
+    pub url: String,
+    /// Whether the target accepted it (a `2xx` answer).
+    pub ok: bool,
+    /// `answered 200 OK`, or why it failed.
+    pub detail: String,
 }
 
 impl Drop for Shared {
@@ -145,6 +185,71 @@ impl AlertNotifier {
             stats.dropped += t.dropped.load(Ordering::Relaxed);
         }
         stats
+    }
+
+    /// Each target, with its figures.
+    #[must_use]
+    pub fn targets(&self) -> Vec<TargetInfo> {
+        self.shared
+            .targets
+            .iter()
+            .map(|t| TargetInfo {
+                kind: t.kind.as_str(),
+                url: t.redacted_url(),
+                signed: t.secret.is_some(),
+                queued: t.queued() as u64,
+                sent: t.sent.load(Ordering::Relaxed),
+                failed: t.failed.load(Ordering::Relaxed),
+                dropped: t.dropped.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// Sends one test alert (`alertname="TestNotification"`,
+    /// `severity="info"`, valid for 4 re-send intervals) to every target at once,
+    /// bypassing the queues, with one attempt each bounded by the
+    /// notifier's timeout, and returns each target's outcome. The targets
+    /// are tried concurrently, so the answer takes at most one timeout.
+    ///
+    /// ```no_run
+    /// use tower_observability::alerts::AlertNotifier;
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let notifier = AlertNotifier::builder().webhook("http://127.0.0.1:9/hook")?.build()?;
+    /// let results = notifier.send_test().await;
+    /// assert!(!results[0].ok, "nothing listens on port 9");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn send_test(&self) -> Vec<TestResult> {
+        let now = std::time::SystemTime::now();
+        let mut labels = std::collections::BTreeMap::new();
+        labels.insert("alertname".to_owned(), "TestNotification".to_owned());
+        labels.insert("severity".to_owned(), "info".to_owned());
+        labels.insert("service".to_owned(), self.shared.service.clone());
+        let mut annotations = std::collections::BTreeMap::new();
+        annotations.insert("summary", "a test notification from tower-observability".to_owned());
+        let test = Notification {
+            status: crate::alerts::AlertState::Firing,
+            labels,
+            annotations,
+            starts_at: now,
+            ends_at: None,
+            value: None,
+            threshold: 0.0,
+        };
+        let sends = self.shared.targets.iter().map(|t| {
+            let (sender, test) = (&self.shared.sender, std::slice::from_ref(&test));
+            async move {
+                let (ok, detail) = match sender.attempt(t, test).await {
+                    Attempt::Sent => (true, "accepted".to_owned()),
+                    Attempt::Retry(reason) | Attempt::GiveUp(reason) => (false, reason),
+                };
+                TestResult { target: t.kind.as_str(), url: t.redacted_url(), ok, detail }
+            }
+        });
+        futures_util::future::join_all(sends).await
     }
 
     /// Queues `n` for every target, adding the `service` label. Never waits.

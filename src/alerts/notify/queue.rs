@@ -4,7 +4,7 @@
 use std::{
     collections::VecDeque,
     sync::{
-        Mutex, PoisonError,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
@@ -36,6 +36,8 @@ impl TargetKind {
 pub(super) struct Target {
     pub(super) kind: TargetKind,
     pub(super) url: String,
+    /// The shared secret of a signed webhook.
+    pub(super) secret: Option<Arc<[u8]>>,
     capacity: usize,
     queue: Mutex<VecDeque<Notification>>,
     pub(super) wake: Notify,
@@ -48,10 +50,11 @@ pub(super) struct Target {
 
 impl Target {
     /// An idle target whose queue holds at most `capacity` notifications.
-    pub(super) fn new(kind: TargetKind, url: String, capacity: usize) -> Self {
+    pub(super) fn new(kind: TargetKind, url: String, secret: Option<Arc<[u8]>>, capacity: usize) -> Self {
         Self {
             kind,
             url,
+            secret,
             capacity,
             queue: Mutex::new(VecDeque::new()),
             wake: Notify::new(),
@@ -88,8 +91,31 @@ impl Target {
         batch
     }
 
+    /// The URL without its password, query and fragment, for logs and the
+    /// status page.
+    pub(super) fn redacted_url(&self) -> String {
+        redact(&self.url)
+    }
+
     pub(super) fn queued(&self) -> usize {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+/// `url` without its password, query and fragment.
+pub(super) fn redact(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("redacted"));
+            }
+            if url.query().is_some() {
+                url.set_query(Some("redacted"));
+            }
+            url.set_fragment(None);
+            url.to_string()
+        }
+        Err(_) => "<invalid url>".to_owned(),
     }
 }
 
@@ -99,7 +125,7 @@ mod tests {
     use crate::alerts::notify::fixtures::notification;
 
     fn target(capacity: usize) -> Target {
-        Target::new(TargetKind::Webhook, String::new(), capacity)
+        Target::new(TargetKind::Webhook, String::new(), None, capacity)
     }
 
     #[test]
@@ -112,6 +138,12 @@ mod tests {
         let names: Vec<_> = t.take_batch().into_iter().map(|n| n.labels["alertname"].clone()).collect();
         assert_eq!(names, ["c", "d"]);
         assert_eq!(t.in_flight.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn urls_lose_their_secrets() {
+        assert_eq!(redact("http://u:pw@h:1/p?token=x#f"), "http://u:redacted@h:1/p?redacted");
+        assert_eq!(redact("http://h/hook"), "http://h/hook");
     }
 
     #[test]

@@ -31,8 +31,27 @@ pub(super) struct Sender {
     pub(super) max_backoff: Duration,
 }
 
+/// The header of a signed webhook request: `X-Signature-256`, GitHub's
+/// name for the HMAC-SHA256 of the body, `sha256=<lowercase hex>`.
+pub const SIGNATURE_HEADER: &str = "x-signature-256";
+
+/// `sha256=<hex>`: the HMAC-SHA256 of `body` under `secret` (RFC 2104).
+pub(super) fn signature(secret: &[u8], body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    let mut out = String::with_capacity(7 + 2 * digest.len());
+    out.push_str("sha256=");
+    for byte in digest {
+        use std::fmt::Write;
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
 /// The outcome of one attempt.
-enum Attempt {
+pub(super) enum Attempt {
     Sent,
     Retry(String),
     GiveUp(String),
@@ -112,15 +131,23 @@ impl Sender {
         }
     }
 
-    async fn attempt(&self, target: &Target, batch: &[Notification]) -> Attempt {
+    pub(super) async fn attempt(&self, target: &Target, batch: &[Notification]) -> Attempt {
         let now = SystemTime::now();
         let alerts: Vec<_> = batch.iter().map(|n| self.wire(n, now, target.kind)).collect();
-        let request = self.client.post(&target.url);
-        let request = match target.kind {
-            TargetKind::Alertmanager => request.json(&alerts),
-            TargetKind::Webhook => request.json(&WebhookBody { service: &self.service, alerts }),
+        let body = match target.kind {
+            TargetKind::Alertmanager => serde_json::to_vec(&alerts),
+            TargetKind::Webhook => serde_json::to_vec(&WebhookBody { service: &self.service, alerts }),
         };
-        match request.send().await {
+        let body = match body {
+            Ok(body) => body,
+            Err(err) => return Attempt::GiveUp(format!("cannot serialize the alerts: {err}")),
+        };
+        let mut request =
+            self.client.post(&target.url).header(reqwest::header::CONTENT_TYPE, "application/json");
+        if let Some(secret) = &target.secret {
+            request = request.header(SIGNATURE_HEADER, signature(secret, &body));
+        }
+        match request.body(body).send().await {
             Ok(res) if res.status().is_success() => Attempt::Sent,
             Ok(res) => {
                 let status = res.status();
@@ -160,6 +187,15 @@ fn jitter(delay: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signatures_are_rfc_4231_hmac_sha256() {
+        // RFC 4231, test case 2.
+        assert_eq!(
+            signature(b"Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
 
     #[test]
     fn jitter_stays_in_half_to_full_delay() {
