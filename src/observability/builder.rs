@@ -2,15 +2,27 @@
 //! environment variables that override them, and `init`, which checks them
 //! all, then installs the pipelines and the subscriber.
 
-use std::time::Duration;
 #[cfg(feature = "monitoring")]
 use std::time::Instant;
+use std::{
+    fmt,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
-use opentelemetry_sdk::{metrics::Temporality, trace::Sampler};
-use tracing_subscriber::{Layer as _, filter::FilterExt as _, layer::SubscriberExt, util::SubscriberInitExt};
+use opentelemetry_sdk::{
+    metrics::Temporality,
+    trace::{Sampler, SdkTracerProvider},
+};
+use tracing_subscriber::{
+    Layer, Registry, filter::FilterExt as _, layer::SubscriberExt, util::SubscriberInitExt,
+};
 
 use super::{Observability, default_layer};
-use crate::telemetry::{self, Deferred, InitError, LogFormat, MetricsExporters, OtlpProtocol};
+use crate::{
+    recorder::MetricsRecorder,
+    telemetry::{self, Deferred, InitError, LogFormat, MetricsExporters, OtlpProtocol},
+};
 
 /// Builder of [`Observability`]; start with [`Observability::builder`].
 #[derive(Debug, Clone)]
@@ -35,6 +47,22 @@ pub struct ObservabilityBuilder {
     log_queue_size: Option<usize>,
     #[cfg(feature = "pushgateway")]
     push: Option<telemetry::PushConfig>,
+    span_exporter: Option<telemetry::UserExporter>,
+    tracer_provider: Option<SdkTracerProvider>,
+    layers: ExtraLayers,
+    metrics_recorder: Option<MetricsRecorder>,
+}
+
+/// `tracing` layers the application adds to the installed subscriber, taken
+/// by the first `init` of the builder (or of a clone).
+#[derive(Clone, Default)]
+struct ExtraLayers(Arc<Mutex<Vec<Box<dyn Layer<Registry> + Send + Sync>>>>);
+
+impl fmt::Debug for ExtraLayers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.lock().unwrap_or_else(PoisonError::into_inner).len();
+        write!(f, "ExtraLayers({n})")
+    }
 }
 
 impl ObservabilityBuilder {
@@ -60,7 +88,88 @@ impl ObservabilityBuilder {
             log_queue_size: None,
             #[cfg(feature = "pushgateway")]
             push: None,
+            span_exporter: None,
+            tracer_provider: None,
+            layers: ExtraLayers::default(),
+            metrics_recorder: None,
         }
+    }
+
+    /// Exports spans with `exporter` instead of OTLP (a vendor's exporter,
+    /// an in-memory one in tests), through the same counted batch pipeline
+    /// as the OTLP exporter (`otlp_exporter_spans_*`, the queue cap,
+    /// [`Observability::exporters`]) and the same sampler and resource. The
+    /// OTLP traces endpoint settings are then unused.
+    ///
+    /// ```
+    /// use opentelemetry_sdk::trace::InMemorySpanExporter;
+    /// use tower_observability::Observability;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let spans = InMemorySpanExporter::default();
+    /// let obs = Observability::builder()
+    ///     .span_exporter(spans.clone())
+    ///     .install_subscriber(false)
+    ///     .install_metrics_recorder(false)
+    ///     .init()?;
+    /// assert!(obs.tracer_provider().is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn span_exporter<E>(mut self, exporter: E) -> Self
+    where
+        E: opentelemetry_sdk::trace::SpanExporter + 'static,
+    {
+        self.span_exporter = Some(telemetry::UserExporter::new(exporter));
+        self
+    }
+
+    /// Makes server spans with `provider` and joins `tracing` spans to it,
+    /// instead of building a tracer provider: its processors, exporters and
+    /// sampler are yours (wrap the sampler in
+    /// [`RouteSampler`](crate::trace::RouteSampler) for per-route
+    /// sampling; export through
+    /// [`counted_span_processor`](crate::telemetry::counted_span_processor)
+    /// to keep the crate's accounting). `init` does not set it as the global
+    /// provider, and [`Observability::shutdown`] leaves it to you.
+    pub fn tracer_provider(mut self, provider: SdkTracerProvider) -> Self {
+        self.tracer_provider = Some(provider);
+        self
+    }
+
+    /// Adds `layer` to the subscriber `init` installs, beside the crate's
+    /// log lines and span layers (a second log format, a filter of your
+    /// own, an error reporter). Has no effect with
+    /// [`install_subscriber`](Self::install_subscriber)`(false)`: add
+    /// [`Observability::layers`] to your subscriber then.
+    ///
+    /// ```no_run
+    /// use tower_observability::Observability;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let obs = Observability::builder()
+    ///     .with_layer(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+    ///     .init()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_layer<L>(self, layer: L) -> Self
+    where
+        L: Layer<Registry> + Send + Sync + 'static,
+    {
+        self.layers.0.lock().unwrap_or_else(PoisonError::into_inner).push(Box::new(layer));
+        self
+    }
+
+    /// Records the layer's metrics into `recorder` instead of installing
+    /// the crate's global Prometheus recorder (as
+    /// [`install_metrics_recorder`](Self::install_metrics_recorder)`(false)`,
+    /// but the series of [`Observability::layer`] go to `recorder`, without
+    /// a global one); `/metrics` then answers 503: serve `recorder`'s
+    /// rendering yourself.
+    pub fn metrics_recorder(mut self, recorder: MetricsRecorder) -> Self {
+        self.metrics_recorder = Some(recorder);
+        self
     }
 
     /// `service.name` of the resource; `OTEL_SERVICE_NAME` overrides it.
@@ -298,8 +407,15 @@ impl ObservabilityBuilder {
 
         #[cfg(feature = "monitoring")]
         let started = Instant::now();
-        let provider = pipelines.tracer.as_ref().map(|(provider, _, _)| provider.clone());
+        let provider = match &self.tracer_provider {
+            Some(provider) => Some(provider.clone()),
+            None => pipelines.tracer.as_ref().map(|(provider, _, _)| provider.clone()),
+        };
         let layer = default_layer(self.follows_parent_sampling(), provider.as_ref());
+        let layer = match &self.metrics_recorder {
+            Some(recorder) => layer.recorder(recorder.clone()),
+            None => layer,
+        };
         let obs = Observability {
             service_name,
             service_version: self.service_version.clone().unwrap_or_default(),
@@ -322,7 +438,9 @@ impl ObservabilityBuilder {
             // logged once per episode by the pipelines, not per batch.
             let stdout =
                 log_filter.and(tracing_subscriber::filter::filter_fn(|m| !telemetry::accounted_for(m)));
+            let extra = std::mem::take(&mut *self.layers.0.lock().unwrap_or_else(PoisonError::into_inner));
             tracing_subscriber::registry()
+                .with(extra)
                 .with(telemetry::fmt_layer(self.log_format).with_filter(stdout))
                 .with(obs.layers())
                 .try_init()
@@ -350,9 +468,11 @@ impl ObservabilityBuilder {
             log_queue_size: self.log_queue_size,
             sampler: self.sampler.clone(),
             trust_remote_sampling: self.trust_remote_sampling,
-            install_recorder: self.install_recorder,
+            install_recorder: self.install_recorder && self.metrics_recorder.is_none(),
             #[cfg(feature = "pushgateway")]
             push: self.push.clone(),
+            span_exporter: self.span_exporter.clone(),
+            tracer_provider: self.tracer_provider.is_some(),
         }
     }
 

@@ -56,7 +56,7 @@ pub use self::{
         OTLP_EXPORTER_SPANS_REJECTED,
     },
     recorder::prometheus_builder,
-    traces::{OTEL_LAYER_EXCLUDED_TARGETS, otel_layer},
+    traces::{OTEL_LAYER_EXCLUDED_TARGETS, counted_span_processor, otel_layer},
 };
 pub(crate) use self::{
     config::env,
@@ -67,6 +67,6 @@ pub(crate) use self::{
     pipeline::Pipeline,
     recorder::Upkeep,
     sdk_events::{Deferred, accounted_for, sdk_events_layer},
-    setup::{Options, build, plan},
+    setup::{Options, UserExporter, build, plan},
     traces::EXPORTER_TARGETS,
 };

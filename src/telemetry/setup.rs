@@ -5,7 +5,11 @@
 //! Pushgateway push), in the order that keeps every count visible: the
 //! recorder before the pipelines that register their counters in it.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    fmt,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 use metrics_exporter_prometheus::{PrometheusHandle, PrometheusRecorder};
 use opentelemetry::metrics::MeterProvider as _;
@@ -50,6 +54,40 @@ pub(crate) struct Options {
     pub(crate) install_recorder: bool,
     #[cfg(feature = "pushgateway")]
     pub(crate) push: Option<super::PushConfig>,
+    /// A span exporter of the application's, instead of OTLP.
+    pub(crate) span_exporter: Option<UserExporter>,
+    /// A tracer provider of the application's: no traces pipeline is built.
+    pub(crate) tracer_provider: bool,
+}
+
+/// Makes the tracer provider of a span exporter the application gave:
+/// the resource, the queue size, the sampler, whether remote sampling is
+/// trusted.
+type ProviderFactory =
+    Box<dyn FnOnce(Resource, usize, Option<Sampler>, bool) -> (SdkTracerProvider, Arc<Pipeline>) + Send>;
+
+/// A span exporter the application gave the builder, used by the first
+/// `init` of the builder (or of a clone).
+#[derive(Clone)]
+pub(crate) struct UserExporter(Arc<Mutex<Option<ProviderFactory>>>);
+
+impl UserExporter {
+    pub(crate) fn new<E: opentelemetry_sdk::trace::SpanExporter + 'static>(exporter: E) -> Self {
+        let factory: ProviderFactory = Box::new(move |resource, queue, sampler, trust| {
+            traces::tracer_provider(resource, exporter, queue, sampler, trust)
+        });
+        Self(Arc::new(Mutex::new(Some(factory))))
+    }
+
+    fn take(&self) -> Option<ProviderFactory> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+impl fmt::Debug for UserExporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("UserExporter")
+    }
 }
 
 /// Where one signal goes.
@@ -255,9 +293,12 @@ pub(crate) fn build(plan: Plan, opts: &Options, deferred: &Deferred) -> Result<P
     deferred.hold(|| {
         let resource = resource(opts);
         let mut exporters = Exporters::default();
+        // An exporter or a provider of the application's replaces OTLP.
+        let otlp_spans = opts.span_exporter.is_none() && !opts.tracer_provider;
         let span_exporter = plan
             .traces
             .as_ref()
+            .filter(|_| otlp_spans)
             .map(|(t, queue)| {
                 exporters.spans(t.protocol, &t.endpoint).map(|e| (e, *queue, t.endpoint.clone()))
             })
@@ -309,6 +350,14 @@ pub(crate) fn build(plan: Plan, opts: &Options, deferred: &Deferred) -> Result<P
             );
             (provider, pipeline, endpoint)
         });
+        let tracer = match (tracer, &opts.span_exporter, &plan.traces) {
+            (None, Some(user), Some((_, queue))) if !opts.tracer_provider => user.take().map(|make| {
+                let (provider, pipeline) =
+                    make(resource.clone(), *queue, opts.sampler.clone(), opts.trust_remote_sampling);
+                (provider, pipeline, "the application's span exporter".to_owned())
+            }),
+            (tracer, _, _) => tracer,
+        };
         let logger = log_exporter.map(|(exporter, batch, endpoint)| {
             let (provider, pipeline) = logs_otlp::logger_provider(resource.clone(), exporter, batch);
             (provider, pipeline, endpoint)

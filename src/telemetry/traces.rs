@@ -88,6 +88,50 @@ where
     otel.and_then(ServerSpanLayer::new().with_filter(bridged))
 }
 
+/// A batch span processor exporting through `exporter`, counted as
+/// [`Observability`](crate::Observability) counts its own: the
+/// `otlp_exporter_spans_{exported,failed,dropped,rejected}_total` counters
+/// and the `otlp_exporter_queue_spans` gauge (registered with the `metrics`
+/// recorder current when it is called), the first drop and every failed
+/// episode logged once. For a tracer provider built by hand, with an
+/// exporter of your own, that keeps the crate's accounting. `max_queue_size`
+/// spans are kept at most (at least 1); past it spans are dropped and
+/// counted, never waited for.
+///
+/// ```
+/// use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+/// use tower_observability::telemetry::counted_span_processor;
+///
+/// let provider = SdkTracerProvider::builder()
+///     .with_span_processor(counted_span_processor(InMemorySpanExporter::default(), 2048))
+///     .build();
+/// # drop(provider);
+/// ```
+pub fn counted_span_processor<E>(
+    exporter: E,
+    max_queue_size: usize,
+) -> impl opentelemetry_sdk::trace::SpanProcessor
+where
+    E: opentelemetry_sdk::trace::SpanExporter + 'static,
+{
+    counted_batch(exporter, max_queue_size.max(1)).0
+}
+
+/// The counted batch processor of `exporter`, and its pipeline's counts.
+fn counted_batch<E: opentelemetry_sdk::trace::SpanExporter + 'static>(
+    exporter: E,
+    queue: usize,
+) -> (pipeline::GuardedProcessor<opentelemetry_sdk::trace::BatchSpanProcessor>, Arc<pipeline::Pipeline>) {
+    let pipeline = pipeline::Pipeline::new(&pipeline::SPANS, queue);
+    let counting = pipeline::CountingExporter::new(exporter, pipeline.clone());
+    // The SDK reads the other OTEL_BSP_* itself (checked by `env`); the
+    // queue size is given so that it and the guard agree.
+    let config = opentelemetry_sdk::trace::BatchConfigBuilder::default().with_max_queue_size(queue).build();
+    let batch =
+        opentelemetry_sdk::trace::BatchSpanProcessor::builder(counting).with_batch_config(config).build();
+    (pipeline::GuardedProcessor::new(batch, pipeline.clone()), pipeline)
+}
+
 /// The tracer provider exporting through `exporter` and the counted span
 /// pipeline (a batch processor whose queue holds `queue` spans, at least
 /// 1), with `resource`, and `sampler` (or the SDK's, from
@@ -101,16 +145,8 @@ pub(crate) fn tracer_provider<E: opentelemetry_sdk::trace::SpanExporter + 'stati
     sampler: Option<Sampler>,
     trust_remote_sampling: bool,
 ) -> (SdkTracerProvider, Arc<pipeline::Pipeline>) {
-    let pipeline = pipeline::Pipeline::new(&pipeline::SPANS, queue);
-    let counting = pipeline::CountingExporter::new(exporter, pipeline.clone());
-    // The SDK reads the other OTEL_BSP_* itself (checked by `env`); the
-    // queue size is given so that it and the guard agree.
-    let config = opentelemetry_sdk::trace::BatchConfigBuilder::default().with_max_queue_size(queue).build();
-    let batch =
-        opentelemetry_sdk::trace::BatchSpanProcessor::builder(counting).with_batch_config(config).build();
-    let mut provider = SdkTracerProvider::builder()
-        .with_span_processor(pipeline::GuardedProcessor::new(batch, pipeline.clone()))
-        .with_resource(resource);
+    let (processor, pipeline) = counted_batch(exporter, queue);
+    let mut provider = SdkTracerProvider::builder().with_span_processor(processor).with_resource(resource);
     let sampler = sampler.filter(|_| config::env("OTEL_TRACES_SAMPLER").is_none());
     // The SDK's default sampler, as read from OTEL_TRACES_SAMPLER.
     let root = || opentelemetry_sdk::trace::Config::default().sampler;
