@@ -63,13 +63,17 @@
 //!     .layer(HttpMetricsLayer::new());
 //! ```
 
+mod exemplar;
 mod layer;
 mod rpc;
 mod series;
 mod stats;
 
+#[cfg(test)]
+pub(crate) use self::exemplar::SampledIds;
 pub(crate) use self::layer::{MetricsPending, MetricsRoute};
 pub use self::{
+    exemplar::{Exemplar, Exemplars, MAX_EXEMPLAR_SERIES},
     layer::{HttpMetrics, HttpMetricsLayer},
     rpc::{RPC_SERVER_ACTIVE_CALLS, RPC_SERVER_CALL_DURATION},
     stats::{HttpStats, HttpWindowStats, RouteStats},
