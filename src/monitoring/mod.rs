@@ -2,7 +2,7 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /metrics` | Prometheus text exposition format 0.0.4 |
+//! | `GET /metrics` | Prometheus text exposition format 0.0.4; OpenMetrics 1.0 with exemplars when asked (see below) |
 //! | `GET /health/live` | the liveness checks: `200` healthy or degraded, `503` unhealthy |
 //! | `GET /health/ready` | the readiness checks: `200` healthy or degraded, `503` unhealthy |
 //! | `GET /monitoring/overview` | the service at a glance, as JSON: see [`Overview`] |
@@ -45,6 +45,15 @@
 //!   "uptime_seconds": 3600.5
 //! }
 //! ```
+//!
+//! `/metrics` answers in OpenMetrics 1.0 text
+//! ([`OPENMETRICS_CONTENT_TYPE`]) a client whose `Accept` header names
+//! `application/openmetrics-text` (as Prometheus does): the same series,
+//! with the exemplars of the duration histograms, the trace id of a recent
+//! sampled request on each bucket. Any other client (no `Accept`, `*/*`,
+//! `text/plain`) gets the Prometheus text 0.0.4 as before; both carry
+//! `Vary: Accept`. See [`MetricsFormat`] for the negotiation and
+//! [`render_openmetrics`] for how the two are made from one recorder.
 //!
 //! `/metrics` also exports the standard process metrics
 //! (`process_resident_memory_bytes`, `process_cpu_seconds_total`,
@@ -103,6 +112,7 @@
 mod auth;
 mod dashboard;
 mod handlers;
+mod openmetrics;
 mod overview;
 mod router;
 mod state;
@@ -112,6 +122,7 @@ use std::time::Duration;
 #[cfg(feature = "telemetry")]
 pub(crate) use self::state::{ExportersSource, ServiceInfo};
 pub use self::{
+    openmetrics::{MetricsFormat, OPENMETRICS_CONTENT_TYPE, render_openmetrics},
     overview::{
         CacheOverview, ExporterOverview, GroupHealth, HealthOverview, HttpOverview, OVERVIEW_TOP_ROUTES,
         Overview, PerWindow, ProcessOverview, RouteOverview, ServiceOverview,

@@ -19,7 +19,7 @@ use crate::{
     cache::CacheHitRatios,
     health::HealthRegistry,
     layer::ObservabilityLayer,
-    metrics::HttpStats,
+    metrics::{Exemplars, HttpStats},
     observe::Unobserved,
     request_id::{MakeRequestId, MakeRequestUuid},
 };
@@ -70,6 +70,7 @@ impl MonitoringRouter {
             alerts: None,
             token: None,
             exporters: None,
+            exemplars: Exemplars::global(),
             #[cfg(feature = "process-metrics")]
             process: metrics_process::Collector::default(),
             #[cfg(feature = "process-metrics")]
@@ -340,6 +341,23 @@ impl<M> MonitoringRouter<M> {
     /// ```
     pub fn prometheus(mut self, handle: PrometheusHandle) -> Self {
         Arc::make_mut(&mut self.state).prometheus = Some(handle);
+        self
+    }
+
+    /// Reads the exemplars of `/metrics` (in OpenMetrics) from `registry` instead of
+    /// [`Exemplars::global`]: that of layers given
+    /// [`HttpMetricsLayer::exemplar_registry`](crate::metrics::HttpMetricsLayer::exemplar_registry).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_observability::{metrics::Exemplars, monitoring::MonitoringRouter};
+    ///
+    /// let router = MonitoringRouter::standalone().exemplars(Exemplars::new());
+    /// # let _ = router;
+    /// ```
+    pub fn exemplars(mut self, registry: Exemplars) -> Self {
+        Arc::make_mut(&mut self.state).exemplars = registry;
         self
     }
 

@@ -10,7 +10,7 @@ use crate::{
     alerts::{AlertInputs, AlertsSource},
     cache::CacheHitRatios,
     health::{HealthGroup, HealthRegistry},
-    metrics::HttpStats,
+    metrics::{Exemplars, HttpStats},
 };
 
 /// Name, version and start time of the service, for the monitoring routes.
@@ -38,6 +38,8 @@ pub(super) struct MonitoringState {
     pub(super) token: Option<Arc<str>>,
     /// The OTLP pipelines' counts, for the overview.
     pub(super) exporters: Option<ExportersSource>,
+    /// The exemplars `/metrics` and the dashboard show.
+    pub(super) exemplars: Exemplars,
     #[cfg(feature = "process-metrics")]
     pub(super) process: metrics_process::Collector,
     /// Describes the process metrics at the first `/metrics`, once the
