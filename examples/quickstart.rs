@@ -10,7 +10,9 @@
 //! (default `127.0.0.1`), `LOG_FORMAT` (`json`, the default, or `text`),
 //! `MONITORING_PORT` (serve `/metrics`, `/health/*` and `/monitoring/*` on
 //! that port instead of the application's), `MONITORING_TOKEN` (require
-//! `Authorization: Bearer <token>` on them), and
+//! `Authorization: Bearer <token>` on them), `TRACE_LINK` (how the
+//! dashboard links a trace id; Jaeger's UI at
+//! `http://localhost:16686/trace/{trace_id}` by default), and
 //! the standard `OTEL_*` variables (traces go to `http://localhost:4317`,
 //! Jaeger's OTLP gRPC port, unless `OTEL_EXPORTER_OTLP_ENDPOINT` says
 //! otherwise). Stops gracefully on Ctrl-C or SIGTERM, flushing pending spans.
@@ -113,7 +115,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let users: Users = InstrumentedCache::new("users", moka::future::Cache::builder().max_capacity(10_000));
 
-    let mut monitoring = obs.monitoring_router();
+    let trace_link =
+        std::env::var("TRACE_LINK").unwrap_or_else(|_| "http://localhost:16686/trace/{trace_id}".to_owned());
+    let mut monitoring = obs.monitoring_router().trace_link(trace_link)?;
     if let Ok(token) = std::env::var("MONITORING_TOKEN") {
         monitoring = monitoring.bearer_token(token);
     }

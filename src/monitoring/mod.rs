@@ -115,6 +115,7 @@ mod handlers;
 mod openmetrics;
 mod overview;
 mod router;
+mod slow;
 mod state;
 
 use std::time::Duration;
@@ -128,6 +129,10 @@ pub use self::{
         Overview, PerWindow, ProcessOverview, RouteOverview, ServiceOverview,
     },
     router::MonitoringRouter,
+    slow::{
+        RouteSlowRequests, SLOW_REQUESTS_PER_ROUTE, SLOW_REQUESTS_ROUTES, SLOW_REQUESTS_WITHIN, SlowRequest,
+        SlowRequests, TraceLinkError,
+    },
 };
 pub use crate::alerts::{AlertsSource, AlertsSummary};
 

@@ -40,6 +40,8 @@ pub(super) struct MonitoringState {
     pub(super) exporters: Option<ExportersSource>,
     /// The exemplars `/metrics` and the dashboard show.
     pub(super) exemplars: Exemplars,
+    /// How the dashboard links a trace id (`{trace_id}` replaced).
+    pub(super) trace_link: Option<Arc<str>>,
     #[cfg(feature = "process-metrics")]
     pub(super) process: metrics_process::Collector,
     /// Describes the process metrics at the first `/metrics`, once the
