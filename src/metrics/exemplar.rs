@@ -13,9 +13,10 @@
 //! Fixed memory: one slot of 64 bytes per bucket and `+Inf`
 //! (`DURATION_BUCKETS.len() + 1` = 15 slots, 960 bytes a series), allocated
 //! when the series is made, for at most [`MAX_EXEMPLAR_SERIES`] series.
-//! Recording is a seqlock write without waiting: a bucket search, one
-//! compare-and-swap and six plain stores; a writer that finds the slot being
-//! written by another request leaves it to that one (both are as recent).
+//! Recording is a seqlock write without waiting: a bucket search, two
+//! atomic read-modify-writes and five plain stores; a writer that finds the
+//! slot being written by another request leaves it to that one (both are as
+//! recent).
 //! Nothing is recorded for a request that is not sampled.
 
 use std::{
@@ -94,13 +95,12 @@ struct Read {
 }
 
 impl Slot {
-    /// Writes unless another writer is at work (its request is as recent).
+    /// Writes unless another writer is at work (its request is as recent):
+    /// setting the low bit of `seq` takes the slot (one atomic
+    /// instruction), adding one more releases it, even again.
     #[inline]
     fn write(&self, trace: u128, span: u64, value: f64, nanos: u64) {
-        let seq = self.seq.load(Ordering::Relaxed);
-        if seq & 1 == 1
-            || self.seq.compare_exchange(seq, seq + 1, Ordering::Acquire, Ordering::Relaxed).is_err()
-        {
+        if self.seq.fetch_or(1, Ordering::Acquire) & 1 == 1 {
             return;
         }
         // The data stores below cannot be seen before the odd sequence.
@@ -110,7 +110,7 @@ impl Slot {
         self.span.store(span, Ordering::Relaxed);
         self.value.store(value.to_bits(), Ordering::Relaxed);
         self.nanos.store(nanos, Ordering::Relaxed);
-        self.seq.store(seq + 2, Ordering::Release);
+        self.seq.fetch_add(1, Ordering::Release);
     }
 
     /// The slot's content, read whole: `None` when never written, or when
@@ -160,7 +160,10 @@ impl SeriesExemplars {
     /// of its bucket: the first bound it does not exceed, else `+Inf`.
     #[inline]
     pub(crate) fn record(&self, seconds: f64, ids: SampledIds, at: Instant) {
-        let bucket = DURATION_BUCKETS.partition_point(|&bound| bound < seconds);
+        // A scan from the first bound: most requests end in the first
+        // buckets, found in a comparison or two.
+        let bucket =
+            DURATION_BUCKETS.iter().position(|&bound| seconds <= bound).unwrap_or(DURATION_BUCKETS.len());
         let since = at.saturating_duration_since(self.anchor.instant);
         let nanos = since.as_secs() * 1_000_000_000 + u64::from(since.subsec_nanos());
         let trace = u128::from_be_bytes(ids.trace_id.to_bytes());

@@ -394,7 +394,7 @@ impl MetricsPending {
                 && let Some(end) = &finished.rpc
             {
                 let seconds = finished.at.saturating_duration_since(cx.start()).as_secs_f64();
-                method.record(seconds, end.code, finished.error, finished.at, sampled(cx));
+                method.record(seconds, end.code, finished.error, finished.at, || sampled(cx));
             }
             return;
         }
@@ -413,8 +413,6 @@ impl MetricsPending {
             first_byte_seconds: finished
                 .first_byte
                 .map(|at| at.saturating_duration_since(cx.start()).as_secs_f64()),
-            sampled: sampled(cx),
-            at: finished.at,
         };
         let key = SeriesKey {
             method: cx.known_method(),
@@ -425,7 +423,7 @@ impl MetricsPending {
             error: finished.error,
             labels: cx.labeler().map(Labeler::values).unwrap_or_default(),
         };
-        route.series.record(key, measurement);
+        route.series.record(key, measurement, || Some((sampled(cx)?, finished.at)));
     }
 }
 

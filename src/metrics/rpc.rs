@@ -63,10 +63,14 @@ struct CallDuration {
 }
 
 impl CallDuration {
+    /// Records a call, and its exemplar when `sampled` gives its span's ids
+    /// (asked only when the series keeps exemplars).
     #[inline]
-    fn record(&self, seconds: f64, at: Instant, sampled: Option<SampledIds>) {
+    fn record(&self, seconds: f64, at: Instant, sampled: impl Fn() -> Option<SampledIds>) {
         self.histogram.record(seconds);
-        if let (Some(exemplars), Some(ids)) = (&self.exemplars, sampled) {
+        if let Some(exemplars) = &self.exemplars
+            && let Some(ids) = sampled()
+        {
             exemplars.record(seconds, ids, at);
         }
     }
@@ -147,7 +151,7 @@ impl RpcMethod {
         code: Code,
         error: Option<ErrorType>,
         at: Instant,
-        sampled: Option<SampledIds>,
+        sampled: impl Fn() -> Option<SampledIds>,
     ) {
         self.windows().stats.record_at(seconds, error.is_some(), at);
         let by_code = code.is_server_error().then_some(ErrorType::Grpc(code));
@@ -166,7 +170,7 @@ impl RpcMethod {
         code: Code,
         error: ErrorType,
         at: Instant,
-        sampled: Option<SampledIds>,
+        sampled: impl Fn() -> Option<SampledIds>,
     ) {
         if let Some(duration) = self.marked.read().unwrap_or_else(PoisonError::into_inner).get(&(code, error))
         {
@@ -221,11 +225,13 @@ mod tests {
             let other = table.get(None, |_| unreachable!("fixed"));
             let now = Instant::now();
             say.start();
-            say.record(0.5, Code::NotFound, None, now, None);
+            say.record(0.5, Code::NotFound, None, now, || None);
             say.end();
-            say.record(0.5, Code::Unavailable, Some(ErrorType::Grpc(Code::Unavailable)), now, Some(ids(1)));
-            say.record(0.5, Code::Internal, Some(ErrorType::Panic), now, Some(ids(2)));
-            other.record(0.1, Code::Unimplemented, Some(ErrorType::Grpc(Code::Unimplemented)), now, None);
+            say.record(0.5, Code::Unavailable, Some(ErrorType::Grpc(Code::Unavailable)), now, || {
+                Some(ids(1))
+            });
+            say.record(0.5, Code::Internal, Some(ErrorType::Panic), now, || Some(ids(2)));
+            other.record(0.1, Code::Unimplemented, Some(ErrorType::Grpc(Code::Unimplemented)), now, || None);
         });
         let exemplar_of = |status: &str| {
             let found = registry.latest(RPC_SERVER_CALL_DURATION, &[("rpc_response_status_code", status)]);

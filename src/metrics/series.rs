@@ -85,10 +85,6 @@ pub(crate) struct Measurement {
     pub(crate) request_bytes: u64,
     pub(crate) response_bytes: u64,
     pub(crate) first_byte_seconds: Option<f64>,
-    /// The ids of the request's span, when it is sampled: its exemplar.
-    pub(crate) sampled: Option<SampledIds>,
-    /// When it ended.
-    pub(crate) at: Instant,
 }
 
 /// A host the metrics may name in `server_address`: `host`, or
@@ -161,13 +157,23 @@ impl RouteSeries {
         self.route.as_ref()
     }
 
-    /// Records one finished request into its Prometheus series.
+    /// Records one finished request into its Prometheus series, and its
+    /// exemplar: `sampled` gives the ids of its span and when it ended,
+    /// when the span is sampled; it is asked only when the series keeps
+    /// exemplars.
     #[inline]
-    pub(crate) fn record(&self, key: SeriesKey, m: Measurement) {
+    pub(crate) fn record(
+        &self,
+        key: SeriesKey,
+        m: Measurement,
+        sampled: impl Fn() -> Option<(SampledIds, Instant)>,
+    ) {
         let record = |series: &Series| {
             series.duration.record(m.seconds);
-            if let (Some(exemplars), Some(ids)) = (&series.exemplars, m.sampled) {
-                exemplars.record(m.seconds, ids, m.at);
+            if let Some(exemplars) = &series.exemplars
+                && let Some((ids, at)) = sampled()
+            {
+                exemplars.record(m.seconds, ids, at);
             }
             series.request_size.record(m.request_bytes as f64);
             series.response_size.record(m.response_bytes as f64);
@@ -269,17 +275,10 @@ mod tests {
             error: None,
             labels: LabelValues::default(),
         };
-        let m = Measurement {
-            seconds: 0.1,
-            request_bytes: 1,
-            response_bytes: 2,
-            first_byte_seconds: None,
-            sampled: None,
-            at: Instant::now(),
-        };
+        let m = Measurement { seconds: 0.1, request_bytes: 1, response_bytes: 2, first_byte_seconds: None };
         for round in 0..2 {
             for code in 200..200 + 2 * SERIES_SLOTS as u16 {
-                route.record(key(code), m);
+                route.record(key(code), m, || None);
             }
             let slots = route.slots.iter().filter(|s| s.get().is_some()).count();
             assert_eq!(slots, SERIES_SLOTS, "round {round}");
@@ -306,24 +305,18 @@ mod tests {
             labels: LabelValues::default(),
         };
         let at = Instant::now();
-        let m = |seconds, sampled| Measurement {
-            seconds,
-            request_bytes: 0,
-            response_bytes: 0,
-            first_byte_seconds: None,
-            sampled,
-            at,
-        };
+        let m =
+            |seconds| Measurement { seconds, request_bytes: 0, response_bytes: 0, first_byte_seconds: None };
         let ids = SampledIds {
             trace_id: TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
             span_id: SpanId::from_hex("00f067aa0ba902b7").unwrap(),
         };
-        route.record(key(200), m(0.2, None));
-        route.record(key(500), m(0.2, None));
+        route.record(key(200), m(0.2), || None);
+        route.record(key(500), m(0.2), || None);
         assert_eq!(registry.len(), 2, "each series has its slots");
         assert!(registry.latest(HTTP_SERVER_REQUEST_DURATION, &[]).is_empty(), "none sampled");
 
-        route.record(key(200), m(0.3, Some(ids)));
+        route.record(key(200), m(0.3), || Some((ids, at)));
         let ok = registry.latest(HTTP_SERVER_REQUEST_DURATION, &[("http_response_status_code", "200")]);
         assert_eq!(ok.len(), 1);
         assert_eq!((ok[0].trace_id, ok[0].span_id, ok[0].value), (ids.trace_id, ids.span_id, 0.3));
