@@ -1,45 +1,6 @@
 //! `/metrics` in OpenMetrics 1.0 text, by content negotiation, with the
-//! exemplars of the crate's duration histograms.
-//!
-//! # One source per series
-//!
-//! The `metrics` facade has no exemplar API, and metrics-exporter-prometheus
-//! renders none. The crate does not render any series of its own: every
-//! count, sum, bucket, gauge and counter, the application's too, comes from
-//! the one Prometheus recorder (`PrometheusHandle::render`, the 0.0.4 text
-//! served as it is to every other client). For OpenMetrics that text is
-//! rewritten line by line into OpenMetrics 1.0 (OpenMetrics 1.0, "Text
-//! format"), and the only data added are the exemplars, which the recorder
-//! cannot hold: they come from the crate's exemplar slots
-//! ([`Exemplars`](crate::metrics::Exemplars)), kept beside each series'
-//! histogram handle and keyed by the same name and labels, which this module
-//! formats with the exporter's own `formatting` functions to find the
-//! rendered series again.
-//!
-//! The rewrite, per the specification's sections:
-//!
-//! - "Counter": the family is named without `_total`
-//!   (`# TYPE cache_gets counter`) and the sample with it
-//!   (`cache_gets_total 5`), also for a counter recorded without the suffix.
-//! - "Unit" and "Units and Base Units": `# UNIT` for a family whose name
-//!   ends in a base unit (`_seconds`, `_bytes`, `_joules`, `_grams`,
-//!   `_meters`, `_ratio`, `_volts`, `_amperes`, `_celsius`), as the
-//!   specification requires the unit to be that suffix.
-//! - "Considerations: Canonical Numbers": `le` and `quantile` values in the
-//!   Go `%g` rendering with `.0` added (`1.0`, `0.005`, `1e+06`, `+Inf`).
-//! - "Escaping": `"` escaped in `# HELP` (0.0.4 leaves it raw).
-//! - "Numbers": `+Inf`/`-Inf` for infinite gauge values.
-//! - "Overall Structure": metadata in the order TYPE, UNIT, HELP, no blank
-//!   line, `# EOF` last.
-//! - "Histogram" / "Exemplars": on a `_bucket` line, the latest exemplar
-//!   whose value lies in that bucket (above the previous bound, at most its
-//!   own), as `# {trace_id="..",span_id=".."} value timestamp`; none on
-//!   `_count` or `_sum`. `_created` is left out (a SHOULD the recorder has
-//!   no data for).
-//!
-//! A series whose exemplars are shown must be rendered with the labels the
-//! crate recorded it with; labels the recorder adds in front of them
-//! (`PrometheusBuilder::add_global_label`) are allowed for.
+//! exemplars of the crate's duration histograms: see [`MetricsFormat`] and
+//! [`render_openmetrics`].
 
 use std::{collections::HashMap, fmt::Write as _, time::UNIX_EPOCH};
 
@@ -107,6 +68,16 @@ impl MetricsFormat {
 
     /// The format for a request's headers: their `Accept` values, joined
     /// as one list (RFC 9110, section 5.3).
+    ///
+    /// ```
+    /// use http::{HeaderMap, HeaderValue, header::ACCEPT};
+    /// use tower_observability::monitoring::MetricsFormat;
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.append(ACCEPT, HeaderValue::from_static("text/plain;q=0.5"));
+    /// headers.append(ACCEPT, HeaderValue::from_static("application/openmetrics-text"));
+    /// assert_eq!(MetricsFormat::from_headers(&headers), MetricsFormat::OpenMetrics);
+    /// ```
     #[must_use]
     pub fn from_headers(headers: &HeaderMap) -> Self {
         let values: Vec<&str> = headers.get_all(ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
@@ -114,6 +85,12 @@ impl MetricsFormat {
     }
 
     /// The `Content-Type` of an answer in this format.
+    ///
+    /// ```
+    /// use tower_observability::monitoring::{MetricsFormat, OPENMETRICS_CONTENT_TYPE};
+    ///
+    /// assert_eq!(MetricsFormat::OpenMetrics.content_type(), OPENMETRICS_CONTENT_TYPE);
+    /// ```
     #[must_use]
     pub fn content_type(self) -> &'static str {
         match self {
@@ -205,7 +182,54 @@ fn split_outside_quotes(s: &str, sep: char) -> impl Iterator<Item = &str> {
 /// Renders the metrics of `handle` in OpenMetrics 1.0 text, with the
 /// exemplars of [`Exemplars::global`], the registry the crate's layers
 /// record into: what `/metrics` answers a client that asks for
-/// [`MetricsFormat::OpenMetrics`]. See the [module docs](self).
+/// [`MetricsFormat::OpenMetrics`].
+///
+/// # One source per series
+///
+/// The `metrics` facade has no exemplar API, and metrics-exporter-prometheus
+/// renders none. The crate does not render any series of its own: every
+/// count, sum, bucket, gauge and counter, the application's too, comes from
+/// the one Prometheus recorder (`PrometheusHandle::render`, the 0.0.4 text
+/// served as it is to every other client). For OpenMetrics that text is
+/// rewritten line by line into OpenMetrics 1.0 (OpenMetrics 1.0, "Text
+/// format"), and the only data added are the exemplars, which the recorder
+/// cannot hold: they come from the crate's exemplar slots
+/// ([`Exemplars`](crate::metrics::Exemplars)), kept beside each series'
+/// histogram handle and keyed by the same name and labels, formatted with
+/// the exporter's own `formatting` functions to find the rendered series
+/// again.
+///
+/// The rewrite, per the specification's sections:
+///
+/// - "Counter": the family is named without `_total`
+///   (`# TYPE cache_gets counter`) and the sample with it
+///   (`cache_gets_total 5`), also for a counter recorded without the suffix.
+/// - "Unit" and "Units and Base Units": `# UNIT` for a family whose name
+///   ends in a base unit (`_seconds`, `_bytes`, `_joules`, `_grams`,
+///   `_meters`, `_ratio`, `_volts`, `_amperes`, `_celsius`), as the
+///   specification requires the unit to be that suffix.
+/// - "Considerations: Canonical Numbers": `le` and `quantile` values in the
+///   Go `%g` rendering with `.0` added (`1.0`, `0.005`, `1e+06`, `+Inf`).
+/// - "Escaping": `"` escaped in `# HELP` (0.0.4 leaves it raw).
+/// - "Numbers": `+Inf`/`-Inf` for infinite gauge values.
+/// - "Overall Structure": metadata in the order TYPE, UNIT, HELP, no blank
+///   line, `# EOF` last.
+/// - "Histogram" / "Exemplars": on a `_bucket` line, the latest exemplar
+///   whose value lies in that bucket (above the previous bound, at most its
+///   own), as `# {trace_id="..",span_id=".."} value timestamp`; none on
+///   `_count` or `_sum`. `_created` is left out (a SHOULD the recorder has
+///   no data for).
+///
+/// A series whose exemplars are shown must be rendered with the labels the
+/// crate recorded it with; labels the recorder adds in front of them
+/// (`PrometheusBuilder::add_global_label`) are allowed for.
+///
+/// What the formats make differ: a counter recorded as `jobs` is `jobs` in
+/// the 0.0.4 text and `jobs_total` in OpenMetrics (the specification's
+/// suffix), so Prometheus stores it under either name depending on the
+/// format it scraped; the crate's counters all end in `_total` and keep
+/// their name. A counter `x_total` beside a gauge `x` make two families
+/// named `x`, which OpenMetrics forbids ("Suffixes"): name them apart.
 ///
 /// ```
 /// use tower_observability::monitoring::render_openmetrics;
