@@ -263,10 +263,9 @@ impl RouteSeries {
 mod tests {
     use super::*;
 
-    #[test]
-    fn label_sets_beyond_the_slots_are_kept_too() {
-        let route = RouteSeries::new("/a", false, SeriesLabels::default(), None);
-        let key = |code: u16| SeriesKey {
+    /// The key of a plain GET answered with `code`.
+    fn key(code: u16) -> SeriesKey {
+        SeriesKey {
             method: KnownMethod::of(&http::Method::GET),
             https: false,
             version: http::Version::HTTP_11,
@@ -274,7 +273,12 @@ mod tests {
             status: Some(StatusCode::from_u16(code).unwrap()),
             error: None,
             labels: LabelValues::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn label_sets_beyond_the_slots_are_kept_too() {
+        let route = RouteSeries::new("/a", false, SeriesLabels::default(), None);
         let m = Measurement { seconds: 0.1, request_bytes: 1, response_bytes: 2, first_byte_seconds: None };
         for round in 0..2 {
             for code in 200..200 + 2 * SERIES_SLOTS as u16 {
@@ -295,15 +299,6 @@ mod tests {
 
         let registry = Exemplars::new();
         let route = RouteSeries::new("/ex", false, SeriesLabels::default(), Some(registry.clone()));
-        let key = |code: u16| SeriesKey {
-            method: KnownMethod::of(&http::Method::GET),
-            https: false,
-            version: http::Version::HTTP_11,
-            server: None,
-            status: Some(StatusCode::from_u16(code).unwrap()),
-            error: None,
-            labels: LabelValues::default(),
-        };
         let at = Instant::now();
         let m =
             |seconds| Measurement { seconds, request_bytes: 0, response_bytes: 0, first_byte_seconds: None };
