@@ -172,11 +172,13 @@ impl SeriesExemplars {
     }
 
     /// The metric name.
+    #[cfg(feature = "monitoring")]
     pub(crate) fn name(&self) -> &'static str {
         self.name
     }
 
     /// The series' labels, in the order the histogram was registered with.
+    #[cfg(feature = "monitoring")]
     pub(crate) fn labels(&self) -> &[Label] {
         &self.labels
     }

@@ -95,9 +95,17 @@
 //!   "process": {"resident_memory_bytes": 24117248, "virtual_memory_bytes": 1073741824,
 //!               "cpu_seconds_total": 1.25, "open_fds": 17, "max_fds": 1024, "threads": 5,
 //!               "start_time_seconds": 1750000000},
-//!   "alerts": {"active": [], "counts": {}}
+//!   "alerts": {"active": [], "counts": {}},
+//!   "slow_requests": {"routes": [{"route": "/report", "requests": [
+//!     {"trace_id": "08832169350a63adb0752f1e8d353b00", "span_id": "c7c60a8e859ed7fc",
+//!      "seconds": 0.5068, "status": "200", "ended_at": "2025-06-01T12:00:00.123Z",
+//!      "link": "http://localhost:16686/trace/08832169350a63adb0752f1e8d353b00"}]}]}
 //! }
 //! ```
+//!
+//! `slow_requests` lists, per route, the slowest sampled requests of the
+//! last 15 minutes from the exemplar slots ([`SlowRequests`]; `link` is
+//! `null` without [`MonitoringRouter::trace_link`]).
 //!
 //! `health` is `null` without a registry; a figure that cannot be known
 //! (a ratio or quantile without requests, a process figure the platform
