@@ -22,6 +22,7 @@
 //! cargo bench --bench overhead -- metrics       # criterion's name filter
 //! OVERHEAD_ROUNDS=31 OVERHEAD_BATCH=4000 cargo bench --bench overhead
 //! OVERHEAD_LOOP=full_sampled:200000 cargo bench --bench overhead   # profiling loop only
+//! OVERHEAD_EXEMPLARS=off cargo bench --bench overhead  # the metrics part without exemplars
 //! ```
 //!
 //! After criterion, a summary pass times every case again in interleaved
@@ -168,9 +169,20 @@ mod imp {
         HttpTraceLayer::new().tracer(TRACER.get().expect("pipeline installed").clone())
     }
 
+    /// `HttpMetricsLayer::new()`; without exemplars with
+    /// `OVERHEAD_EXEMPLARS=off`, to count what they cost.
+    fn metrics_part() -> HttpMetricsLayer {
+        let layer = HttpMetricsLayer::new();
+        if std::env::var("OVERHEAD_EXEMPLARS").is_ok_and(|v| v == "off") {
+            layer.exemplars(false)
+        } else {
+            layer
+        }
+    }
+
     /// `ObservabilityLayer` as `Observability::layer` builds it.
     fn full() -> ObservabilityLayer {
-        ObservabilityLayer::new().trace(trace())
+        ObservabilityLayer::new().trace(trace()).metrics(metrics_part())
     }
 
     async fn get_user(Path(id): Path<u32>) -> impl IntoResponse {
@@ -328,7 +340,7 @@ mod imp {
                 || (users(1).layer(trace()), Workload::fixed(Some(PARENT_UNSAMPLED))),
             ),
             ("overhead", "metrics", "bare", "HttpMetricsLayer", || {
-                (users(1).layer(HttpMetricsLayer::new()), Workload::fixed(None))
+                (users(1).layer(metrics_part()), Workload::fixed(None))
             }),
             ("overhead", "cache", "bare", "RecordCacheStatusLayer (no cache header)", || {
                 (users(1).layer(RecordCacheStatusLayer::new()), Workload::fixed(None))

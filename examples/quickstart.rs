@@ -52,6 +52,7 @@
 //! | `ALERT_WEBHOOK_URL` | push alerts to this JSON webhook | none |
 //! | `ALERT_WEBHOOK_SECRET` | sign the webhook's requests (`X-Signature-256`, HMAC-SHA256) | unsigned |
 //! | `PAYMENTS_MODE` | `ok`, `slow` or `failing` at start | `ok` |
+//! | `TRACE_LINK` | how the dashboard links a trace id | `http://localhost:16686/trace/{trace_id}` (Jaeger) |
 //! | `PUSHGATEWAY_URL` | also push the metrics to this Pushgateway group (`http://localhost:9091/metrics/job/quickstart`) every 15 s and at shutdown | none |
 //! | `OTEL_*` | the standard variables; traces go to `http://localhost:4317` | |
 //!
@@ -398,8 +399,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!(?notifier, "alerts are pushed");
         engine = engine.notifier(notifier);
     }
+    let trace_link =
+        std::env::var("TRACE_LINK").unwrap_or_else(|_| "http://localhost:16686/trace/{trace_id}".to_owned());
     let mut monitoring = obs
         .monitoring_router()
+        .trace_link(trace_link)?
         .health(health(&users, &payments, &heartbeat))
         .alert_engine(engine.build()?, Duration::from_secs(5));
     for slo in slos() {

@@ -5,6 +5,7 @@
 #
 #   scripts/bench-instructions.sh                  # the default cases
 #   CASES="bare metrics" N=5000 scripts/bench-instructions.sh
+#   OVERHEAD_EXEMPLARS=off scripts/bench-instructions.sh   # without exemplars
 #
 # Each case runs `OVERHEAD_LOOP=<case>:<N>` (2 000 warm-up requests, then N
 # measured ones) under callgrind, collecting only the measured loop, and

@@ -3,8 +3,10 @@
 # quickstart (promtool check rules), their unit tests with burn-rate cases (promtool test
 # rules), the Prometheus configurations (promtool check config), the OpenTelemetry
 # Collector configuration and the compose files (YAML, every component a pipeline names
-# defined, every mounted file present), and the Grafana dashboard (valid JSON, the
-# expected panels, one datasource variable, and every panel query parsed by promtool).
+# defined, every mounted file present), the Grafana dashboard (valid JSON, the expected
+# panels, one datasource variable, every panel query parsed by promtool, exemplars on the
+# latency panels), and the exemplar wiring (Prometheus with exemplar storage, Grafana's
+# Prometheus data source linking `trace_id` to Jaeger).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,7 +63,14 @@ known = {
     "http_server_request_duration_seconds_count", "http_server_request_duration_seconds_bucket",
     "http_server_active_requests", "cache_gets_total", "http_server_cache_requests_total",
     "health_check_status", "tower_observability_alerts", "ALERTS",
+    "rpc_server_call_duration_seconds_bucket",
 }
+# Latency panels (quantiles of a duration histogram) show exemplars.
+latency = [p for p in panels if any("_duration_seconds_bucket" in t["expr"] for t in p.get("targets", []))]
+check(len(latency) >= 2, "the latency panels are missing")
+for p in latency:
+    for t in p["targets"]:
+        check(t.get("exemplar") is True, f"panel {p['title']!r}: target {t['refId']} must show exemplars")
 exprs = []
 for p in panels:
     check(p.get("datasource", {}).get("uid") == "${datasource}", f"panel {p['title']!r}: datasource must be ${{datasource}}")
@@ -96,7 +105,7 @@ for config in deploy/prometheus/prometheus.yml deploy/prometheus/prometheus.coll
   promtool check config --syntax-only "$tmp/$(basename "$config")" >/dev/null
 done
 
-echo "== collector config and compose files"
+echo "== collector config, compose files, exemplar wiring"
 python3 - <<'EOF'
 import os, sys
 import yaml
@@ -161,10 +170,34 @@ targets = [t for job in prom["scrape_configs"] for sc in job["static_configs"] f
 check("otel-collector:8889" in targets, "collector compose: Prometheus must scrape otel-collector:8889")
 check(c["exporters"]["prometheus"]["endpoint"].endswith(":8889"), "collector: Prometheus exporter on 8889")
 
+# Exemplars: Prometheus keeps them, Grafana links their trace_id to Jaeger.
+services = load("deploy/docker-compose.yml")["services"]
+command = services["prometheus"].get("command", [])
+check("--enable-feature=exemplar-storage" in command, "compose: Prometheus needs --enable-feature=exemplar-storage")
+check("--config.file=/etc/prometheus/prometheus.yml" in command, "compose: Prometheus' command lost --config.file")
+grafana = services.get("grafana", {})
+check(grafana, "compose: no grafana service")
+mounts = {v.split(":")[1]: v.split(":")[0] for v in grafana.get("volumes", [])}
+check(mounts.get("/etc/grafana/provisioning") == "./grafana/provisioning", "compose: Grafana's provisioning mount")
+
+sources = load("deploy/grafana/provisioning/datasources/datasources.yml")["datasources"]
+by_uid = {s["uid"]: s for s in sources}
+prometheus = [s for s in sources if s["type"] == "prometheus"]
+check(len(prometheus) == 1 and prometheus[0]["url"] == "http://prometheus:9090", "grafana: one Prometheus data source")
+destinations = prometheus[0].get("jsonData", {}).get("exemplarTraceIdDestinations", []) if prometheus else []
+check(any(d.get("name") == "trace_id" and by_uid.get(d.get("datasourceUid"), {}).get("type") == "jaeger"
+          for d in destinations), "grafana: the exemplars' trace_id must link to the Jaeger data source")
+check(any(s["type"] == "jaeger" and s["url"] == "http://jaeger:16686" for s in sources), "grafana: Jaeger data source")
+providers = load("deploy/grafana/provisioning/dashboards/dashboards.yml")["providers"]
+path = providers[0]["options"]["path"]
+check(any(target.startswith(path + "/") and source == "./grafana/dashboard.json" for target, source in mounts.items()),
+      "grafana: the dashboard provider must read the mounted dashboard.json")
+
+
 if errors:
     print("\n".join(errors), file=sys.stderr)
     sys.exit(1)
-print(f"  collector: {len(pipelines)} pipelines; 2 compose files")
+print(f"  collector: {len(pipelines)} pipelines; 2 compose files; exemplar storage on, trace_id -> Jaeger")
 EOF
 
 echo "== deploy checks passed"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of the crate on a fresh Debian machine: installs what the
-# tests need (promtool from Debian's `prometheus`, Alertmanager from
-# `prometheus-alertmanager`, the Pushgateway from `prometheus-pushgateway`,
-# headless Chromium from `chromium`, PyYAML for the deploy checks from
-# `python3-yaml`), then checks
+# tests need (promtool and Prometheus from Debian's `prometheus`,
+# Alertmanager from `prometheus-alertmanager`, the Pushgateway from
+# `prometheus-pushgateway`, headless Chromium from `chromium`, PyYAML for the
+# deploy checks from `python3-yaml`, Python's `venv` from `python3-venv`, and
+# `prometheus_client` from PyPI), then checks
 # deploy/, lints, documents, tests with all features, and checks that each
 # feature compiles alone.
 set -euo pipefail
@@ -15,11 +16,23 @@ command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertman
 command -v prometheus-pushgateway >/dev/null 2>&1 || need+=(prometheus-pushgateway)
 command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
 python3 -c 'import yaml' >/dev/null 2>&1 || need+=(python3-yaml)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+# Python `prometheus_client`'s OpenMetrics parser, an implementation
+# independent of the crate's, reads /metrics in OpenMetrics in the tests
+# (tests/support/openmetrics.rs): installed with pip into a virtual
+# environment under the target directory.
+venv="${CARGO_TARGET_DIR:-target}/om-venv"
+if ! "$venv/bin/python" -c 'import prometheus_client.openmetrics.parser' >/dev/null 2>&1; then
+  echo "installing prometheus_client into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet 'prometheus_client>=0.20,<1'
 fi
 
 echo "== deploy rules and dashboard"; ./scripts/check-deploy.sh

@@ -4,6 +4,7 @@ use http::Request;
 use tower_layer::Layer;
 
 use super::{
+    exemplar::{Exemplars, SampledIds},
     rpc::{self, RpcMethod, RpcMethods},
     series::{ActiveGauges, KnownHost, Measurement, RouteSeries, SeriesKey, SeriesLabels, host_index},
     stats::{HttpStats, RouteWindows},
@@ -68,6 +69,8 @@ struct Config {
     classifier: Option<StatusClassifier>,
     ttfb: bool,
     max_routes: usize,
+    /// Where the exemplars of the duration histograms go; `None`: off.
+    exemplars: Option<Exemplars>,
 }
 
 /// What the metrics part keeps per route label.
@@ -83,6 +86,7 @@ pub(crate) struct MetricsRoute {
     stats: HttpStats,
     gauges: Arc<ActiveGauges>,
     rpc: Arc<RpcMethods>,
+    exemplars: Option<Exemplars>,
 }
 
 impl MetricsRoute {
@@ -107,12 +111,13 @@ impl HttpMetricsLayer {
             classifier: None,
             ttfb: false,
             max_routes: DEFAULT_MAX_ROUTES,
+            exemplars: Some(Exemplars::global()),
         };
         Self::from_parts(config, Arc::default(), HttpStats::new())
     }
 
     fn from_parts(config: Config, gauges: Arc<ActiveGauges>, stats: HttpStats) -> Self {
-        let rpc = Arc::new(rpc::methods(config.max_routes, &stats));
+        let rpc = Arc::new(rpc::methods(config.max_routes, &stats, config.exemplars.clone()));
         let routes = Routes::new(config.max_routes, |label| {
             Routed::new(make_route(&config, &gauges, &stats, &rpc, label, &RouteMatcher::default()))
         });
@@ -222,6 +227,35 @@ impl HttpMetricsLayer {
         self.inner.config.labels.declared.as_ref().map(|labels| Labeler::new(Some(labels.clone())))
     }
 
+    /// Keeps, per series and bucket of the duration histograms
+    /// (`http_server_request_duration_seconds` and
+    /// `rpc_server_call_duration_seconds`), the latest request whose span
+    /// is sampled, as an exemplar: its trace and span ids, duration and end
+    /// time. `/metrics` shows them in OpenMetrics, the dashboard lists the
+    /// slowest. On by default, into [`Exemplars::global`]; a request that
+    /// is not sampled costs nothing more. See [`Exemplars`].
+    ///
+    /// ```
+    /// use tower_observability::metrics::HttpMetricsLayer;
+    ///
+    /// let layer = HttpMetricsLayer::new().exemplars(false);
+    /// # drop(layer);
+    /// ```
+    pub fn exemplars(self, enabled: bool) -> Self {
+        self.with(|c| match (enabled, &c.exemplars) {
+            (false, _) => c.exemplars = None,
+            (true, None) => c.exemplars = Some(Exemplars::global()),
+            (true, Some(_)) => {}
+        })
+    }
+
+    /// Keeps the exemplars in `registry` instead of
+    /// [`Exemplars::global`] (which `/metrics` reads): for tests, or to
+    /// read them apart.
+    pub fn exemplar_registry(self, registry: Exemplars) -> Self {
+        self.with(|c| c.exemplars = Some(registry))
+    }
+
     /// Keeps at most `max` distinct `http_route` values; requests on routes
     /// beyond it are labelled `_overflow`. Defaults to 1024. Routes come from
     /// the router's templates, so the cap is a guard against a misconfigured
@@ -316,12 +350,13 @@ fn make_route(
 ) -> MetricsRoute {
     MetricsRoute {
         excluded: config.exclude.matches(label) || exclude.matches(label),
-        series: RouteSeries::new(label, config.ttfb, config.labels.clone()),
+        series: RouteSeries::new(label, config.ttfb, config.labels.clone(), config.exemplars.clone()),
         proxies: (!config.proxies.is_empty()).then(|| config.proxies.clone()),
         windows: OnceLock::new(),
         stats: stats.clone(),
         gauges: gauges.clone(),
         rpc: rpc.clone(),
+        exemplars: config.exemplars.clone(),
     }
 }
 
@@ -329,7 +364,7 @@ impl MetricsRoute {
     /// The RPC metrics of a gRPC method (`None`: not recognized, `_OTHER`).
     #[inline]
     fn rpc_method(&self, method: Option<&str>) -> Arc<RpcMethod> {
-        self.rpc.get(method, |label| RpcMethod::new(label, self.stats.clone()))
+        self.rpc.get(method, |label| RpcMethod::new(label, self.stats.clone(), self.exemplars.clone()))
     }
 }
 
@@ -381,7 +416,7 @@ impl MetricsPending {
                 && let Some(end) = &finished.rpc
             {
                 let seconds = finished.at.saturating_duration_since(cx.start()).as_secs_f64();
-                method.record(seconds, end.code, finished.error, finished.at);
+                method.record(seconds, end.code, finished.error, finished.at, || sampled(cx));
             }
             return;
         }
@@ -410,8 +445,17 @@ impl MetricsPending {
             error: finished.error,
             labels: cx.labeler().map(Labeler::values).unwrap_or_default(),
         };
-        route.series.record(key, measurement);
+        route.series.record(key, measurement, || Some((sampled(cx)?, finished.at)));
     }
+}
+
+/// The ids of the request's span when it is sampled: its exemplar.
+#[inline]
+fn sampled(cx: &RequestContext) -> Option<SampledIds> {
+    if !cx.is_sampled() {
+        return None;
+    }
+    Some(SampledIds { trace_id: cx.trace_id()?, span_id: cx.span_id()? })
 }
 
 impl Stage for HttpMetricsLayer {

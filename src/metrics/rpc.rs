@@ -10,7 +10,10 @@ use std::{
 
 use ::metrics::{Gauge, Histogram, Label, SharedString};
 
-use super::stats::{HttpStats, RouteWindows};
+use super::{
+    exemplar::{Exemplars, SampledIds, SeriesExemplars},
+    stats::{HttpStats, RouteWindows},
+};
 use crate::{
     classify::ErrorType,
     grpc::Code,
@@ -38,7 +41,7 @@ pub(super) fn describe() {
     describe_histogram!(
         RPC_SERVER_CALL_DURATION,
         Unit::Seconds,
-        "Duration of incoming RPCs, to the end of the response stream."
+        "CallDuration of incoming RPCs, to the end of the response stream."
     );
     describe_gauge!(RPC_SERVER_ACTIVE_CALLS, Unit::Count, "Number of incoming RPCs under way.");
 }
@@ -48,8 +51,29 @@ pub(super) fn describe() {
 pub(crate) type RpcMethods = RouteTable<RpcMethod>;
 
 /// A new table of at most `max` methods.
-pub(crate) fn methods(max: usize, stats: &HttpStats) -> RpcMethods {
-    RouteTable::new(max, |label| RpcMethod::new(label, stats.clone()))
+pub(crate) fn methods(max: usize, stats: &HttpStats, exemplars: Option<Exemplars>) -> RpcMethods {
+    RouteTable::new(max, |label| RpcMethod::new(label, stats.clone(), exemplars.clone()))
+}
+
+/// The duration histogram of one label set, and its exemplar slots.
+#[derive(Debug)]
+struct CallDuration {
+    histogram: Histogram,
+    exemplars: Option<Arc<SeriesExemplars>>,
+}
+
+impl CallDuration {
+    /// Records a call, and its exemplar when `sampled` gives its span's ids
+    /// (asked only when the series keeps exemplars).
+    #[inline]
+    fn record(&self, seconds: f64, at: Instant, sampled: impl Fn() -> Option<SampledIds>) {
+        self.histogram.record(seconds);
+        if let Some(exemplars) = &self.exemplars
+            && let Some(ids) = sampled()
+        {
+            exemplars.record(seconds, ids, at);
+        }
+    }
 }
 
 /// The metrics of one method (`rpc_method` label).
@@ -59,15 +83,16 @@ pub(crate) struct RpcMethod {
     active: OnceLock<Gauge>,
     /// The duration of calls whose error is the one their code gives,
     /// one per code.
-    by_code: [OnceLock<Histogram>; 17],
+    by_code: [OnceLock<CallDuration>; 17],
     /// Calls with another error (a mark, a service error): rare.
-    marked: RwLock<HashMap<(Code, ErrorType), Histogram>>,
+    marked: RwLock<HashMap<(Code, ErrorType), CallDuration>>,
     windows: OnceLock<Arc<RouteWindows>>,
     stats: HttpStats,
+    exemplars: Option<Exemplars>,
 }
 
 impl RpcMethod {
-    pub(crate) fn new(label: &str, stats: HttpStats) -> Self {
+    pub(crate) fn new(label: &str, stats: HttpStats, exemplars: Option<Exemplars>) -> Self {
         let label =
             if label == UNMATCHED_ROUTE || label == OVERFLOW_ROUTE { RPC_METHOD_OTHER } else { label };
         Self {
@@ -77,6 +102,7 @@ impl RpcMethod {
             marked: RwLock::default(),
             windows: OnceLock::new(),
             stats,
+            exemplars,
         }
     }
 
@@ -117,29 +143,47 @@ impl RpcMethod {
     }
 
     /// Records a finished call of `seconds` that ended `at` with `code` and
-    /// `error`, in its series and windows.
+    /// `error`, in its series and windows, and its exemplar when `sampled`.
     #[inline]
-    pub(crate) fn record(&self, seconds: f64, code: Code, error: Option<ErrorType>, at: Instant) {
+    pub(crate) fn record(
+        &self,
+        seconds: f64,
+        code: Code,
+        error: Option<ErrorType>,
+        at: Instant,
+        sampled: impl Fn() -> Option<SampledIds>,
+    ) {
         self.windows().stats.record_at(seconds, error.is_some(), at);
         let by_code = code.is_server_error().then_some(ErrorType::Grpc(code));
         match error {
-            marked @ Some(mark) if marked != by_code => self.record_marked(seconds, code, mark),
-            _ => self.by_code[code as usize].get_or_init(|| self.histogram(code, by_code)).record(seconds),
+            marked @ Some(mark) if marked != by_code => self.record_marked(seconds, code, mark, at, sampled),
+            _ => self.by_code[code as usize]
+                .get_or_init(|| self.histogram(code, by_code))
+                .record(seconds, at, sampled),
         }
     }
 
     #[cold]
-    fn record_marked(&self, seconds: f64, code: Code, error: ErrorType) {
-        if let Some(histogram) =
-            self.marked.read().unwrap_or_else(PoisonError::into_inner).get(&(code, error))
+    fn record_marked(
+        &self,
+        seconds: f64,
+        code: Code,
+        error: ErrorType,
+        at: Instant,
+        sampled: impl Fn() -> Option<SampledIds>,
+    ) {
+        if let Some(duration) = self.marked.read().unwrap_or_else(PoisonError::into_inner).get(&(code, error))
         {
-            return histogram.record(seconds);
+            return duration.record(seconds, at, sampled);
         }
         let mut marked = self.marked.write().unwrap_or_else(PoisonError::into_inner);
-        marked.entry((code, error)).or_insert_with(|| self.histogram(code, Some(error))).record(seconds);
+        marked
+            .entry((code, error))
+            .or_insert_with(|| self.histogram(code, Some(error)))
+            .record(seconds, at, sampled);
     }
 
-    fn histogram(&self, code: Code, error: Option<ErrorType>) -> Histogram {
+    fn histogram(&self, code: Code, error: Option<ErrorType>) -> CallDuration {
         let mut labels = vec![
             Label::new("rpc_system_name", RPC_SYSTEM_GRPC),
             Label::new("rpc_method", self.method.clone()),
@@ -148,7 +192,10 @@ impl RpcMethod {
         if let Some(error) = error {
             labels.push(Label::new("error_type", error.as_str().to_owned()));
         }
-        ::metrics::histogram!(RPC_SERVER_CALL_DURATION, labels)
+        CallDuration {
+            exemplars: self.exemplars.as_ref().and_then(|e| e.series_of(RPC_SERVER_CALL_DURATION, &labels)),
+            histogram: ::metrics::histogram!(RPC_SERVER_CALL_DURATION, labels),
+        }
     }
 }
 
@@ -158,22 +205,42 @@ mod tests {
 
     use super::*;
 
+    fn ids(n: u8) -> SampledIds {
+        SampledIds {
+            trace_id: opentelemetry::trace::TraceId::from_bytes([n; 16]),
+            span_id: opentelemetry::trace::SpanId::from_bytes([n; 8]),
+        }
+    }
+
     #[test]
     fn calls_are_recorded_by_method_status_and_error() {
+        let registry = Exemplars::new();
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
         ::metrics::with_local_recorder(&recorder, || {
-            let table = methods(4, &HttpStats::new());
-            let say = table.get(Some("demo.Greeter/SayHello"), |l| RpcMethod::new(l, HttpStats::new()));
+            let table = methods(4, &HttpStats::new(), Some(registry.clone()));
+            let say = table.get(Some("demo.Greeter/SayHello"), |l| {
+                RpcMethod::new(l, HttpStats::new(), Some(registry.clone()))
+            });
             let other = table.get(None, |_| unreachable!("fixed"));
             let now = Instant::now();
             say.start();
-            say.record(0.5, Code::NotFound, None, now);
+            say.record(0.5, Code::NotFound, None, now, || None);
             say.end();
-            say.record(0.5, Code::Unavailable, Some(ErrorType::Grpc(Code::Unavailable)), now);
-            say.record(0.5, Code::Internal, Some(ErrorType::Panic), now);
-            other.record(0.1, Code::Unimplemented, Some(ErrorType::Grpc(Code::Unimplemented)), now);
+            say.record(0.5, Code::Unavailable, Some(ErrorType::Grpc(Code::Unavailable)), now, || {
+                Some(ids(1))
+            });
+            say.record(0.5, Code::Internal, Some(ErrorType::Panic), now, || Some(ids(2)));
+            other.record(0.1, Code::Unimplemented, Some(ErrorType::Grpc(Code::Unimplemented)), now, || None);
         });
+        let exemplar_of = |status: &str| {
+            let found = registry.latest(RPC_SERVER_CALL_DURATION, &[("rpc_response_status_code", status)]);
+            found.iter().map(|e| (e.trace_id, e.span_id, e.value)).collect::<Vec<_>>()
+        };
+        assert_eq!(exemplar_of("UNAVAILABLE"), [(ids(1).trace_id, ids(1).span_id, 0.5)]);
+        assert_eq!(exemplar_of("INTERNAL"), [(ids(2).trace_id, ids(2).span_id, 0.5)], "a marked error too");
+        assert!(exemplar_of("NOT_FOUND").is_empty(), "not sampled");
+        assert!(exemplar_of("UNIMPLEMENTED").is_empty(), "not sampled");
         let mut seen: Vec<(String, String)> = snapshotter
             .snapshot()
             .into_vec()

@@ -5,6 +5,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, OnceLock, PoisonError, RwLock},
+    time::Instant,
 };
 
 use ::metrics::{Gauge, Histogram, Label, SharedString};
@@ -13,6 +14,7 @@ use http::StatusCode;
 use super::{
     HTTP_SERVER_ACTIVE_REQUESTS, HTTP_SERVER_REQUEST_BODY_SIZE, HTTP_SERVER_REQUEST_DURATION,
     HTTP_SERVER_RESPONSE_BODY_SIZE, HTTP_SERVER_TIME_TO_FIRST_BYTE,
+    exemplar::{Exemplars, SampledIds, SeriesExemplars},
 };
 use crate::{
     classify::ErrorType,
@@ -65,10 +67,12 @@ pub(crate) struct SeriesLabels {
     pub(crate) declared: Option<MetricLabels>,
 }
 
-/// The histograms of one label set.
+/// The histograms of one label set, and the exemplar slots of its
+/// duration.
 #[derive(Debug)]
 pub(crate) struct Series {
     pub(crate) duration: Histogram,
+    pub(crate) exemplars: Option<Arc<SeriesExemplars>>,
     pub(crate) request_size: Histogram,
     pub(crate) response_size: Histogram,
     pub(crate) ttfb: Option<Histogram>,
@@ -118,6 +122,7 @@ pub(crate) struct RouteSeries {
     route: SharedString,
     ttfb: bool,
     extra: SeriesLabels,
+    exemplars: Option<Exemplars>,
     /// The first label sets, each set once and then read without a lock.
     slots: [OnceLock<(SeriesKey, Series)>; SERIES_SLOTS],
     /// Label sets beyond the slots (rare: a route answering many statuses).
@@ -127,12 +132,14 @@ pub(crate) struct RouteSeries {
 }
 
 impl RouteSeries {
-    /// The series of route label `route`; `ttfb` adds the time to first byte.
-    pub(crate) fn new(route: &str, ttfb: bool, extra: SeriesLabels) -> Self {
+    /// The series of route label `route`; `ttfb` adds the time to first
+    /// byte; `exemplars` keeps the exemplars of the duration.
+    pub(crate) fn new(route: &str, ttfb: bool, extra: SeriesLabels, exemplars: Option<Exemplars>) -> Self {
         Self {
             route: SharedString::from(route.to_owned()),
             ttfb,
             extra,
+            exemplars,
             slots: Default::default(),
             more: RwLock::default(),
             filling: Mutex::new(()),
@@ -150,11 +157,24 @@ impl RouteSeries {
         self.route.as_ref()
     }
 
-    /// Records one finished request into its Prometheus series.
+    /// Records one finished request into its Prometheus series, and its
+    /// exemplar: `sampled` gives the ids of its span and when it ended,
+    /// when the span is sampled; it is asked only when the series keeps
+    /// exemplars.
     #[inline]
-    pub(crate) fn record(&self, key: SeriesKey, m: Measurement) {
+    pub(crate) fn record(
+        &self,
+        key: SeriesKey,
+        m: Measurement,
+        sampled: impl Fn() -> Option<(SampledIds, Instant)>,
+    ) {
         let record = |series: &Series| {
             series.duration.record(m.seconds);
+            if let Some(exemplars) = &series.exemplars
+                && let Some((ids, at)) = sampled()
+            {
+                exemplars.record(m.seconds, ids, at);
+            }
             series.request_size.record(m.request_bytes as f64);
             series.response_size.record(m.response_bytes as f64);
             if let (Some(ttfb), Some(seconds)) = (&series.ttfb, m.first_byte_seconds) {
@@ -227,6 +247,10 @@ impl RouteSeries {
             labels.extend(declared.labels(&key.labels));
         }
         Series {
+            exemplars: self
+                .exemplars
+                .as_ref()
+                .and_then(|e| e.series_of(HTTP_SERVER_REQUEST_DURATION, &labels)),
             duration: ::metrics::histogram!(HTTP_SERVER_REQUEST_DURATION, labels.clone()),
             request_size: ::metrics::histogram!(HTTP_SERVER_REQUEST_BODY_SIZE, labels.clone()),
             ttfb: self.ttfb.then(|| ::metrics::histogram!(HTTP_SERVER_TIME_TO_FIRST_BYTE, labels.clone())),
@@ -239,10 +263,9 @@ impl RouteSeries {
 mod tests {
     use super::*;
 
-    #[test]
-    fn label_sets_beyond_the_slots_are_kept_too() {
-        let route = RouteSeries::new("/a", false, SeriesLabels::default());
-        let key = |code: u16| SeriesKey {
+    /// The key of a plain GET answered with `code`.
+    fn key(code: u16) -> SeriesKey {
+        SeriesKey {
             method: KnownMethod::of(&http::Method::GET),
             https: false,
             version: http::Version::HTTP_11,
@@ -250,11 +273,16 @@ mod tests {
             status: Some(StatusCode::from_u16(code).unwrap()),
             error: None,
             labels: LabelValues::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn label_sets_beyond_the_slots_are_kept_too() {
+        let route = RouteSeries::new("/a", false, SeriesLabels::default(), None);
         let m = Measurement { seconds: 0.1, request_bytes: 1, response_bytes: 2, first_byte_seconds: None };
         for round in 0..2 {
             for code in 200..200 + 2 * SERIES_SLOTS as u16 {
-                route.record(key(code), m);
+                route.record(key(code), m, || None);
             }
             let slots = route.slots.iter().filter(|s| s.get().is_some()).count();
             assert_eq!(slots, SERIES_SLOTS, "round {round}");
@@ -263,5 +291,35 @@ mod tests {
         }
         assert!(route.find_slot(&key(200)).is_some());
         assert!(route.find_slot(&key(200 + SERIES_SLOTS as u16)).is_none(), "kept in the map");
+    }
+
+    #[test]
+    fn only_sampled_requests_leave_an_exemplar_in_their_series() {
+        use opentelemetry::trace::{SpanId, TraceId};
+
+        let registry = Exemplars::new();
+        let route = RouteSeries::new("/ex", false, SeriesLabels::default(), Some(registry.clone()));
+        let at = Instant::now();
+        let m =
+            |seconds| Measurement { seconds, request_bytes: 0, response_bytes: 0, first_byte_seconds: None };
+        let ids = SampledIds {
+            trace_id: TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            span_id: SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+        };
+        route.record(key(200), m(0.2), || None);
+        route.record(key(500), m(0.2), || None);
+        assert_eq!(registry.len(), 2, "each series has its slots");
+        assert!(registry.latest(HTTP_SERVER_REQUEST_DURATION, &[]).is_empty(), "none sampled");
+
+        route.record(key(200), m(0.3), || Some((ids, at)));
+        let ok = registry.latest(HTTP_SERVER_REQUEST_DURATION, &[("http_response_status_code", "200")]);
+        assert_eq!(ok.len(), 1);
+        assert_eq!((ok[0].trace_id, ok[0].span_id, ok[0].value), (ids.trace_id, ids.span_id, 0.3));
+        let labels: Vec<_> =
+            registry.series().iter().flat_map(|s| s.label("http_route").map(str::to_owned)).collect();
+        assert_eq!(labels, ["/ex", "/ex"]);
+        assert!(
+            registry.latest(HTTP_SERVER_REQUEST_DURATION, &[("http_response_status_code", "500")]).is_empty()
+        );
     }
 }

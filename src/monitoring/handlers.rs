@@ -9,12 +9,12 @@ use std::{
 use axum::{
     Json,
     extract::{Query, State},
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
 
-use super::{PROMETHEUS_CONTENT_TYPE, auth::authorized, overview, state::MonitoringState};
+use super::{auth::authorized, negotiation::MetricsFormat, openmetrics, overview, state::MonitoringState};
 use crate::health::{CheckHistory, HealthGroup, HealthReport, HealthStatus, ShowDetails};
 
 /// Sets `Cache-Control: no-store`: every answer of the fragment is live.
@@ -24,8 +24,9 @@ pub(super) fn no_store(mut res: Response) -> Response {
 }
 
 /// The Prometheus rendering, with the process metrics collected just
-/// before; `503` without a handle.
-pub(super) async fn metrics(State(state): State<Arc<MonitoringState>>) -> Response {
+/// before: OpenMetrics with exemplars when the `Accept` header asks for it,
+/// the Prometheus text otherwise; `503` without a handle.
+pub(super) async fn metrics(State(state): State<Arc<MonitoringState>>, headers: HeaderMap) -> Response {
     let res = match &state.prometheus {
         Some(handle) => {
             #[cfg(feature = "process-metrics")]
@@ -33,7 +34,14 @@ pub(super) async fn metrics(State(state): State<Arc<MonitoringState>>) -> Respon
                 state.process_described.call_once(|| state.process.describe());
                 state.process.collect();
             }
-            ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], handle.render()).into_response()
+            let format = MetricsFormat::from_headers(&headers);
+            let body = match format {
+                MetricsFormat::OpenMetrics => openmetrics::render(handle, &state.exemplars),
+                MetricsFormat::Prometheus => handle.render(),
+            };
+            let mut res = ([(header::CONTENT_TYPE, format.content_type())], body).into_response();
+            res.headers_mut().insert(header::VARY, HeaderValue::from_static("accept"));
+            res
         }
         None => {
             (StatusCode::SERVICE_UNAVAILABLE, "no Prometheus recorder was installed by tower-observability\n")

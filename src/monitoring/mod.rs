@@ -2,7 +2,7 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /metrics` | Prometheus text exposition format 0.0.4 |
+//! | `GET /metrics` | Prometheus text exposition format 0.0.4; OpenMetrics 1.0 with exemplars when asked (see below) |
 //! | `GET /health/live` | the liveness checks: `200` healthy or degraded, `503` unhealthy |
 //! | `GET /health/ready` | the readiness checks: `200` healthy or degraded, `503` unhealthy |
 //! | `GET /monitoring/overview` | the service at a glance, as JSON: see [`Overview`] |
@@ -46,6 +46,15 @@
 //! }
 //! ```
 //!
+//! `/metrics` answers in OpenMetrics 1.0 text
+//! ([`OPENMETRICS_CONTENT_TYPE`]) a client whose `Accept` header names
+//! `application/openmetrics-text` (as Prometheus does): the same series,
+//! with the exemplars of the duration histograms, the trace id of a recent
+//! sampled request on each bucket. Any other client (no `Accept`, `*/*`,
+//! `text/plain`) gets the Prometheus text 0.0.4 as before; both carry
+//! `Vary: Accept`. See [`MetricsFormat`] for the negotiation and
+//! [`render_openmetrics`] for how the two are made from one recorder.
+//!
 //! `/metrics` also exports the standard process metrics
 //! (`process_resident_memory_bytes`, `process_cpu_seconds_total`,
 //! `process_open_fds`, ...), collected with `metrics-process` before each
@@ -86,9 +95,17 @@
 //!   "process": {"resident_memory_bytes": 24117248, "virtual_memory_bytes": 1073741824,
 //!               "cpu_seconds_total": 1.25, "open_fds": 17, "max_fds": 1024, "threads": 5,
 //!               "start_time_seconds": 1750000000},
-//!   "alerts": {"active": [], "counts": {}}
+//!   "alerts": {"active": [], "counts": {}},
+//!   "slow_requests": {"routes": [{"route": "/report", "requests": [
+//!     {"trace_id": "08832169350a63adb0752f1e8d353b00", "span_id": "c7c60a8e859ed7fc",
+//!      "seconds": 0.5068, "status": "200", "ended_at": "2025-06-01T12:00:00.123Z",
+//!      "link": "http://localhost:16686/trace/08832169350a63adb0752f1e8d353b00"}]}]}
 //! }
 //! ```
+//!
+//! `slow_requests` lists, per route, the slowest sampled requests of the
+//! last 15 minutes from the exemplar slots ([`SlowRequests`]; `link` is
+//! `null` without [`MonitoringRouter::trace_link`]).
 //!
 //! `health` is `null` without a registry; a figure that cannot be known
 //! (a ratio or quantile without requests, a process figure the platform
@@ -104,8 +121,11 @@ mod admin;
 mod auth;
 mod dashboard;
 mod handlers;
+mod negotiation;
+mod openmetrics;
 mod overview;
 mod router;
+mod slow;
 mod state;
 mod status;
 
@@ -115,11 +135,17 @@ pub use self::admin::TEST_ROUTE;
 #[cfg(feature = "telemetry")]
 pub(crate) use self::state::{ExportersSource, ServiceInfo};
 pub use self::{
+    negotiation::{MetricsFormat, OPENMETRICS_CONTENT_TYPE},
+    openmetrics::render_openmetrics,
     overview::{
         CacheOverview, CheckOverview, ExporterOverview, GroupHealth, HealthOverview, HttpOverview,
         OVERVIEW_TOP_ROUTES, Overview, PerWindow, ProcessOverview, RouteOverview, ServiceOverview,
     },
     router::MonitoringRouter,
+    slow::{
+        RouteSlowRequests, SLOW_REQUESTS_PER_ROUTE, SLOW_REQUESTS_ROUTES, SLOW_REQUESTS_WITHIN, SlowRequest,
+        SlowRequests, TraceLinkError,
+    },
 };
 pub use crate::alerts::{AlertsSource, AlertsSummary};
 

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use serde::{Serialize, Serializer, ser::SerializeStruct};
 
-use super::state::MonitoringState;
+use super::{slow, slow::SlowRequests, state::MonitoringState};
 use crate::{
     alerts::AlertsSummary,
     cache::{CacheWindowStats, HitRatioSnapshot, HitRatioWarning},
@@ -72,6 +72,9 @@ pub struct Overview {
     /// does (or without [`Observability`](crate::Observability)).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exporters: Vec<ExporterOverview>,
+    /// Per route, the slowest recent requests whose traces were sampled,
+    /// from the exemplar slots; see [`SlowRequests`].
+    pub slow_requests: SlowRequests,
 }
 
 /// What one OTLP export pipeline has done since the start: the same counts
@@ -424,5 +427,10 @@ pub(super) async fn build(state: &MonitoringState) -> Overview {
         alerts: state.alerts.as_ref().map(|a| a.0.alerts_summary()).unwrap_or_default(),
         exporters: state.exporters.as_ref().map(|source| source()).unwrap_or_default(),
         slos: state.slos.as_ref().map(|s| s.report_at(now)).unwrap_or_default(),
+        slow_requests: slow::build(
+            &state.exemplars,
+            state.trace_link.as_deref(),
+            std::time::SystemTime::now(),
+        ),
     }
 }

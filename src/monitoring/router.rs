@@ -12,6 +12,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::{
     Overview, ROUTES, SETTINGS_ROUTE, STATUS_ROUTE, admin, auth, dashboard, handlers, overview,
+    slow::{self, TraceLinkError},
     state::{MonitoringState, ServiceInfo, SharedAlerts},
     status,
 };
@@ -20,7 +21,7 @@ use crate::{
     cache::CacheHitRatios,
     health::HealthRegistry,
     layer::ObservabilityLayer,
-    metrics::HttpStats,
+    metrics::{Exemplars, HttpStats},
     observe::Unobserved,
     request_id::{MakeRequestId, MakeRequestUuid},
     slo::{Slo, SloError, SloSet},
@@ -74,6 +75,8 @@ impl MonitoringRouter {
             token: None,
             exporters: None,
             write_token: None,
+            exemplars: Exemplars::global(),
+            trace_link: None,
             #[cfg(feature = "process-metrics")]
             process: metrics_process::Collector::default(),
             #[cfg(feature = "process-metrics")]
@@ -435,6 +438,52 @@ impl<M> MonitoringRouter<M> {
     /// ```
     pub fn prometheus(mut self, handle: PrometheusHandle) -> Self {
         Arc::make_mut(&mut self.state).prometheus = Some(handle);
+        self
+    }
+
+    /// Links the trace ids of the dashboard's slow requests (the overview's
+    /// `slow_requests`) with `template`, its `{trace_id}` (and `{span_id}`)
+    /// replaced: e.g. Jaeger's `http://localhost:16686/trace/{trace_id}`.
+    /// Without one, trace ids are shown as text.
+    ///
+    /// # Errors
+    ///
+    /// A template that is not an `http://`, `https://` or same-origin
+    /// (`/...`) address, or that holds no `{trace_id}`: the page must never
+    /// get a `javascript:` link.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_observability::monitoring::MonitoringRouter;
+    ///
+    /// let router = MonitoringRouter::standalone().trace_link("http://localhost:16686/trace/{trace_id}")?;
+    /// assert!(MonitoringRouter::standalone().trace_link("javascript:alert(1)").is_err());
+    /// # let _ = router;
+    /// # Ok::<(), tower_observability::monitoring::TraceLinkError>(())
+    /// ```
+    pub fn trace_link(mut self, template: impl Into<String>) -> Result<Self, TraceLinkError> {
+        let template = template.into();
+        slow::check_template(&template)?;
+        Arc::make_mut(&mut self.state).trace_link = Some(template.into());
+        Ok(self)
+    }
+
+    /// Reads the exemplars of `/metrics` (in OpenMetrics) and of the
+    /// dashboard's slow requests from `registry` instead of
+    /// [`Exemplars::global`]: that of layers given
+    /// [`HttpMetricsLayer::exemplar_registry`](crate::metrics::HttpMetricsLayer::exemplar_registry).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_observability::{metrics::Exemplars, monitoring::MonitoringRouter};
+    ///
+    /// let router = MonitoringRouter::standalone().exemplars(Exemplars::new());
+    /// # let _ = router;
+    /// ```
+    pub fn exemplars(mut self, registry: Exemplars) -> Self {
+        Arc::make_mut(&mut self.state).exemplars = registry;
         self
     }
 

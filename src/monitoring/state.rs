@@ -14,7 +14,7 @@ use crate::{
     alerts::{AlertEngine, AlertInputs, AlertsSource},
     cache::CacheHitRatios,
     health::{HealthGroup, HealthRegistry},
-    metrics::HttpStats,
+    metrics::{Exemplars, HttpStats},
     slo::SloSet,
 };
 
@@ -49,6 +49,10 @@ pub(super) struct MonitoringState {
     pub(super) write_token: Option<Arc<str>>,
     /// The service level objectives, counted from the layer's requests.
     pub(super) slos: Option<SloSet>,
+    /// The exemplars `/metrics` and the dashboard show.
+    pub(super) exemplars: Exemplars,
+    /// How the dashboard links a trace id (`{trace_id}` replaced).
+    pub(super) trace_link: Option<Arc<str>>,
     #[cfg(feature = "process-metrics")]
     pub(super) process: metrics_process::Collector,
     /// Describes the process metrics at the first `/metrics`, once the

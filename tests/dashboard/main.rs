@@ -523,3 +523,85 @@ async fn the_quickstart_page_shows_every_panel_with_data_through_an_incident() {
     let _ = client.put(app.url("/demo/payments/ok")).send().await;
     assert!(app.terminate().success());
 }
+
+/// Issue 15: the slowest recent sampled requests of each route, read from
+/// the exemplar slots, each trace id a link made from the router's
+/// template; a request whose parent was not sampled is not listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_lists_the_slowest_sampled_requests_with_links_to_their_traces() {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+    use tower_observability::{
+        metrics::{Exemplars, HttpMetricsLayer},
+        trace::HttpTraceLayer,
+    };
+
+    let spans = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder().with_simple_exporter(spans.clone()).build();
+    let exemplars = Exemplars::new();
+    let layer = ObservabilityLayer::new()
+        .trace(HttpTraceLayer::new().tracer(provider.tracer("dashboard-test")))
+        .metrics(HttpMetricsLayer::new().exemplar_registry(exemplars.clone()));
+    let monitoring = MonitoringRouter::standalone()
+        .observability_layer(layer.clone())
+        .exemplars(exemplars)
+        .trace_link("http://jaeger.invalid/trace/{trace_id}")
+        .unwrap();
+    let address = serve(application(&layer).merge(monitoring)).await;
+    let client = reqwest::Client::new();
+    for path in ["/users/1", "/users/6", "/fail"] {
+        get_status(&client, address, path).await;
+    }
+    let unsampled = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let res = client
+        .get(format!("http://{address}/users/3"))
+        .header("traceparent", format!("00-{unsampled}-00f067aa0ba902b7-00"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.bytes().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while spans.get_finished_spans().unwrap().len() < 3 {
+        assert!(Instant::now() < deadline, "the three sampled spans did not end");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let sampled: Vec<(String, String)> = spans
+        .get_finished_spans()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s.span_context.trace_id().to_string(),
+                s.attributes.iter().find(|kv| kv.key.as_str() == "http.route").unwrap().value.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(sampled.len(), 3, "the unsampled request exports no span");
+
+    let dom = dump_dom(format!("http://{address}/monitoring")).await;
+    let rows = tags_with(&dom, "data-trace-id", "");
+    assert!(rows.is_empty(), "no row without a trace id");
+    let fail = sampled.iter().find(|(_, route)| route == "/fail").unwrap();
+    for (trace, route) in &sampled {
+        let rows = tags_with(&dom, "data-trace-id", trace);
+        // `/users/{id}` keeps one request per duration bucket: the two may share one.
+        if route == "/fail" {
+            assert_eq!(rows.len(), 1, "{dom}");
+        }
+        for _ in rows {
+            let link = format!(
+                "<a href=\"http://jaeger.invalid/trace/{trace}\" target=\"_blank\" rel=\"noopener noreferrer\">{trace}</a>"
+            );
+            assert!(dom.contains(&link), "{link} in {dom}");
+        }
+    }
+    assert!(dom.contains(&format!("data-trace-id=\"{}\"", fail.0)));
+    let users = sampled
+        .iter()
+        .filter(|(t, r)| r == "/users/{id}" && dom.contains(&format!("data-trace-id=\"{t}\"")))
+        .count();
+    assert!(users >= 1, "a row for /users/{{id}}: {dom}");
+    assert!(!dom.contains(unsampled), "the unsampled request is not listed");
+    assert!(open_tag(&dom, "status-banner").contains("hidden"), "no error: {}", banner(&dom));
+}
