@@ -439,6 +439,10 @@ impl ObservabilityBuilder {
             let stdout =
                 log_filter.and(tracing_subscriber::filter::filter_fn(|m| !telemetry::accounted_for(m)));
             let extra = std::mem::take(&mut *self.layers.0.lock().unwrap_or_else(PoisonError::into_inner));
+            // `None` without extra layers: an empty `Vec` layer answers
+            // `Interest::never` and would silence every callsite beside
+            // per-layer filters.
+            let extra = (!extra.is_empty()).then_some(extra);
             tracing_subscriber::registry()
                 .with(extra)
                 .with(telemetry::fmt_layer(self.log_format).with_filter(stdout))
