@@ -389,7 +389,7 @@ impl ObservabilityBuilder {
     /// See [`InitError`]. A subscriber or recorder already installed is an
     /// error value, never a panic.
     pub fn init(self) -> Result<Observability, InitError> {
-        if self.install_subscriber && tracing::dispatcher::has_been_set() {
+        if self.install_subscriber && global_subscriber_set() {
             return Err(InitError::SubscriberAlreadyInstalled);
         }
         let log_filter = telemetry::log_filter(self.log_filter.as_deref())?;
@@ -492,4 +492,17 @@ impl ObservabilityBuilder {
             None => self.sampler.as_ref().is_none_or(|s| matches!(s, Sampler::ParentBased(_))),
         }
     }
+}
+
+/// Whether a global `tracing` subscriber is installed. Asked on a thread of
+/// its own: `tracing::dispatcher::has_been_set` also answers `true` once any
+/// thread has held a scoped default (the pipelines hold one while they are
+/// built), and the calling thread may hold one too.
+fn global_subscriber_set() -> bool {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| tracing::dispatcher::get_default(|d| !d.is::<tracing::subscriber::NoSubscriber>()))
+            .join()
+            .unwrap_or(false)
+    })
 }

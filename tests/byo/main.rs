@@ -43,6 +43,8 @@ async fn the_applications_exporter_layer_and_recorder_are_used() {
     let targets = Targets::default();
     let recorder = tower_observability::prometheus_builder().build_recorder();
     let handle = recorder.handle();
+    // A scoped default held anywhere before is not a global subscriber.
+    tracing::subscriber::with_default(tracing_subscriber::registry(), || tracing::info!("scoped"));
     let obs = Observability::builder()
         .service_name("byo")
         .span_exporter(spans.clone())
@@ -52,6 +54,11 @@ async fn the_applications_exporter_layer_and_recorder_are_used() {
         .init()
         .expect("init");
     assert!(obs.prometheus_handle().is_none(), "no global recorder installed");
+    let again = Observability::builder().install_metrics_recorder(false).init();
+    assert!(
+        matches!(again, Err(tower_observability::InitError::SubscriberAlreadyInstalled)),
+        "a second subscriber is refused: {again:?}"
+    );
 
     let app = Router::new().route("/users/{id}", get(|| async { "user" })).layer(obs.layer());
     let addr = serve(app).await;
