@@ -5,19 +5,24 @@
 //! |---|---|---|
 //! | `bare` | none | none |
 //! | `metrics` | [`HttpMetricsLayer`] | Prometheus recorder |
-//! | `full` | [`ObservabilityLayer`] | recorder, OTel tracer provider, subscriber |
-//! | `anchor` | axum-prometheus + tower-http request id + `TraceLayer` at INFO | the same |
+//! | `full` | `Observability::layer` | `Observability::init`, log filter `warn` |
+//! | `full_log` | the same | `Observability::init`, log filter `info`: the JSON access log |
+//! | `anchor` | axum-prometheus + tower-http request id + `TraceLayer` at INFO | recorder, tracer provider, subscriber |
 //!
-//! The recorder has the crate's buckets and runs its upkeep every 5 s; the
-//! tracer provider samples `parentbased_always_on` (every request of wrk is a
-//! sampled root) and exports through a batch processor to a no-op exporter,
-//! so that the load measures the layers and not an exporter; the
-//! `tracing-opentelemetry` layer is configured as `Observability::otel_layer`.
-//! This is what `Observability::init` installs, minus the OTLP transport and
-//! the JSON log layer. Logs go to stderr at `RUST_LOG` (default `warn`): no
-//! line per request. `WORKERS` sets tokio's worker threads (default: one per
-//! core). On SIGINT/SIGTERM the server flushes spans and prints how many the
-//! exporter received.
+//! `full` and `full_log` are what `Observability::init` installs (the
+//! Prometheus recorder with the crate's buckets and its upkeep, the tracer
+//! provider sampling `parentbased_always_on`, the subscriber), with the span
+//! exporter replaced by one that counts and drops what it is given
+//! (`span_exporter`), so that the load measures the layers and the span
+//! pipeline and not a collector. `full_log` writes one JSON line per request
+//! to standard output (the load script sends it to a file). `scripts/bench-load.sh`
+//! also runs `full` as `unsampled`, every request carrying a `traceparent`
+//! whose parent is not sampled. `anchor` installs the same recorder and a
+//! tracer provider of its own with a batch processor to the counting
+//! exporter; its logs go to stderr at `RUST_LOG` (default `warn`).
+//! `WORKERS` sets tokio's worker threads (default: one per core). On
+//! SIGINT/SIGTERM the server flushes spans and prints how many the exporter
+//! received.
 //!
 //! ```text
 //! MODE=full PORT=3001 cargo run --release --example bench_server --features full
@@ -33,7 +38,6 @@ use std::{
 };
 
 use axum::{Router, extract::Path, http::header::CONTENT_TYPE, response::IntoResponse, routing::get};
-use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::{
     error::OTelSdkResult,
     trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter},
@@ -43,7 +47,7 @@ use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     trace::{DefaultMakeSpan, TraceLayer},
 };
-use tower_observability::{ObservabilityLayer, metrics::HttpMetricsLayer, trace::HttpTraceLayer};
+use tower_observability::{Observability, metrics::HttpMetricsLayer};
 use tracing_subscriber::{EnvFilter, Layer as _, layer::SubscriberExt, util::SubscriberInitExt};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +55,7 @@ enum Mode {
     Bare,
     Metrics,
     Full,
+    FullLog,
     Anchor,
 }
 
@@ -59,9 +64,12 @@ impl Mode {
         match std::env::var("MODE").as_deref().unwrap_or("bare") {
             "bare" => Ok(Self::Bare),
             "metrics" => Ok(Self::Metrics),
-            "full" => Ok(Self::Full),
+            "full" | "unsampled" => Ok(Self::Full),
+            "full_log" => Ok(Self::FullLog),
             "anchor" => Ok(Self::Anchor),
-            other => Err(format!("MODE={other:?}: expected bare, metrics, full or anchor")),
+            other => {
+                Err(format!("MODE={other:?}: expected bare, metrics, full, unsampled, full_log or anchor"))
+            }
         }
     }
 }
@@ -112,16 +120,12 @@ fn tracer_provider(exported: Arc<AtomicU64>) -> SdkTracerProvider {
         .build()
 }
 
-fn app(mode: Mode, provider: Option<&SdkTracerProvider>) -> Router {
+fn app(mode: Mode, obs: Option<&Observability>) -> Router {
     let router = Router::new().route("/users/{id}", get(get_user));
     match mode {
         Mode::Bare => router,
         Mode::Metrics => router.layer(HttpMetricsLayer::new()),
-        Mode::Full => {
-            // As `Observability::layer`: server spans made by the SDK's tracer.
-            let tracer = provider.expect("a provider for the full stack").tracer("tower-observability");
-            router.layer(ObservabilityLayer::new().trace(HttpTraceLayer::new().tracer(tracer)))
-        }
+        Mode::Full | Mode::FullLog => router.layer(obs.expect("`Observability` for the full stack").layer()),
         Mode::Anchor => router.layer(axum_prometheus::PrometheusMetricLayer::new()).layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -148,11 +152,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port: u16 = std::env::var("PORT").ok().map_or(Ok(3000), |p| p.parse())?;
 
     let exported = Arc::new(AtomicU64::new(0));
-    let provider = matches!(mode, Mode::Full | Mode::Anchor).then(|| tracer_provider(exported.clone()));
-    install_subscriber(provider.as_ref());
-    if mode != Mode::Bare {
-        install_recorder();
-    }
+    let (provider, obs) = match mode {
+        Mode::Full | Mode::FullLog => {
+            let obs = Observability::builder()
+                .service_name("bench_server")
+                .span_exporter(CountingExporter(exported.clone()))
+                .log_filter(if mode == Mode::FullLog { "info" } else { "warn" })
+                .init()?;
+            (obs.tracer_provider().cloned(), Some(obs))
+        }
+        Mode::Anchor => {
+            let provider = tracer_provider(exported.clone());
+            install_subscriber(Some(&provider));
+            install_recorder();
+            (Some(provider), None)
+        }
+        Mode::Metrics => {
+            install_subscriber(None);
+            install_recorder();
+            (None, None)
+        }
+        Mode::Bare => {
+            install_subscriber(None);
+            (None, None)
+        }
+    };
 
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(workers) = std::env::var("WORKERS").ok().and_then(|w| w.parse().ok()) {
@@ -161,7 +185,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     runtime.enable_all().build()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         println!("bench_server mode={mode:?} listening on http://{}", listener.local_addr()?);
-        axum::serve(listener, app(mode, provider.as_ref())).with_graceful_shutdown(shutdown_signal()).await
+        axum::serve(listener, app(mode, obs.as_ref())).with_graceful_shutdown(shutdown_signal()).await
     })?;
 
     if let Some(provider) = provider {
@@ -169,5 +193,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("spans exported: {}", exported.load(Ordering::Relaxed));
         let _ = provider.shutdown();
     }
+    drop(obs);
     Ok(())
 }

@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# Loopback load test of the bench_server example (issue 8): builds it in
-# release, then for each repeat runs bare/metrics/bare/full/bare/anchor with
+# Loopback load test of the bench_server example (issues 8 and 19): builds
+# it in release, then for each repeat runs bare then X for each mode X with
 # wrk on 127.0.0.1, one server at a time, and prints per mode the median
 # requests/s and p99 latency with min/max across repeats, and the ratio to
 # the bare run just before it (so that load from other processes on a
 # shared machine hits both sides of each ratio alike).
+#
+# Modes (see examples/bench_server.rs): metrics, full (sampled, exported to
+# a counting exporter), unsampled (the full server; this pair's bare run and
+# its own send a traceparent whose parent is not sampled), full_log (full
+# with the default JSON access log, written to a file), anchor (the crates
+# users stack today).
 #
 # Environment (defaults in brackets):
 #   REPEATS [5]          rounds of the whole alternation
 #   DURATION [10]        seconds of each measured wrk run
 #   WARMUP [2]           seconds of an unmeasured wrk run before each one
 #   THREADS [2] CONNS [64]  wrk -t / -c
-#   MODES ["metrics full anchor"]  the modes measured against bare
+#   MODES ["metrics full unsampled full_log anchor"]  the modes measured against bare
 #   PORT [38080]         loopback port of the server
 #   WORKERS              tokio worker threads of the server [one per core]
 #   MAX_SECONDS [570]    refuse a configuration whose estimate exceeds this
@@ -24,7 +30,8 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-64}
-MODES=${MODES:-"metrics full anchor"}
+MODES=${MODES:-"metrics full unsampled full_log anchor"}
+UNSAMPLED_PARENT="traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
 PORT=${PORT:-38080}
 MAX_SECONDS=${MAX_SECONDS:-570}
 URL="http://127.0.0.1:${PORT}/users/42"
@@ -77,10 +84,10 @@ start_server() {
   exit 1
 }
 
-# Prints "rps p99_ms" of one measured run.
+# Prints "rps p99_ms" of one measured run; the arguments go to wrk (headers).
 measure() {
-  wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" "$URL" >/dev/null
-  wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$URL" >"$work/wrk.out"
+  wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" "$@" "$URL" >/dev/null
+  wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$@" "$URL" >"$work/wrk.out"
   if grep -q -e "Non-2xx" -e "Socket errors" "$work/wrk.out"; then
     echo "wrk reported errors:" >&2
     cat "$work/wrk.out" >&2
@@ -104,11 +111,20 @@ results="$work/results"
 : >"$results"
 for r in $(seq "$REPEATS"); do
   for mode in "${modes[@]}"; do
+    headers=()
+    if [ "$mode" = unsampled ]; then headers=(-H "$UNSAMPLED_PARENT"); fi
     for m in bare "$mode"; do
       start_server "$m"
-      out=$(measure)
+      out=$(measure "${headers[@]}")
       read -r rps p99 <<<"$out"
       stop_server
+      if [ "$m" = full_log ]; then
+        lines=$(grep -c '"target":"tower_observability::access"' "$work/server.out" || true)
+        if [ "$lines" -lt 1000 ]; then
+          echo "full_log wrote ${lines} access-log lines: the log is not on" >&2
+          exit 1
+        fi
+      fi
       if [ "$m" = bare ]; then bare_rps=$rps; fi
       # mode repeat rps p99 ratio-to-the-bare-run-just-before
       ratio=$(awk -v a="$rps" -v b="$bare_rps" 'BEGIN { printf "%.4f", a / b }')

@@ -1,0 +1,194 @@
+//! Throughput as workers are added (issue 19): N threads (1, 2, 4) drive one
+//! router concurrently, so that contention (cache lines written by every
+//! worker, locks, the span pipeline's queue) shows without wrk and the
+//! kernel.
+//!
+//! Each worker is an OS thread with a tokio current-thread runtime driving a
+//! clone of the same `Router` (so every worker shares the layers' state, as
+//! the workers of a server do) with `tower::ServiceExt::oneshot`, the body
+//! collected; `GET /users/{id}` as in the `overhead` bench. One process holds
+//! one global recorder and subscriber: `Observability::init` with the log
+//! filter `warn` (no access-log line) and a span exporter that counts and
+//! drops what it gets (`ObservabilityBuilder::span_exporter`), sampler
+//! `parentbased_always_on`.
+//!
+//! Cases: `bare` (no layer), `metrics` (`HttpMetricsLayer`), `full`
+//! (`Observability::layer`, every request a sampled root) and `unsampled`
+//! (the same, every request with a `traceparent` whose parent is not
+//! sampled; bare with the same header is its baseline in the overhead
+//! column). Rounds alternate bare and the case per worker count; each figure
+//! is the median of `SCALING_ROUNDS` (default 5) runs of `SCALING_MILLIS`
+//! (default 400) ms.
+//!
+//! Printed per case and worker count: requests per second in total and per
+//! worker, the scaling (total at N over N times the total at 1; on this
+//! 2-core machine 4 workers cannot exceed 2 cores' worth, so its ideal is
+//! 0.5), the ratio to bare at the same N, and the cost per request in
+//! microseconds of one core (`N / rps`, less bare's; capped at the cores).
+//!
+//! ```text
+//! cargo bench --bench scaling
+//! SCALING_ROUNDS=9 SCALING_MILLIS=1000 cargo bench --bench scaling
+//! ```
+
+#[cfg(not(all(feature = "axum", feature = "telemetry")))]
+fn main() {
+    eprintln!("the scaling bench needs the `axum` and `telemetry` features (on by default)");
+}
+
+#[cfg(all(feature = "axum", feature = "telemetry"))]
+fn main() {
+    imp::main();
+}
+
+#[cfg(all(feature = "axum", feature = "telemetry"))]
+mod imp {
+    use std::{
+        hint::black_box,
+        sync::{
+            Arc, Barrier,
+            atomic::{AtomicBool, AtomicU64, Ordering},
+        },
+        time::{Duration, Instant},
+    };
+
+    use axum::{Router, body::Body, extract::Path, http::Request, response::IntoResponse, routing::get};
+    use http_body_util::BodyExt as _;
+    use opentelemetry_sdk::{
+        error::OTelSdkResult,
+        trace::{SpanData, SpanExporter},
+    };
+    use tower::ServiceExt as _;
+    use tower_observability::{Observability, metrics::HttpMetricsLayer};
+
+    const UNSAMPLED_PARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+    const WORKERS: [usize; 3] = [1, 2, 4];
+
+    /// Exports nothing, counts what it was given.
+    #[derive(Debug, Clone, Default)]
+    struct CountingExporter(Arc<AtomicU64>);
+
+    impl SpanExporter for CountingExporter {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            Ok(())
+        }
+    }
+
+    async fn get_user(Path(id): Path<u32>) -> impl IntoResponse {
+        black_box(id);
+        ([(axum::http::header::CONTENT_TYPE, "application/json")], r#"{"id":42,"name":"Ada Lovelace"}"#)
+    }
+
+    fn env(name: &str, default: u64) -> u64 {
+        std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    }
+
+    /// Requests per second of `workers` threads driving `router` for `run`.
+    fn throughput(router: &Router, workers: usize, traceparent: bool, run: Duration) -> f64 {
+        let stop = Arc::new(AtomicBool::new(false));
+        let start = Arc::new(Barrier::new(workers + 1));
+        let threads: Vec<_> = (0..workers)
+            .map(|_| {
+                let (router, stop, start) = (router.clone(), stop.clone(), start.clone());
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                    rt.block_on(async move {
+                        start.wait();
+                        let mut done = 0u64;
+                        while !stop.load(Ordering::Relaxed) {
+                            let mut req = Request::get("/users/42");
+                            if traceparent {
+                                req = req.header("traceparent", UNSAMPLED_PARENT);
+                            }
+                            let res = router.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+                            assert!(res.status().is_success());
+                            black_box(res.into_body().collect().await.unwrap());
+                            done += 1;
+                        }
+                        done
+                    })
+                })
+            })
+            .collect();
+        start.wait();
+        let began = Instant::now();
+        std::thread::sleep(run);
+        stop.store(true, Ordering::Relaxed);
+        let done: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        done as f64 / began.elapsed().as_secs_f64()
+    }
+
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    }
+
+    pub(super) fn main() {
+        let rounds = env("SCALING_ROUNDS", 5).max(1) as usize;
+        let run = Duration::from_millis(env("SCALING_MILLIS", 400));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let exported = Arc::new(AtomicU64::new(0));
+        let obs = Observability::builder()
+            .service_name("scaling")
+            .span_exporter(CountingExporter(exported.clone()))
+            .log_filter("warn")
+            .init()
+            .expect("init");
+
+        let routes = Router::new().route("/users/{id}", get(get_user));
+        let bare = routes.clone().with_state(());
+        let cases: [(&str, Router, bool); 3] = [
+            ("metrics", routes.clone().layer(HttpMetricsLayer::new()).with_state(()), false),
+            ("full", routes.clone().layer(obs.layer()).with_state(()), false),
+            ("unsampled", routes.layer(obs.layer()).with_state(()), true),
+        ];
+
+        println!("scaling: {rounds} rounds of {} ms per figure, {cores} cores; medians", run.as_millis());
+        println!(
+            "{:<10} {:>3} {:>12} {:>12} {:>8} {:>10} {:>14}",
+            "case", "N", "req/s", "per worker", "scaling", "/ bare", "us/req (core)"
+        );
+        let mut bare_at_one = 0.0;
+        for (i, (name, router, traceparent)) in cases.iter().enumerate() {
+            let mut at_one = 0.0;
+            for workers in WORKERS {
+                let (mut base, mut case) = (Vec::new(), Vec::new());
+                for _ in 0..rounds {
+                    base.push(throughput(&bare, workers, *traceparent, run));
+                    case.push(throughput(router, workers, *traceparent, run));
+                }
+                let (base, case) = (median(base), median(case));
+                let busy = workers.min(cores) as f64;
+                if i == 0 {
+                    if workers == 1 {
+                        bare_at_one = base;
+                    }
+                    println!(
+                        "{:<10} {workers:>3} {base:>12.0} {:>12.0} {:>8.2} {:>10} {:>14.2}",
+                        "bare",
+                        base / workers as f64,
+                        base / (workers as f64 * bare_at_one),
+                        "1.00",
+                        busy * 1e6 / base,
+                    );
+                }
+                if workers == 1 {
+                    at_one = case;
+                }
+                println!(
+                    "{name:<10} {workers:>3} {case:>12.0} {:>12.0} {:>8.2} {:>10.3} {:>+14.2}",
+                    case / workers as f64,
+                    case / (workers as f64 * at_one),
+                    case / base,
+                    busy * 1e6 / case - busy * 1e6 / base,
+                );
+            }
+        }
+        if let Some(provider) = obs.tracer_provider() {
+            let _ = provider.force_flush();
+        }
+        println!("spans exported: {}", exported.load(Ordering::Relaxed));
+    }
+}
