@@ -24,6 +24,9 @@ use crate::{
     telemetry::{self, Deferred, InitError, LogFormat, MetricsExporters, OtlpProtocol},
 };
 
+/// The default of [`ObservabilityBuilder::stdout_buffer`], in bytes.
+const DEFAULT_STDOUT_BUFFER: usize = 8 << 20;
+
 /// Builder of [`Observability`]; start with [`Observability::builder`].
 #[derive(Debug, Clone)]
 #[must_use]
@@ -34,6 +37,7 @@ pub struct ObservabilityBuilder {
     protocol: Option<OtlpProtocol>,
     sampler: Option<Sampler>,
     log_format: LogFormat,
+    stdout_buffer: usize,
     log_filter: Option<String>,
     install_subscriber: bool,
     install_recorder: bool,
@@ -75,6 +79,7 @@ impl ObservabilityBuilder {
             protocol: None,
             sampler: None,
             log_format: LogFormat::default(),
+            stdout_buffer: DEFAULT_STDOUT_BUFFER,
             log_filter: None,
             install_subscriber: true,
             install_recorder: true,
@@ -225,6 +230,31 @@ impl ObservabilityBuilder {
     /// Format of log lines; defaults to [`LogFormat::Json`].
     pub fn log_format(mut self, format: LogFormat) -> Self {
         self.log_format = format;
+        self
+    }
+
+    /// How many bytes of log lines may wait for standard output. Defaults to
+    /// 8 MiB (some 20 000 access-log lines).
+    ///
+    /// A request's thread appends its formatted line to a buffer (one per
+    /// thread, as far as `2 x cores` buffers go, each a share of `bytes` and
+    /// at least 64 KiB: the longest line kept); a thread of its own
+    /// (`log-lines`) writes what has accumulated every 20 ms, or as soon as a
+    /// buffer is half full, one `write(2)` per buffer. The request's thread
+    /// never makes a system call nor waits for standard output: when its
+    /// buffer is full (standard output slower than the requests, e.g. a
+    /// stalled pipe), the line is dropped and counted in
+    /// `tower_observability_log_lines_dropped_total`. Lines of one thread
+    /// keep their order; lines of different threads may come out of order by
+    /// up to 20 ms (each carries its timestamp). Dropping the
+    /// [`Observability`] writes what is buffered (waiting at most a second);
+    /// a process that exits without dropping it loses up to the last 20 ms.
+    ///
+    /// With `0`, each line is written by the thread that logs it, blocking
+    /// while standard output is: nothing is dropped, and a slow reader slows
+    /// the requests.
+    pub fn stdout_buffer(mut self, bytes: usize) -> Self {
+        self.stdout_buffer = bytes;
         self
     }
 
@@ -416,7 +446,7 @@ impl ObservabilityBuilder {
             Some(recorder) => layer.recorder(recorder.clone()),
             None => layer,
         };
-        let obs = Observability {
+        let mut obs = Observability {
             service_name,
             service_version: self.service_version.clone().unwrap_or_default(),
             #[cfg(feature = "monitoring")]
@@ -432,8 +462,20 @@ impl ObservabilityBuilder {
             runtime: pipelines.runtime,
             #[cfg(feature = "pushgateway")]
             pusher: pipelines.pusher,
+            _stdout: None,
         };
         if self.install_subscriber {
+            let (writer, guard) = telemetry::Stdout::buffered(
+                self.stdout_buffer,
+                MetricsRecorder::scope(self.metrics_recorder.as_ref(), || {
+                    ::metrics::describe_counter!(
+                        telemetry::LOG_LINES_DROPPED,
+                        "Log lines dropped because the queue to standard output was full."
+                    );
+                    ::metrics::counter!(telemetry::LOG_LINES_DROPPED)
+                }),
+            )?;
+            obs._stdout = guard;
             // The SDK's export errors and partial successes are counted and
             // logged once per episode by the pipelines, not per batch.
             let stdout =
@@ -445,7 +487,7 @@ impl ObservabilityBuilder {
             let extra = (!extra.is_empty()).then_some(extra);
             tracing_subscriber::registry()
                 .with(extra)
-                .with(telemetry::fmt_layer(self.log_format).with_filter(stdout))
+                .with(telemetry::fmt_layer(self.log_format, writer).with_filter(stdout))
                 .with(obs.layers())
                 .try_init()
                 .map_err(|_| InitError::SubscriberAlreadyInstalled)?;

@@ -110,6 +110,8 @@ pub struct Observability {
     runtime: Option<ExporterRuntime>,
     #[cfg(feature = "pushgateway")]
     pusher: Option<telemetry::Pusher>,
+    /// Writes the queued log lines when dropped, last.
+    _stdout: Option<telemetry::StdoutGuard>,
 }
 
 impl Observability {

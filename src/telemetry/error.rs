@@ -66,7 +66,8 @@ pub enum InitError {
     #[cfg(feature = "pushgateway")]
     #[error("invalid Pushgateway setting {0}")]
     Pushgateway(String),
-    /// The exporter's background thread could not start.
-    #[error("failed to start the exporter thread: {0}")]
+    /// A background thread (an exporter's, or the log-line writer's) could
+    /// not start.
+    #[error("failed to start a background thread: {0}")]
     Thread(#[from] std::io::Error),
 }

@@ -7,22 +7,23 @@
 
 use std::fmt::{self, Write as _};
 
-use serde_json::{Map, Value};
 use tracing::{
     Event, Subscriber,
     field::{Field, Visit},
+    span,
 };
 use tracing_subscriber::{
     EnvFilter, Layer,
+    field::RecordFields,
     fmt::{
         FmtContext, FormatEvent, FormatFields, FormattedFields,
-        format::{JsonFields, Writer},
+        format::Writer,
         time::{FormatTime, SystemTime},
     },
     registry::LookupSpan,
 };
 
-use super::{InitError, config};
+use super::{InitError, config, stdout::Stdout};
 use crate::trace::Correlation;
 
 /// Format of log lines written to standard output.
@@ -52,16 +53,20 @@ pub(crate) fn log_filter(fallback: Option<&str>) -> Result<EnvFilter, InitError>
         .map_err(|e| InitError::InvalidLogFilter(format!("{directives:?}: {e}")))
 }
 
-/// The layer writing log lines to standard output in `format`.
-pub(crate) fn fmt_layer<S>(format: LogFormat) -> Box<dyn Layer<S> + Send + Sync>
+/// The layer writing log lines in `format` to `writer`.
+pub(crate) fn fmt_layer<S>(format: LogFormat, writer: Stdout) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     match format {
-        LogFormat::Json => {
-            tracing_subscriber::fmt::layer().event_format(JsonFormat).fmt_fields(JsonFields::new()).boxed()
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .event_format(JsonFormat)
+            .fmt_fields(JsonSpanFields)
+            .with_writer(writer)
+            .boxed(),
+        LogFormat::Text => {
+            tracing_subscriber::fmt::layer().event_format(TextFormat).with_writer(writer).boxed()
         }
-        LogFormat::Text => tracing_subscriber::fmt::layer().event_format(TextFormat).boxed(),
     }
 }
 
@@ -73,10 +78,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    tracing_subscriber::fmt::layer()
-        .event_format(JsonFormat)
-        .fmt_fields(JsonFields::new())
-        .with_writer(writer)
+    tracing_subscriber::fmt::layer().event_format(JsonFormat).fmt_fields(JsonSpanFields).with_writer(writer)
 }
 
 /// The correlation of the request an event belongs to, if any.
@@ -88,40 +90,138 @@ where
     ctx.event_scope()?.find_map(|span| Correlation::from_extensions(&span.extensions()))
 }
 
-fn timestamp() -> String {
-    let mut out = String::with_capacity(32);
-    // SystemTime writes RFC 3339 with microseconds, in UTC.
-    let _ = SystemTime.format_time(&mut Writer::new(&mut out));
-    out
-}
-
 /// One JSON object per line:
 /// `{"timestamp","level","target","fields":{"message",..},"span":{"name",..},
 /// "request_id","trace_id","span_id"}` (the last four inside a request only;
 /// `span_id` is the request's server span).
+///
+/// Written straight into the layer's line buffer: no map, no intermediate
+/// string, the span's fields (already JSON, formatted once when the span was
+/// made) copied as they are. Strings are escaped per RFC 8259, so a value a
+/// client sent cannot forge a second line; non-finite floats are `null`.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct JsonFormat;
 
-struct JsonVisitor<'a>(&'a mut Map<String, Value>);
+/// A [`fmt::Write`] that escapes what it is given as the inside of a JSON
+/// string (RFC 8259 section 7): `"`, `\` and the control characters.
+struct JsonEscaped<'a, W: fmt::Write + ?Sized>(&'a mut W);
 
-impl Visit for JsonVisitor<'_> {
+impl<W: fmt::Write + ?Sized> fmt::Write for JsonEscaped<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut start = 0;
+        // Only ASCII bytes are escaped: they never occur inside a multi-byte
+        // UTF-8 sequence, so every slice below is on a char boundary.
+        for (i, byte) in s.bytes().enumerate() {
+            let escaped = match byte {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0..=0x1f | 0x7f => "",
+                _ => continue,
+            };
+            self.0.write_str(&s[start..i])?;
+            if escaped.is_empty() {
+                write!(self.0, "\\u{byte:04x}")?;
+            } else {
+                self.0.write_str(escaped)?;
+            }
+            start = i + 1;
+        }
+        self.0.write_str(&s[start..])
+    }
+}
+
+/// Writes `s` as a JSON string, quotes included.
+fn write_json_str(out: &mut (impl fmt::Write + ?Sized), s: &str) -> fmt::Result {
+    out.write_char('"')?;
+    JsonEscaped(out).write_str(s)?;
+    out.write_char('"')
+}
+
+/// Writes an event's fields as the members of a JSON object.
+struct JsonVisitor<'a, 'w> {
+    out: &'a mut Writer<'w>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl JsonVisitor<'_, '_> {
+    /// Writes `"name":value`, after a comma unless it is the first member.
+    fn member(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+        if self.result.is_err() {
+            return;
+        }
+        let comma = if std::mem::take(&mut self.first) { Ok(()) } else { self.out.write_char(',') };
+        self.result = comma
+            .and_then(|()| write_json_str(self.out, field.name()))
+            .and_then(|()| self.out.write_char(':'))
+            .and_then(|()| value(self.out));
+    }
+}
+
+impl Visit for JsonVisitor<'_, '_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        // `Debug` switches to an exponent for very large and small values:
+        // a short, exact JSON number either way.
+        self.member(
+            field,
+            |out| if value.is_finite() { write!(out, "{value:?}") } else { out.write_str("null") },
+        );
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.member(field, |out| write!(out, "{value}"));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.member(field, |out| write!(out, "{value}"));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.member(field, |out| write!(out, "{value}"));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.member(field, |out| write_json_str(out, value));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name().to_owned(), Value::from(format!("{value:?}")));
+        self.member(field, |out| {
+            out.write_char('"')?;
+            write!(JsonEscaped(out), "{value:?}")?;
+            out.write_char('"')
+        });
+    }
+}
+
+/// A span's fields as one JSON object, `{"name":value,..}`, written
+/// straight into the span's buffer (RFC 8259 escaping, as the lines); the
+/// fields recorded later are added to the same object. Formatted once, when
+/// the span is made; [`JsonFormat`] copies the members into each line.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct JsonSpanFields;
+
+impl<'writer> FormatFields<'writer> for JsonSpanFields {
+    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'writer>, fields: R) -> fmt::Result {
+        writer.write_char('{')?;
+        let mut visitor = JsonVisitor { out: &mut writer, first: true, result: Ok(()) };
+        fields.record(&mut visitor);
+        visitor.result?;
+        writer.write_char('}')
+    }
+
+    fn add_fields(
+        &self,
+        current: &'writer mut FormattedFields<Self>,
+        fields: &span::Record<'_>,
+    ) -> fmt::Result {
+        if current.fields.pop() != Some('}') {
+            current.fields.clear();
+            return self.format_fields(current.as_writer(), fields);
+        }
+        let first = current.fields == "{";
+        let mut writer = current.as_writer();
+        let mut visitor = JsonVisitor { out: &mut writer, first, result: Ok(()) };
+        fields.record(&mut visitor);
+        visitor.result?;
+        writer.write_char('}')
     }
 }
 
@@ -137,38 +237,42 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
-        let mut line = Map::new();
-        line.insert("timestamp".to_owned(), Value::from(timestamp()));
-        line.insert("level".to_owned(), Value::from(meta.level().as_str()));
-        line.insert("target".to_owned(), Value::from(meta.target()));
-        let mut fields = Map::new();
-        event.record(&mut JsonVisitor(&mut fields));
-        line.insert("fields".to_owned(), Value::Object(fields));
+        // SystemTime writes RFC 3339 with microseconds, in UTC: nothing to escape.
+        writer.write_str("{\"timestamp\":\"")?;
+        SystemTime.format_time(&mut writer)?;
+        write!(writer, "\",\"level\":\"{}\",\"target\":", meta.level().as_str())?;
+        write_json_str(&mut writer, meta.target())?;
+        writer.write_str(",\"fields\":{")?;
+        let mut visitor = JsonVisitor { out: &mut writer, first: true, result: Ok(()) };
+        event.record(&mut visitor);
+        visitor.result?;
+        writer.write_char('}')?;
         // The event's parent: an explicit one (the access log's) or the current span.
         if let Some(span) = ctx.parent_span() {
-            let mut object = Map::new();
-            object.insert("name".to_owned(), Value::from(span.name()));
-            // With `JsonFields`, a span's formatted fields are a JSON object.
+            writer.write_str(",\"span\":{\"name\":")?;
+            write_json_str(&mut writer, span.name())?;
+            // With `JsonSpanFields`, a span's formatted fields are a JSON
+            // object, escaped when the span was made: its members are copied
+            // as they are.
             if let Some(formatted) = span.extensions().get::<FormattedFields<N>>()
-                && let Ok(Value::Object(span_fields)) = serde_json::from_str::<Value>(formatted)
+                && let Some(members) = formatted.strip_prefix('{').and_then(|f| f.strip_suffix('}'))
+                && !members.is_empty()
             {
-                object.extend(span_fields);
+                writer.write_char(',')?;
+                writer.write_str(members)?;
             }
-            line.insert("span".to_owned(), Value::Object(object));
+            writer.write_char('}')?;
         }
         if let Some(c) = correlation(ctx) {
             if let Some(id) = &c.request_id {
-                line.insert("request_id".to_owned(), Value::from(id.as_str()));
+                writer.write_str(",\"request_id\":")?;
+                write_json_str(&mut writer, id.as_str())?;
             }
             if c.has_trace() {
-                line.insert("trace_id".to_owned(), Value::from(c.trace_id.to_string()));
-                line.insert("span_id".to_owned(), Value::from(c.span_id.to_string()));
+                write!(writer, ",\"trace_id\":\"{}\",\"span_id\":\"{}\"", c.trace_id, c.span_id)?;
             }
         }
-        // serde_json escapes control characters: one event is one line.
-        let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
-        writer.write_str(&text)?;
-        writer.write_char('\n')
+        writer.write_str("}\n")
     }
 }
 
@@ -241,7 +345,8 @@ where
         let mut visitor = TextVisitor { message: String::new(), fields: &mut fields };
         event.record(&mut visitor);
         let message = visitor.message;
-        write!(writer, "{} {:>5} {}: {message}{fields}", timestamp(), meta.level(), meta.target())?;
+        SystemTime.format_time(&mut writer)?;
+        write!(writer, " {:>5} {}: {message}{fields}", meta.level(), meta.target())?;
         if let Some(c) = correlation(ctx) {
             if let Some(id) = &c.request_id {
                 write!(writer, " request_id={id}")?;
@@ -264,5 +369,66 @@ mod tests {
         write_escaped(&mut out, "ok\r\nINFO forged: line\u{1b}[31m").unwrap();
         assert_eq!(out, "ok\\r\\nINFO forged: line\\u{1b}[31m");
         assert!(!out.contains('\n'));
+    }
+
+    /// The JSON line of one event with `value` in the message, a field and
+    /// the span's field, in a subscriber of its own.
+    fn json_line(value: &str, number: f64) -> String {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        #[derive(Clone, Default)]
+        struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let layer = tracing_subscriber::fmt::layer()
+            .event_format(JsonFormat)
+            .fmt_fields(JsonSpanFields)
+            .with_writer(move || writer.clone());
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            let span = tracing::info_span!("HTTP request", http.route = value, late = tracing::field::Empty);
+            span.record("late", value);
+            span.in_scope(|| {
+                tracing::info!(target: "t\"arget", user_agent = value, ratio = number, n = 7u64, ok = true, "said {value}");
+            });
+        });
+        String::from_utf8(lines.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn json_lines_parse_and_keep_hostile_values() {
+        let hostile = "a\"b\\c\n{\"forged\":1}\r\t\u{0}\u{1b}\u{7f} é 漢 🦀";
+        let line = json_line(hostile, f64::NAN);
+        assert_eq!(line.matches('\n').count(), 1, "one line: {line:?}");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["target"], "t\"arget");
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["fields"]["message"], format!("said {hostile}"));
+        assert_eq!(v["fields"]["user_agent"], hostile);
+        assert_eq!(v["fields"]["ratio"], serde_json::Value::Null);
+        assert_eq!(v["fields"]["n"], 7);
+        assert_eq!(v["fields"]["ok"], true);
+        assert_eq!(v["span"]["name"], "HTTP request");
+        assert_eq!(v["span"]["http.route"], hostile);
+        assert_eq!(v["span"]["late"], hostile, "a field recorded later joins the span's object");
+        assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_value_round_trips_through_a_json_line(value in "\\PC*|[\\x00-\\x7f]*", number in proptest::num::f64::NORMAL) {
+            let line = json_line(&value, number);
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            proptest::prop_assert_eq!(v["fields"]["user_agent"].as_str(), Some(value.as_str()));
+            proptest::prop_assert_eq!(v["span"]["late"].as_str(), Some(value.as_str()));
+            proptest::prop_assert_eq!(v["fields"]["ratio"].as_f64(), Some(number));
+        }
     }
 }

@@ -36,6 +36,7 @@ mod recorder;
 mod sampler;
 mod sdk_events;
 mod setup;
+mod stdout;
 mod traces;
 
 #[cfg(feature = "monitoring")]
@@ -68,5 +69,6 @@ pub(crate) use self::{
     recorder::Upkeep,
     sdk_events::{Deferred, accounted_for, sdk_events_layer},
     setup::{Options, UserExporter, build, plan},
+    stdout::{LOG_LINES_DROPPED, Stdout, StdoutGuard},
     traces::EXPORTER_TARGETS,
 };
