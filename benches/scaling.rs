@@ -29,6 +29,7 @@
 //! ```text
 //! cargo bench --bench scaling
 //! SCALING_ROUNDS=9 SCALING_MILLIS=1000 cargo bench --bench scaling
+//! SCALING_ONLY=metrics:2:10 cargo bench --bench scaling   # one case, 2 workers, 10 s, for perf
 //! ```
 
 #[cfg(not(all(feature = "axum", feature = "telemetry")))]
@@ -145,6 +146,22 @@ mod imp {
             ("unsampled", routes.layer(obs.layer()).with_state(()), true),
         ];
 
+        if let Ok(only) = std::env::var("SCALING_ONLY") {
+            // `case:workers:seconds`: one run, for a profiler.
+            let mut parts = only.split(':');
+            let (case, workers, seconds) = (
+                parts.next().unwrap_or("full"),
+                parts.next().and_then(|w| w.parse().ok()).unwrap_or(2),
+                parts.next().and_then(|s| s.parse().ok()).unwrap_or(10),
+            );
+            let (router, traceparent) = match cases.iter().find(|(name, ..)| *name == case) {
+                Some((_, router, traceparent)) => (router, *traceparent),
+                None => (&bare, false),
+            };
+            let rps = throughput(router, workers, traceparent, Duration::from_secs(seconds));
+            println!("{case} with {workers} workers: {rps:.0} req/s");
+            return;
+        }
         println!("scaling: {rounds} rounds of {} ms per figure, {cores} cores; medians", run.as_millis());
         println!(
             "{:<10} {:>3} {:>12} {:>12} {:>8} {:>10} {:>14}",
