@@ -51,38 +51,8 @@ if ! command -v wrk >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends wrk
 fi
 
-echo "== build (release)"
-cargo build --release --example bench_server --features full
-target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-server="${target_dir:-target}/release/examples/bench_server"
-
-work=$(mktemp -d)
-server_pid=
-stop_server() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  server_pid=
-}
-cleanup() { stop_server; rm -rf "$work"; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-start_server() {
-  MODE=$1 PORT=$PORT "$server" >"$work/server.out" 2>"$work/server.err" &
-  server_pid=$!
-  for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/${PORT}") 2>/dev/null; then return 0; fi
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "bench_server MODE=$1 did not start:" >&2
-  cat "$work/server.err" >&2
-  exit 1
-}
+# shellcheck source=scripts/bench-server.sh
+. scripts/bench-server.sh
 
 # Prints "rps p99_ms" of one measured run; the arguments go to wrk (headers).
 measure() {

@@ -38,35 +38,13 @@ need() {
 need wrk wrk
 need perf linux-perf
 
-echo "== build (release)"
-cargo build --release --example bench_server --features full
-target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-server="${target_dir:-target}/release/examples/bench_server"
-
-work=$(mktemp -d)
+# shellcheck source=scripts/bench-server.sh
+. scripts/bench-server.sh
 out=${OUT:-$work}
 mkdir -p "$out"
-server_pid=
-stop_server() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  server_pid=
-}
-cleanup() { stop_server; rm -rf "$work"; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 for mode in $MODES; do
-  MODE=$mode PORT=$PORT "$server" >"$work/server.out" 2>"$work/server.err" &
-  server_pid=$!
-  for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/${PORT}") 2>/dev/null; then break; fi
-    sleep 0.05
-  done
+  start_server "$mode"
   wrk -t"$THREADS" -c"$CONNS" -d2s "$URL" >/dev/null
   wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" "$URL" >"$work/wrk.out" &
   wrk_pid=$!
