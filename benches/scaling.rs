@@ -156,7 +156,8 @@ mod imp {
             );
             let (router, traceparent) = match cases.iter().find(|(name, ..)| *name == case) {
                 Some((_, router, traceparent)) => (router, *traceparent),
-                None => (&bare, false),
+                None if case == "bare" => (&bare, false),
+                None => panic!("SCALING_ONLY={only}: the case is bare, metrics, full or unsampled"),
             };
             let rps = throughput(router, workers, traceparent, Duration::from_secs(seconds));
             println!("{case} with {workers} workers: {rps:.0} req/s");

@@ -3,8 +3,8 @@
 //!
 //! | `MODE` | layers | process-wide setup |
 //! |---|---|---|
-//! | `bare` | none | none |
-//! | `metrics` | [`HttpMetricsLayer`] | Prometheus recorder |
+//! | `bare` | none | a subscriber logging to stderr at `RUST_LOG` (default `warn`) |
+//! | `metrics` | [`HttpMetricsLayer`] | the same, and the Prometheus recorder |
 //! | `full` | `Observability::layer` | `Observability::init`, log filter `warn` |
 //! | `full_log` | the same | `Observability::init`, log filter `info`: the JSON access log |
 //! | `anchor` | axum-prometheus + tower-http request id + `TraceLayer` at INFO | recorder, tracer provider, subscriber |

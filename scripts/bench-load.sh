@@ -85,7 +85,7 @@ for r in $(seq "$REPEATS"); do
     if [ "$mode" = unsampled ]; then headers=(-H "$UNSAMPLED_PARENT"); fi
     for m in bare "$mode"; do
       start_server "$m"
-      out=$(measure "${headers[@]}")
+      out=$(measure ${headers[@]+"${headers[@]}"})
       read -r rps p99 <<<"$out"
       stop_server
       if [ "$m" = full_log ]; then

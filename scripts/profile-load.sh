@@ -6,7 +6,8 @@
 # requests/s, the server's CPU microseconds per request (user + kernel, of
 # every thread: workers, span export, log writer), its context switches per
 # request, and the top user-space and kernel symbols by share of the server's
-# samples.
+# samples. perf record runs during the perf stat window: the CPU per request
+# includes the profiler's own sampling (about 3 000 samples a second).
 #
 # Environment (defaults in brackets):
 #   MODES ["bare metrics full full_log"]  bench_server modes to profile
@@ -26,6 +27,10 @@ CONNS=${CONNS:-64}
 TOP=${TOP:-25}
 PORT=${PORT:-38081}
 URL="http://127.0.0.1:${PORT}/users/42"
+if [ "$DURATION" -lt 3 ]; then
+  echo "DURATION=${DURATION}: at least 3 (half a second of warm-up and one of margin are left out)" >&2
+  exit 2
+fi
 
 if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
 need() {

@@ -237,18 +237,21 @@ impl ObservabilityBuilder {
     /// 8 MiB (some 20 000 access-log lines).
     ///
     /// A request's thread appends its formatted line to a buffer (one per
-    /// thread, as far as `2 x cores` buffers go, each a share of `bytes` and
-    /// at least 64 KiB: the longest line kept); a thread of its own
-    /// (`log-lines`) writes what has accumulated every 20 ms, or as soon as a
-    /// buffer is half full, one `write(2)` per buffer. The request's thread
-    /// never makes a system call nor waits for standard output: when its
-    /// buffer is full (standard output slower than the requests, e.g. a
-    /// stalled pipe), the line is dropped and counted in
-    /// `tower_observability_log_lines_dropped_total`. Lines of one thread
-    /// keep their order; lines of different threads may come out of order by
-    /// up to 20 ms (each carries its timestamp). Dropping the
-    /// [`Observability`] writes what is buffered (waiting at most a second);
-    /// a process that exits without dropping it loses up to the last 20 ms.
+    /// thread, as far as `2 x cores` buffers go, at most 64, each a share of
+    /// `bytes` and at least 64 KiB); a thread of its own (`log-lines`) writes
+    /// what has accumulated every 20 ms, or as soon as a buffer is half full,
+    /// one `write(2)` per buffer, and sleeps while nothing is logged. The
+    /// request's thread does not wait for standard output: when its buffer
+    /// is full (standard output slower than the requests, e.g. a stalled
+    /// pipe), the line is dropped and counted in
+    /// `tower_observability_log_lines_dropped_total`, as are the lines of a
+    /// batch whose write fails. A line longer than a buffer is written by
+    /// the thread that logs it. Lines of one thread keep their order; lines
+    /// of different threads come out in batches, so out of order by about a
+    /// batch (each carries its timestamp). Dropping the [`Observability`]
+    /// writes what is buffered (waiting at most a second) and later lines are
+    /// written directly; a process that exits without dropping it loses what
+    /// was still buffered (at most the last 20 ms or so).
     ///
     /// With `0`, each line is written by the thread that logs it, blocking
     /// while standard output is: nothing is dropped, and a slow reader slows
@@ -541,10 +544,10 @@ impl ObservabilityBuilder {
 /// thread has held a scoped default (the pipelines hold one while they are
 /// built), and the calling thread may hold one too.
 fn global_subscriber_set() -> bool {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| tracing::dispatcher::get_default(|d| !d.is::<tracing::subscriber::NoSubscriber>()))
-            .join()
-            .unwrap_or(false)
+    let global = || tracing::dispatcher::get_default(|d| !d.is::<tracing::subscriber::NoSubscriber>());
+    std::thread::scope(|scope| match std::thread::Builder::new().spawn_scoped(scope, global) {
+        Ok(asked) => asked.join().unwrap_or(false),
+        // No thread to ask from: the cruder answer (see above).
+        Err(_) => tracing::dispatcher::has_been_set(),
     })
 }

@@ -207,21 +207,57 @@ impl<'writer> FormatFields<'writer> for JsonSpanFields {
         writer.write_char('}')
     }
 
+    /// Adds the fields recorded later; a field recorded again replaces its
+    /// value (the object is parsed and rewritten then, a rare path).
     fn add_fields(
         &self,
         current: &'writer mut FormattedFields<Self>,
         fields: &span::Record<'_>,
     ) -> fmt::Result {
-        if current.fields.pop() != Some('}') {
-            current.fields.clear();
-            return self.format_fields(current.as_writer(), fields);
+        let mut added = String::new();
+        self.format_fields(Writer::new(&mut added), fields)?;
+        let members =
+            |object: &str| object.strip_prefix('{').and_then(|o| o.strip_suffix('}')).map(str::to_owned);
+        let (Some(kept), Some(new)) = (members(&current.fields), members(&added)) else {
+            // Not an object of this formatter's: start again.
+            current.fields = added;
+            return Ok(());
+        };
+        let mut names = FieldNames(Vec::new());
+        fields.record(&mut names);
+        let again = names.0.iter().any(|name| {
+            let mut key = String::new();
+            let _ = write_json_str(&mut key, name);
+            key.push(':');
+            kept.contains(&key)
+        });
+        if new.is_empty() {
+            return Ok(());
         }
-        let first = current.fields == "{";
-        let mut writer = current.as_writer();
-        let mut visitor = JsonVisitor { out: &mut writer, first, result: Ok(()) };
-        fields.record(&mut visitor);
-        visitor.result?;
-        writer.write_char('}')
+        if !again {
+            current.fields = if kept.is_empty() { format!("{{{new}}}") } else { format!("{{{kept},{new}}}") };
+            return Ok(());
+        }
+        match (
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&current.fields),
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&added),
+        ) {
+            (Ok(mut object), Ok(added)) => {
+                object.extend(added);
+                current.fields = serde_json::to_string(&object).map_err(|_| fmt::Error)?;
+            }
+            _ => current.fields = added,
+        }
+        Ok(())
+    }
+}
+
+/// The names of the fields a record carries.
+struct FieldNames(Vec<&'static str>);
+
+impl Visit for FieldNames {
+    fn record_debug(&mut self, field: &Field, _: &dyn fmt::Debug) {
+        self.0.push(field.name());
     }
 }
 
@@ -375,23 +411,12 @@ mod tests {
     /// the span's field, in a subscriber of its own.
     fn json_line(value: &str, number: f64) -> String {
         use tracing_subscriber::layer::SubscriberExt as _;
-        #[derive(Clone, Default)]
-        struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-        impl std::io::Write for Lines {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let lines = Lines::default();
-        let writer = lines.clone();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
         let layer = tracing_subscriber::fmt::layer()
             .event_format(JsonFormat)
             .fmt_fields(JsonSpanFields)
-            .with_writer(move || writer.clone());
+            .with_writer(move || Sink(sink.clone()));
         tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
             let span = tracing::info_span!("HTTP request", http.route = value, late = tracing::field::Empty);
             span.record("late", value);
@@ -399,7 +424,7 @@ mod tests {
                 tracing::info!(target: "t\"arget", user_agent = value, ratio = number, n = 7u64, ok = true, "said {value}");
             });
         });
-        String::from_utf8(lines.0.lock().unwrap().clone()).unwrap()
+        String::from_utf8(lines.lock().unwrap().clone()).unwrap()
     }
 
     #[test]
@@ -419,6 +444,43 @@ mod tests {
         assert_eq!(v["span"]["http.route"], hostile);
         assert_eq!(v["span"]["late"], hostile, "a field recorded later joins the span's object");
         assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn a_span_field_recorded_again_is_replaced_not_repeated() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let layer = tracing_subscriber::fmt::layer()
+            .event_format(JsonFormat)
+            .fmt_fields(JsonSpanFields)
+            .with_writer(move || Sink(sink.clone()));
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            let span = tracing::info_span!("loop", n = 1u64, later = tracing::field::Empty, keep = "k");
+            for n in 2..=5u64 {
+                span.record("n", n);
+            }
+            span.record("later", "set");
+            span.in_scope(|| tracing::info!("done"));
+        });
+        let line = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
+        assert_eq!(line.matches("\"n\":").count(), 1, "{line}");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["span"]["n"], 5);
+        assert_eq!(v["span"]["later"], "set");
+        assert_eq!(v["span"]["keep"], "k");
+    }
+
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 
     proptest::proptest! {
