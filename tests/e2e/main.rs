@@ -12,7 +12,7 @@ mod prom;
 use std::{collections::HashMap, time::Duration};
 
 use app::App;
-use otlp::{OtlpReceiver, ReceivedSpan};
+use otlp::{HungCollector, OtlpReceiver, ReceivedSpan};
 use prom::{Exposition, promtool_check};
 
 const SPAN_WAIT: Duration = Duration::from_secs(20);
@@ -316,14 +316,8 @@ async fn an_absent_collector_never_fails_a_request_and_is_reported_once() {
 #[tokio::test]
 async fn a_hung_collector_fills_a_bounded_queue_and_drops_are_counted() {
     // Accepts connections and never answers.
-    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", hung.local_addr().unwrap());
-    let held = tokio::spawn(async move {
-        let mut open = Vec::new();
-        while let Ok((socket, _)) = hung.accept().await {
-            open.push(socket);
-        }
-    });
+    let hung = HungCollector::start().await;
+    let endpoint = hung.endpoint.clone();
     let app = App::start(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
         ("OTEL_BSP_SCHEDULE_DELAY", "10"),
@@ -347,7 +341,7 @@ async fn a_hung_collector_fills_a_bounded_queue_and_drops_are_counted() {
     promtool_check(&text);
     assert_eq!(app.lines().iter().filter(|l| l.contains("export queue is full")).count(), 1);
     drop(app);
-    held.abort();
+    drop(hung);
 }
 
 /// Sends `n` requests with ids `{prefix}-{i}`, asserting each succeeds.

@@ -14,7 +14,7 @@ mod prom;
 use std::{collections::HashMap, time::Duration};
 
 use app::App;
-use otlp::{Behavior, OtlpReceiver, REJECT_MESSAGE, ReceivedLog, ReceivedPoint};
+use otlp::{Behavior, HungCollector, OtlpReceiver, REJECT_MESSAGE, ReceivedLog, ReceivedPoint};
 use prom::{Exposition, promtool_check};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -335,14 +335,8 @@ async fn a_refusing_collector_fails_no_request_and_every_signal_counts_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_collector_keeps_every_queue_bounded_and_counts_drops() {
-    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", hung.local_addr().unwrap());
-    let held = tokio::spawn(async move {
-        let mut open = Vec::new();
-        while let Ok((socket, _)) = hung.accept().await {
-            open.push(socket);
-        }
-    });
+    let hung = HungCollector::start().await;
+    let endpoint = hung.endpoint.clone();
     let app = all_signals(
         &endpoint,
         &[
@@ -378,7 +372,7 @@ async fn a_hung_collector_keeps_every_queue_bounded_and_counts_drops() {
     promtool_check(&text);
     assert_eq!(count_lines(&app, "the log record export queue is full"), 1);
     drop(app);
-    held.abort();
+    drop(hung);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -562,14 +556,8 @@ fn ignored_settings_get_one_warning_each_by_name() {
 async fn a_shutdown_cut_short_says_what_it_abandons() {
     // Accepts connections and never answers; exports wait 30 s, longer
     // than the 5 s the shutdown grants.
-    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", hung.local_addr().unwrap());
-    let held = tokio::spawn(async move {
-        let mut open = Vec::new();
-        while let Ok((socket, _)) = hung.accept().await {
-            open.push(socket);
-        }
-    });
+    let hung = HungCollector::start().await;
+    let endpoint = hung.endpoint.clone();
     let app = App::start(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "30000"),
@@ -583,7 +571,7 @@ async fn a_shutdown_cut_short_says_what_it_abandons() {
     }
     let (status, lines) = tokio::task::spawn_blocking(move || app.terminate_with_output()).await.unwrap();
     assert!(status.success(), "{status}");
-    held.abort();
+    drop(hung);
     let said = |needle: &str| lines.iter().filter(|l| l.contains(needle)).cloned().collect::<Vec<_>>();
     // Ten requests, ten spans, none sent: all ten abandoned, and said so.
     let spans = said("span exporter shutdown did not complete");

@@ -706,3 +706,32 @@ fn to_hex(bytes: &[u8]) -> String {
     }
     s
 }
+
+/// A collector that accepts connections and never answers: its sockets
+/// are held open until it is dropped.
+#[allow(dead_code, unreachable_pub)]
+pub struct HungCollector {
+    pub endpoint: String,
+    held: tokio::task::JoinHandle<()>,
+}
+
+#[allow(dead_code, unreachable_pub)]
+impl HungCollector {
+    pub async fn start() -> HungCollector {
+        let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", hung.local_addr().unwrap());
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = hung.accept().await {
+                open.push(socket);
+            }
+        });
+        HungCollector { endpoint, held }
+    }
+}
+
+impl Drop for HungCollector {
+    fn drop(&mut self) {
+        self.held.abort();
+    }
+}
