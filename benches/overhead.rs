@@ -44,7 +44,12 @@ fn main() {
 }
 
 #[cfg(all(feature = "axum", feature = "telemetry"))]
+#[path = "support/counting_exporter.rs"]
+mod counting_exporter;
+
+#[cfg(all(feature = "axum", feature = "telemetry"))]
 mod imp {
+    use super::counting_exporter::CountingExporter;
     use std::{
         cell::Cell,
         convert::Infallible,
@@ -69,10 +74,7 @@ mod imp {
     use http_body_util::BodyExt;
     use metrics_exporter_prometheus::PrometheusHandle;
     use opentelemetry::trace::TracerProvider as _;
-    use opentelemetry_sdk::{
-        error::OTelSdkResult,
-        trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter},
-    };
+    use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
     use tower::{ServiceBuilder, ServiceExt, layer::util::Identity};
     use tower_http::{
         request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer as TowerSetRequestIdLayer},
@@ -89,17 +91,6 @@ mod imp {
     const PARENT_UNSAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
 
     // ---------------------------------------------------------------- pipeline
-
-    /// Exports nothing, counts what it was given.
-    #[derive(Debug, Clone, Default)]
-    struct CountingExporter(Arc<AtomicU64>);
-
-    impl SpanExporter for CountingExporter {
-        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-            self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            Ok(())
-        }
-    }
 
     /// The process-wide recorder and subscriber every case runs under.
     struct Pipeline {

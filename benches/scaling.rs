@@ -46,7 +46,12 @@ fn main() {
 }
 
 #[cfg(all(feature = "axum", feature = "telemetry"))]
+#[path = "support/counting_exporter.rs"]
+mod counting_exporter;
+
+#[cfg(all(feature = "axum", feature = "telemetry"))]
 mod imp {
+    use super::counting_exporter::CountingExporter;
     use std::{
         hint::black_box,
         sync::{
@@ -58,26 +63,11 @@ mod imp {
 
     use axum::{Router, body::Body, extract::Path, http::Request, response::IntoResponse, routing::get};
     use http_body_util::BodyExt as _;
-    use opentelemetry_sdk::{
-        error::OTelSdkResult,
-        trace::{SpanData, SpanExporter},
-    };
     use tower::ServiceExt as _;
     use tower_observability::{Observability, metrics::HttpMetricsLayer};
 
     const UNSAMPLED_PARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
     const WORKERS: [usize; 3] = [1, 2, 4];
-
-    /// Exports nothing, counts what it was given.
-    #[derive(Debug, Clone, Default)]
-    struct CountingExporter(Arc<AtomicU64>);
-
-    impl SpanExporter for CountingExporter {
-        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-            self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            Ok(())
-        }
-    }
 
     async fn get_user(Path(id): Path<u32>) -> impl IntoResponse {
         black_box(id);

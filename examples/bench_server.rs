@@ -28,6 +28,9 @@
 //! MODE=full PORT=3001 cargo run --release --example bench_server --features full
 //! ```
 
+#[path = "../benches/support/counting_exporter.rs"]
+mod counting_exporter;
+
 use std::{
     hint::black_box,
     sync::{
@@ -38,10 +41,8 @@ use std::{
 };
 
 use axum::{Router, extract::Path, http::header::CONTENT_TYPE, response::IntoResponse, routing::get};
-use opentelemetry_sdk::{
-    error::OTelSdkResult,
-    trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter},
-};
+use counting_exporter::CountingExporter;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tower::ServiceBuilder;
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -71,17 +72,6 @@ impl Mode {
                 Err(format!("MODE={other:?}: expected bare, metrics, full, unsampled, full_log or anchor"))
             }
         }
-    }
-}
-
-/// Exports nothing, counts what it was given.
-#[derive(Debug, Clone, Default)]
-struct CountingExporter(Arc<AtomicU64>);
-
-impl SpanExporter for CountingExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        Ok(())
     }
 }
 

@@ -19,10 +19,8 @@ command -v valgrind >/dev/null || { echo "valgrind is needed (Debian: valgrind)"
 
 # Line tables only: the same code, with inlined frames named.
 export CARGO_PROFILE_BENCH_DEBUG=line-tables-only
-cargo bench --bench overhead --no-run --quiet 2>/dev/null
-bin=$(cargo bench --bench overhead --no-run --message-format=json 2>/dev/null \
-  | sed -n 's/.*"executable":"\([^"]*overhead[^"]*\)".*/\1/p' | tail -1)
-[ -x "$bin" ] || { echo "bench binary not found"; exit 1; }
+# shellcheck source=scripts/overhead-bin.sh
+. scripts/overhead-bin.sh
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

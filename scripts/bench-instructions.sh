@@ -18,10 +18,8 @@ N=${N:-5000}
 CASES=${CASES:-"bare bare_parent request_id trace_sampled metrics cache full_sampled full_sampled_parent full_unsampled axum_prometheus anchors_stacked"}
 command -v valgrind >/dev/null || { echo "valgrind is needed (Debian: valgrind)"; exit 1; }
 
-cargo bench --bench overhead --no-run --quiet 2>/dev/null
-bin=$(cargo bench --bench overhead --no-run --message-format=json 2>/dev/null \
-  | sed -n 's/.*"executable":"\([^"]*overhead[^"]*\)".*/\1/p' | tail -1)
-[ -x "$bin" ] || { echo "bench binary not found"; exit 1; }
+# shellcheck source=scripts/overhead-bin.sh
+. scripts/overhead-bin.sh
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

@@ -24,16 +24,15 @@
 //! in `target/tmp/alloc/trace/` for `callgrind_annotate --inclusive=yes`.
 #![cfg(all(feature = "axum", feature = "telemetry"))]
 
+#[path = "../../benches/support/counting_exporter.rs"]
+mod counting_exporter;
+
 use std::{
     collections::{BTreeMap, HashMap},
     convert::Infallible,
     hint::black_box,
     path::{Path, PathBuf},
     process::Command,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
 };
 
 use axum::{
@@ -44,12 +43,10 @@ use axum::{
     response::IntoResponse,
     routing::get,
 };
+use counting_exporter::CountingExporter;
 use http_body_util::BodyExt;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::{
-    error::OTelSdkResult,
-    trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter},
-};
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tower::{ServiceBuilder, ServiceExt, layer::util::Identity};
 use tower_observability::{ObservabilityLayer, metrics::HttpMetricsLayer, trace::HttpTraceLayer};
 use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
@@ -97,16 +94,6 @@ const CASES: &[(&str, &str)] = &[
 ];
 
 // ------------------------------------------------------------------ child
-
-#[derive(Debug, Clone, Default)]
-struct CountingExporter(Arc<AtomicU64>);
-
-impl SpanExporter for CountingExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        Ok(())
-    }
-}
 
 async fn get_user(extract::Path(id): extract::Path<u32>) -> impl IntoResponse {
     black_box(id);
