@@ -216,26 +216,30 @@ impl<'writer> FormatFields<'writer> for JsonSpanFields {
     ) -> fmt::Result {
         let mut added = String::new();
         self.format_fields(Writer::new(&mut added), fields)?;
-        let members =
-            |object: &str| object.strip_prefix('{').and_then(|o| o.strip_suffix('}')).map(str::to_owned);
+        let members = |object: &str| object.strip_prefix('{')?.strip_suffix('}').map(str::len);
         let (Some(kept), Some(new)) = (members(&current.fields), members(&added)) else {
             // Not an object of this formatter's: start again.
             current.fields = added;
             return Ok(());
         };
+        if new == 0 {
+            return Ok(());
+        }
         let mut names = FieldNames(Vec::new());
         fields.record(&mut names);
         let again = names.0.iter().any(|name| {
             let mut key = String::new();
             let _ = write_json_str(&mut key, name);
             key.push(':');
-            kept.contains(&key)
+            current.fields.contains(&key)
         });
-        if new.is_empty() {
-            return Ok(());
-        }
         if !again {
-            current.fields = if kept.is_empty() { format!("{{{new}}}") } else { format!("{{{kept},{new}}}") };
+            // `{kept}` + `,` + `{new}` without their braces.
+            current.fields.pop();
+            if kept > 0 {
+                current.fields.push(',');
+            }
+            current.fields.push_str(&added[1..]);
             return Ok(());
         }
         match (
@@ -407,9 +411,8 @@ mod tests {
         assert!(!out.contains('\n'));
     }
 
-    /// The JSON line of one event with `value` in the message, a field and
-    /// the span's field, in a subscriber of its own.
-    fn json_line(value: &str, number: f64) -> String {
+    /// The JSON lines of what `log` logs, in a subscriber of its own.
+    fn json_lines(log: impl FnOnce()) -> String {
         use tracing_subscriber::layer::SubscriberExt as _;
         let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = lines.clone();
@@ -417,14 +420,20 @@ mod tests {
             .event_format(JsonFormat)
             .fmt_fields(JsonSpanFields)
             .with_writer(move || Sink(sink.clone()));
-        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), log);
+        String::from_utf8(lines.lock().unwrap().clone()).unwrap()
+    }
+
+    /// The JSON line of one event with `value` in the message, a field and
+    /// the span's field.
+    fn json_line(value: &str, number: f64) -> String {
+        json_lines(|| {
             let span = tracing::info_span!("HTTP request", http.route = value, late = tracing::field::Empty);
             span.record("late", value);
             span.in_scope(|| {
                 tracing::info!(target: "t\"arget", user_agent = value, ratio = number, n = 7u64, ok = true, "said {value}");
             });
-        });
-        String::from_utf8(lines.lock().unwrap().clone()).unwrap()
+        })
     }
 
     #[test]
@@ -448,14 +457,7 @@ mod tests {
 
     #[test]
     fn a_span_field_recorded_again_is_replaced_not_repeated() {
-        use tracing_subscriber::layer::SubscriberExt as _;
-        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        let layer = tracing_subscriber::fmt::layer()
-            .event_format(JsonFormat)
-            .fmt_fields(JsonSpanFields)
-            .with_writer(move || Sink(sink.clone()));
-        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let line = json_lines(|| {
             let span = tracing::info_span!("loop", n = 1u64, later = tracing::field::Empty, keep = "k");
             for n in 2..=5u64 {
                 span.record("n", n);
@@ -463,7 +465,6 @@ mod tests {
             span.record("later", "set");
             span.in_scope(|| tracing::info!("done"));
         });
-        let line = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
         assert_eq!(line.matches("\"n\":").count(), 1, "{line}");
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["span"]["n"], 5);
