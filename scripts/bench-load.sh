@@ -21,6 +21,7 @@
 #   PORT [38080]         loopback port of the server
 #   WORKERS              tokio worker threads of the server [one per core]
 #   MAX_SECONDS [570]    refuse a configuration whose estimate exceeds this
+#   SERVER               a bench_server binary to run instead of building one
 # Example: REPEATS=3 DURATION=5 scripts/bench-load.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -2,12 +2,17 @@
 # release bench_server, and starts and stops one server at a time on
 # 127.0.0.1:$PORT, its output in $work/server.out and $work/server.err.
 # Sets `server`, `work` and `server_pid`, and an EXIT trap that stops the
-# server and removes $work.
+# server and removes $work. SERVER=path runs that bench_server binary
+# instead of building one (to compare two commits: build each, copy it).
 
-echo "== build (release)"
-cargo build --release --example bench_server --features full
-target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-server="${target_dir:-target}/release/examples/bench_server"
+if [ -n "${SERVER:-}" ]; then
+  server=$SERVER
+else
+  echo "== build (release)"
+  cargo build --release --example bench_server --features full
+  target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+  server="${target_dir:-target}/release/examples/bench_server"
+fi
 
 work=$(mktemp -d)
 server_pid=
