@@ -127,6 +127,7 @@ pub mod recorder;
 pub mod request_id;
 pub mod route;
 mod semconv;
+mod shard;
 #[cfg(feature = "alerts")]
 pub mod slo;
 #[cfg(feature = "telemetry")]

@@ -149,6 +149,7 @@ impl TestKit {
 
     /// The metrics recorded so far.
     pub fn metrics(&self) -> MetricsSnapshot {
+        crate::metrics::flush();
         MetricsSnapshot::parse(self.metrics.render())
     }
 

@@ -1,13 +1,14 @@
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use http::Request;
 use tower_layer::Layer;
 
 use super::{
+    buffer::RouteBuffer,
     exemplar::{Exemplars, SampledIds},
     rpc::{self, RpcMethod, RpcMethods},
     series::{ActiveGauges, KnownHost, Measurement, RouteSeries, SeriesKey, SeriesLabels, host_index},
-    stats::{HttpStats, RouteWindows},
+    stats::HttpStats,
 };
 use crate::{
     address::{self, TrustedProxies},
@@ -77,23 +78,14 @@ struct Config {
 #[derive(Debug)]
 pub(crate) struct MetricsRoute {
     excluded: bool,
-    series: RouteSeries,
+    /// The route's series and windows, written through per-thread buffers.
+    buffer: Arc<RouteBuffer>,
     /// The layer's trusted proxies, for `server_address`.
     proxies: Option<TrustedProxies>,
-    /// Found in the layer's [`HttpStats`] at the route's first request, so
-    /// that a label shows there only once requests were given it.
-    windows: OnceLock<Arc<RouteWindows>>,
     stats: HttpStats,
     gauges: Arc<ActiveGauges>,
     rpc: Arc<RpcMethods>,
     exemplars: Option<Exemplars>,
-}
-
-impl MetricsRoute {
-    #[inline]
-    fn windows(&self) -> &RouteWindows {
-        self.windows.get_or_init(|| self.stats.windows_of(self.series.label()))
-    }
 }
 
 impl HttpMetricsLayer {
@@ -113,7 +105,7 @@ impl HttpMetricsLayer {
             max_routes: DEFAULT_MAX_ROUTES,
             exemplars: Some(Exemplars::global()),
         };
-        Self::from_parts(config, Arc::default(), HttpStats::new())
+        Self::from_parts(config, ActiveGauges::new(), HttpStats::new())
     }
 
     fn from_parts(config: Config, gauges: Arc<ActiveGauges>, stats: HttpStats) -> Self {
@@ -326,9 +318,9 @@ impl HttpMetricsLayer {
                 rpc: Some(method),
             });
         }
-        route.gauges.get(cx.known_method(), cx.is_https()).increment(1.0);
-        route.windows().stats.start_request();
-        let server = route.series.known_hosts().map(|hosts| {
+        route.gauges.start(cx.known_method(), cx.is_https());
+        route.buffer.windows().stats.start_request();
+        let server = route.buffer.series().known_hosts().map(|hosts| {
             let forwarded = route
                 .proxies
                 .as_ref()
@@ -350,9 +342,11 @@ fn make_route(
 ) -> MetricsRoute {
     MetricsRoute {
         excluded: config.exclude.matches(label) || exclude.matches(label),
-        series: RouteSeries::new(label, config.ttfb, config.labels.clone(), config.exemplars.clone()),
+        buffer: RouteBuffer::new(
+            RouteSeries::new(label, config.ttfb, config.labels.clone(), config.exemplars.clone()),
+            stats.clone(),
+        ),
         proxies: (!config.proxies.is_empty()).then(|| config.proxies.clone()),
-        windows: OnceLock::new(),
         stats: stats.clone(),
         gauges: gauges.clone(),
         rpc: rpc.clone(),
@@ -420,14 +414,12 @@ impl MetricsPending {
             }
             return;
         }
-        route.gauges.get(cx.known_method(), cx.is_https()).decrement(1.0);
-        let windows = &route.windows().stats;
-        windows.end_request();
+        route.gauges.end(cx.known_method(), cx.is_https());
+        route.buffer.windows().stats.end_request();
         if !finished.observed {
             return;
         }
         let seconds = finished.at.saturating_duration_since(cx.start()).as_secs_f64();
-        route.stats.record(windows, route.series.label(), seconds, finished.error.is_some(), finished.at);
         let measurement = Measurement {
             seconds,
             request_bytes: pending.request_size.bytes(),
@@ -445,7 +437,8 @@ impl MetricsPending {
             error: finished.error,
             labels: cx.labeler().map(Labeler::values).unwrap_or_default(),
         };
-        route.series.record(key, measurement, || Some((sampled(cx)?, finished.at)));
+        let error = finished.error.is_some();
+        route.buffer.record(key, measurement, error, finished.at, || Some((sampled(cx)?, finished.at)));
     }
 }
 

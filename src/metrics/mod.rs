@@ -45,9 +45,21 @@
 //! ratios and p50/p95/p99 latencies ([`HttpStats`]), per route and for the
 //! whole layer (the sum of its routes, added up when read). A finished
 //! request costs two compare-and-swaps more (three when it failed) on its
-//! route's windows, and the request one atomic add and one subtract for
-//! the active count: no lock, no allocation, no extra clock reading, no
-//! write to memory that requests on other routes share.
+//! route's windows when its buffer is written (below), and the request one
+//! atomic add and one subtract on its thread's shard of the active count:
+//! no allocation, no extra clock reading, no write to memory that requests
+//! on other routes share.
+//!
+//! # Per-thread buffers
+//!
+//! What a finished request writes into shared state (the histograms of its
+//! series, its route's windows) waits first in a buffer of the worker's
+//! thread and is written in batches, and the active-request counts are
+//! kept per thread and added up when read, so that workers serving one
+//! route do not write the same cache lines per request. What waits is
+//! written when 32 requests have gathered on a thread, every 100 ms, and
+//! before the crate reads or renders the figures: see [`flush`] for when,
+//! and when to call it yourself.
 //!
 //! # Exemplars
 //!
@@ -77,7 +89,9 @@
 //!     .layer(HttpMetricsLayer::new());
 //! ```
 
+mod buffer;
 mod exemplar;
+mod flush;
 mod layer;
 mod rpc;
 mod series;
@@ -88,6 +102,7 @@ pub(crate) use self::exemplar::SampledIds;
 pub(crate) use self::layer::{MetricsPending, MetricsRoute};
 pub use self::{
     exemplar::{Exemplar, Exemplars, MAX_EXEMPLAR_SERIES},
+    flush::flush,
     layer::{HttpMetrics, HttpMetricsLayer},
     rpc::{RPC_SERVER_ACTIVE_CALLS, RPC_SERVER_CALL_DURATION},
     stats::{HttpStats, HttpWindowStats, RouteStats},

@@ -4,7 +4,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, OnceLock, PoisonError, RwLock},
+    sync::{
+        Arc, Mutex, OnceLock, PoisonError, RwLock, Weak,
+        atomic::{AtomicI64, Ordering},
+    },
     time::Instant,
 };
 
@@ -15,29 +18,92 @@ use super::{
     HTTP_SERVER_ACTIVE_REQUESTS, HTTP_SERVER_REQUEST_BODY_SIZE, HTTP_SERVER_REQUEST_DURATION,
     HTTP_SERVER_RESPONSE_BODY_SIZE, HTTP_SERVER_TIME_TO_FIRST_BYTE,
     exemplar::{Exemplars, SampledIds, SeriesExemplars},
+    flush::Flush,
 };
 use crate::{
     classify::ErrorType,
     labeler::{LabelValues, MetricLabels},
     semconv::{KnownMethod, scheme_name},
+    shard::{self, Padded},
 };
 
 /// The `http_server_active_requests` gauges of one layer, one per method
-/// and scheme, registered on first use.
-#[derive(Debug, Default)]
-pub(crate) struct ActiveGauges([[OnceLock<Gauge>; 2]; KnownMethod::COUNT]);
+/// and scheme, registered on first use, and the counts behind them.
+///
+/// A request start and end change a count on the worker's shard (no cache
+/// line written by two workers); a [`flush`](super::flush) adds what the
+/// counts moved since the last one to the gauges, so that two layers
+/// recording into one recorder add up, as with `increment`.
+#[derive(Debug)]
+pub(crate) struct ActiveGauges {
+    gauges: [[OnceLock<Gauge>; 2]; KnownMethod::COUNT],
+    counts: Box<[Padded<MethodCounts>]>,
+    /// What the gauges were given so far, per method and scheme.
+    published: Mutex<[[i64; 2]; KnownMethod::COUNT]>,
+}
+
+type MethodCounts = [[AtomicI64; 2]; KnownMethod::COUNT];
 
 impl ActiveGauges {
+    /// No request yet; flushed by [`flush`](super::flush) while it lives.
+    pub(crate) fn new() -> Arc<Self> {
+        let gauges = Arc::new(Self {
+            gauges: Default::default(),
+            counts: shard::shards(MethodCounts::default),
+            published: Mutex::new([[0; 2]; KnownMethod::COUNT]),
+        });
+        let weak: Weak<dyn Flush> = Arc::downgrade(&gauges) as Weak<dyn Flush>;
+        super::flush::register(weak);
+        gauges
+    }
+
     /// The gauge of a method and scheme.
     #[inline]
-    pub(crate) fn get(&self, method: KnownMethod, https: bool) -> &Gauge {
-        self.0[method.index()][usize::from(https)].get_or_init(|| {
+    fn gauge(&self, method: KnownMethod, https: bool) -> &Gauge {
+        self.gauges[method.index()][usize::from(https)].get_or_init(|| {
             ::metrics::gauge!(
                 HTTP_SERVER_ACTIVE_REQUESTS,
                 "http_request_method" => method.as_str(),
                 "url_scheme" => scheme_name(https),
             )
         })
+    }
+
+    /// Counts a request of `method` and scheme as under way: registers its
+    /// gauge (with the recorder in scope) on first use.
+    #[inline]
+    pub(crate) fn start(&self, method: KnownMethod, https: bool) {
+        self.gauge(method, https);
+        self.add(method, https, 1);
+    }
+
+    /// Counts a request as over; pairs with [`start`](Self::start).
+    #[inline]
+    pub(crate) fn end(&self, method: KnownMethod, https: bool) {
+        self.add(method, https, -1);
+    }
+
+    #[inline]
+    fn add(&self, method: KnownMethod, https: bool, delta: i64) {
+        shard::mine(&self.counts)[method.index()][usize::from(https)].fetch_add(delta, Ordering::Relaxed);
+    }
+}
+
+impl Flush for ActiveGauges {
+    fn flush(&self) {
+        let mut published = self.published.lock().unwrap_or_else(PoisonError::into_inner);
+        for (method, gauges) in self.gauges.iter().enumerate() {
+            for (scheme, gauge) in gauges.iter().enumerate() {
+                let Some(gauge) = gauge.get() else { continue };
+                let now: i64 =
+                    self.counts.iter().map(|shard| shard[method][scheme].load(Ordering::Relaxed)).sum();
+                let delta = now - published[method][scheme];
+                if delta != 0 {
+                    gauge.increment(delta as f64);
+                    published[method][scheme] = now;
+                }
+            }
+        }
     }
 }
 
@@ -76,6 +142,30 @@ pub(crate) struct Series {
     pub(crate) request_size: Histogram,
     pub(crate) response_size: Histogram,
     pub(crate) ttfb: Option<Histogram>,
+}
+
+impl Series {
+    /// Records a finished request into the histograms.
+    #[inline]
+    pub(crate) fn record(&self, m: &Measurement) {
+        self.duration.record(m.seconds);
+        self.request_size.record(m.request_bytes as f64);
+        self.response_size.record(m.response_bytes as f64);
+        if let (Some(ttfb), Some(seconds)) = (&self.ttfb, m.first_byte_seconds) {
+            ttfb.record(seconds);
+        }
+    }
+
+    /// Keeps a request that took `seconds` as the exemplar of its bucket,
+    /// when the series keeps exemplars and `sampled` gives its ids.
+    #[inline]
+    pub(crate) fn exemplar(&self, seconds: f64, sampled: impl Fn() -> Option<(SampledIds, Instant)>) {
+        if let Some(exemplars) = &self.exemplars
+            && let Some((ids, at)) = sampled()
+        {
+            exemplars.record(seconds, ids, at);
+        }
+    }
 }
 
 /// One finished request, as recorded.
@@ -157,11 +247,12 @@ impl RouteSeries {
         self.route.as_ref()
     }
 
-    /// Records one finished request into its Prometheus series, and its
-    /// exemplar: `sampled` gives the ids of its span and when it ended,
-    /// when the span is sampled; it is asked only when the series keeps
-    /// exemplars.
-    #[inline]
+    /// Records one finished request into its Prometheus series at once,
+    /// and its exemplar: `sampled` gives the ids of its span and when it
+    /// ended, when the span is sampled; it is asked only when the series
+    /// keeps exemplars. (The layer records through a
+    /// [`RouteBuffer`](super::buffer::RouteBuffer).)
+    #[cfg(test)]
     pub(crate) fn record(
         &self,
         key: SeriesKey,
@@ -169,50 +260,58 @@ impl RouteSeries {
         sampled: impl Fn() -> Option<(SampledIds, Instant)>,
     ) {
         let record = |series: &Series| {
-            series.duration.record(m.seconds);
-            if let Some(exemplars) = &series.exemplars
-                && let Some((ids, at)) = sampled()
-            {
-                exemplars.record(m.seconds, ids, at);
-            }
-            series.request_size.record(m.request_bytes as f64);
-            series.response_size.record(m.response_bytes as f64);
-            if let (Some(ttfb), Some(seconds)) = (&series.ttfb, m.first_byte_seconds) {
-                ttfb.record(seconds);
-            }
+            series.exemplar(m.seconds, &sampled);
+            series.record(&m);
         };
-        if let Some(series) = self.find_slot(&key) {
-            return record(series);
+        match self.slot_of(&key) {
+            Some((_, series)) => record(series),
+            None => self.record_beyond_slots(key, record),
         }
-        self.record_slow(key, record);
     }
 
-    /// The slot holding `key`, scanning the filled slots in order.
+    /// The slot of `key` and its series, filling a free slot (its handles
+    /// registered with the recorder in scope) when `key` is new; `None`
+    /// when the slots are full with other keys.
     #[inline]
-    fn find_slot(&self, key: &SeriesKey) -> Option<&Series> {
-        for slot in &self.slots {
+    pub(crate) fn slot_of(&self, key: &SeriesKey) -> Option<(u8, &Series)> {
+        for (index, slot) in self.slots.iter().enumerate() {
             match slot.get() {
-                Some((k, series)) if k == key => return Some(series),
+                Some((k, series)) if k == key => return Some((index as u8, series)),
                 Some(_) => {}
-                None => return None,
+                None => return self.fill_slot(key),
             }
         }
         None
     }
 
-    /// Registers `key` (in a free slot, else in the map) and records.
+    /// The series in `slot`, as [`slot_of`](Self::slot_of) gave it.
+    #[inline]
+    pub(crate) fn in_slot(&self, slot: u8) -> Option<&Series> {
+        self.slots.get(usize::from(slot)).and_then(OnceLock::get).map(|(_, series)| series)
+    }
+
+    /// Fills a free slot with `key`, unless another thread filled one with
+    /// it first.
     #[cold]
-    fn record_slow(&self, key: SeriesKey, record: impl Fn(&Series)) {
-        {
-            let _filling = self.filling.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(series) = self.find_slot(&key) {
-                return record(series);
-            }
-            if let Some(free) = self.slots.iter().find(|slot| slot.get().is_none()) {
-                let (_, series) = free.get_or_init(|| (key, self.build(key)));
-                return record(series);
+    fn fill_slot(&self, key: &SeriesKey) -> Option<(u8, &Series)> {
+        let _filling = self.filling.lock().unwrap_or_else(PoisonError::into_inner);
+        for (index, slot) in self.slots.iter().enumerate() {
+            match slot.get() {
+                Some((k, series)) if k == key => return Some((index as u8, series)),
+                Some(_) => {}
+                None => {
+                    let (_, series) = slot.get_or_init(|| (*key, self.build(*key)));
+                    return Some((index as u8, series));
+                }
             }
         }
+        None
+    }
+
+    /// Registers `key` in the map beyond the slots if it is new, and
+    /// records (rare: a route answering many label sets).
+    #[cold]
+    pub(crate) fn record_beyond_slots(&self, key: SeriesKey, record: impl Fn(&Series)) {
         if let Some(series) = self.more.read().unwrap_or_else(PoisonError::into_inner).get(&key) {
             return record(series);
         }
@@ -289,8 +388,8 @@ mod tests {
             let more = route.more.read().unwrap().len();
             assert_eq!(more, SERIES_SLOTS, "round {round}: one entry per extra label set");
         }
-        assert!(route.find_slot(&key(200)).is_some());
-        assert!(route.find_slot(&key(200 + SERIES_SLOTS as u16)).is_none(), "kept in the map");
+        assert!(route.slot_of(&key(200)).is_some());
+        assert!(route.slot_of(&key(200 + SERIES_SLOTS as u16)).is_none(), "kept in the map");
     }
 
     #[test]

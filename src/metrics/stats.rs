@@ -12,6 +12,7 @@ use std::{
 
 use crate::{
     route::RouteTable,
+    shard::ShardedCount,
     window::{HistogramSnapshot, Window, WindowedCounter, WindowedHistogram},
 };
 
@@ -39,7 +40,8 @@ pub(crate) struct WindowedStats {
     requests: WindowedCounter,
     errors: WindowedCounter,
     latency: WindowedHistogram,
-    active: AtomicU64,
+    /// Sharded: every request changes it twice.
+    active: ShardedCount,
 }
 
 impl WindowedStats {
@@ -48,7 +50,7 @@ impl WindowedStats {
             requests: WindowedCounter::new(),
             errors: WindowedCounter::new(),
             latency: WindowedHistogram::new(),
-            active: AtomicU64::new(0),
+            active: ShardedCount::new(),
         }
     }
 
@@ -71,17 +73,17 @@ impl WindowedStats {
     /// Counts a request as under way.
     #[inline]
     pub(crate) fn start_request(&self) {
-        self.active.fetch_add(1, Ordering::Relaxed);
+        self.active.add(1);
     }
 
     /// Counts a request as over; pairs with [`start_request`](Self::start_request).
     #[inline]
     pub(crate) fn end_request(&self) {
-        self.active.fetch_sub(1, Ordering::Relaxed);
+        self.active.add(-1);
     }
 
     /// Requests in `window` ending at `now`.
-    fn requests_at(&self, window: Window, now: Instant) -> u64 {
+    pub(crate) fn requests_at(&self, window: Window, now: Instant) -> u64 {
         self.requests.sum_at(window.duration(), now)
     }
 
@@ -386,7 +388,9 @@ impl HttpStats {
             .get(template, |label| RouteWindows { label: label.into(), stats: WindowedStats::new() })
     }
 
+    /// Every route's windows, with what the layers buffered written in.
     fn all_routes(&self) -> Vec<Arc<RouteWindows>> {
+        super::flush();
         self.inner.routes.all()
     }
 
@@ -398,7 +402,8 @@ impl HttpStats {
     /// twin of `http_server_active_requests`.
     #[must_use]
     pub fn active_requests(&self) -> u64 {
-        self.all_routes().iter().map(|route| route.stats.active.load(Ordering::Relaxed)).sum()
+        let active: i64 = self.all_routes().iter().map(|route| route.stats.active.sum()).sum();
+        u64::try_from(active).unwrap_or(0)
     }
 
     /// The figures of all requests over `window`, now.
@@ -447,6 +452,7 @@ impl HttpStats {
     /// `_overflow`), or `None` when no request was given that label yet.
     #[must_use]
     pub fn route(&self, route: &str) -> Option<RouteStats> {
+        super::flush();
         self.inner.routes.find(route).map(|series| RouteStats { series, stats: self.clone() })
     }
 
@@ -513,6 +519,7 @@ impl RouteStats {
     /// The route's figures over the `window` that ends at `now`.
     #[must_use]
     pub fn window_at(&self, window: Window, now: Instant) -> HttpWindowStats {
+        super::flush();
         let sum = Sum::of([&self.series.stats], window, now);
         HttpWindowStats::new(window, &sum, age_at(self.stats.created(), now))
     }
@@ -526,6 +533,7 @@ impl RouteStats {
     /// The route's latency distribution over the `window` that ends at `now`.
     #[must_use]
     pub fn latency_at(&self, window: Window, now: Instant) -> HistogramSnapshot {
+        super::flush();
         self.series.stats.latency.snapshot_at(window.duration(), now)
     }
 }

@@ -559,12 +559,20 @@ where
             .merge(guarded)
             .merge(writes)
             .route_layer(axum::middleware::map_response(unobserved))
+            .route_layer(axum::middleware::map_request(flushed))
             // axum's `merge` keeps the merged-in router's default fallback
             // (the right-hand one): a router whose only endpoint is its
             // default fallback, layered, gives the fragment an observed
             // fallback (see the type's docs).
             .merge(Router::new().layer(router.layer))
     }
+}
+
+/// Writes what the layers buffered per thread before a route of the
+/// fragment reads the figures (see [`crate::metrics::flush`]).
+async fn flushed(req: axum::extract::Request) -> axum::extract::Request {
+    crate::metrics::flush();
+    req
 }
 
 /// Marks a response of the fragment's routes: never observed.

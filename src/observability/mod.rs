@@ -325,6 +325,9 @@ impl Observability {
     }
 
     fn shutdown_pipelines(&mut self) {
+        // What the layers buffered reaches the OTLP metrics before their
+        // last export.
+        crate::metrics::flush();
         let tracer = self.provider.take().zip(self.tracer.as_ref().map(|(pipeline, _)| Arc::clone(pipeline)));
         let meter = self.meter.take().map(|(provider, _, _)| provider);
         let logger = self.logger.take().map(|(provider, pipeline, _)| (provider, pipeline));

@@ -87,7 +87,16 @@ impl Pusher {
         let pushed = thread::Builder::new().name("pushgateway-final".to_owned()).spawn(move || {
             rt.block_on(async move {
                 let client = reqwest::Client::builder().timeout(FINAL_PUSH_TIMEOUT).build()?;
-                client.put(&endpoint).body(handle.render()).send().await?.error_for_status().map(drop)
+                client
+                    .put(&endpoint)
+                    .body({
+                        crate::metrics::flush();
+                        handle.render()
+                    })
+                    .send()
+                    .await?
+                    .error_for_status()
+                    .map(drop)
             })
         });
         let result = match pushed {

@@ -18,12 +18,11 @@
 //! the other thread; the batches here cost neither (see BENCHMARKS.md).
 
 use std::{
-    cell::Cell,
     fmt,
     io::{self, Write as _},
     sync::{
         Arc, Mutex, MutexGuard, OnceLock, PoisonError,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, Ordering},
         mpsc,
     },
     thread,
@@ -193,7 +192,7 @@ impl Shared {
         if line.len() > self.shard_bytes || self.stop.load(Ordering::SeqCst) {
             return self.write_directly(line);
         }
-        let shard = &self.shards[shard_of_thread() % self.shards.len()];
+        let shard = &self.shards[crate::shard::of_thread() % self.shards.len()];
         let mut buffer = lock(&shard.0);
         if buffer.len() + line.len() > self.shard_bytes {
             drop(buffer);
@@ -267,20 +266,6 @@ impl Shared {
 
 fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The shard of the calling thread: threads take the next one in turn.
-fn shard_of_thread() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    SHARD.with(|shard| {
-        if shard.get() == usize::MAX {
-            shard.set(NEXT.fetch_add(1, Ordering::Relaxed));
-        }
-        shard.get()
-    })
 }
 
 /// The writer of one line.

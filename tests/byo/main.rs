@@ -72,6 +72,7 @@ async fn the_applications_exporter_layer_and_recorder_are_used() {
     assert_eq!(server.len(), 3, "the application's exporter got every server span");
     let exported = obs.exporters().into_iter().find(|e| e.signal == "spans").expect("the spans pipeline");
     assert!(exported.exported >= 3, "counted by the crate's pipeline: {exported:?}");
+    tower_observability::metrics::flush();
     let text = handle.render();
     assert!(text.contains(r#"http_route="/users/{id}""#), "the given recorder has the series: {text}");
     let seen = targets.0.lock().unwrap().clone();

@@ -41,6 +41,7 @@ fn recorder() -> &'static PrometheusHandle {
 }
 
 fn render() -> (String, Exposition) {
+    tower_observability::metrics::flush();
     let text = recorder().render();
     let parsed = Exposition::parse(&text);
     (text, parsed)

@@ -86,6 +86,7 @@ fn describe(span: &SpanData) -> String {
 /// The `http_server_*` samples of `handle`, name, labels and value, but for
 /// the buckets and sums of durations (which differ from run to run).
 fn http_series(handle: &PrometheusHandle) -> Vec<String> {
+    tower_observability::metrics::flush();
     let exposition = Exposition::parse(&handle.render());
     let mut series: Vec<String> = exposition
         .samples
@@ -102,6 +103,7 @@ fn http_series(handle: &PrometheusHandle) -> Vec<String> {
 }
 
 fn count(handle: &PrometheusHandle, route: &str) -> f64 {
+    tower_observability::metrics::flush();
     Exposition::parse(&handle.render())
         .sum("http_server_request_duration_seconds_count", &[("http_route", route)])
 }
@@ -347,6 +349,7 @@ async fn errors_of_tower_middlewares_get_bounded_types() {
     statuses.sort();
     assert_eq!(statuses, [200, 503]);
 
+    tower_observability::metrics::flush();
     let exposition = Exposition::parse(&signals.handle().render());
     let error = |route: &str| -> Vec<String> {
         exposition
@@ -382,6 +385,7 @@ async fn two_stacks_record_into_their_own_recorders() {
         [200, 200, 404]
     );
     assert_eq!(send(addrs[1], &[("GET", "/beta/1")]).await, [200]);
+    tower_observability::metrics::flush();
     let (alpha, beta) = (handles[0].render(), handles[1].render());
     assert_eq!(count(&handles[0], "/alpha/{id}"), 2.0, "{alpha}");
     assert_eq!(count(&handles[0], UNMATCHED_ROUTE), 1.0, "{alpha}");

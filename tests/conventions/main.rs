@@ -254,6 +254,7 @@ async fn server_spans_follow_the_http_conventions() {
 
     // Metrics: the handler's label and error type, the exclusion, and
     // every series with its protocol version.
+    tower_observability::metrics::flush();
     let text = obs.prometheus_handle().unwrap().render();
     let scrape = Exposition::parse(&text);
     let checkout = [("http_route", "/checkout"), ("tenant", "acme"), ("error_type", "payment_declined")];
@@ -319,6 +320,7 @@ proptest::proptest! {
                 axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
             }
         });
+        tower_observability::metrics::flush();
         let text = handle.render();
         let scrape = Exposition::parse(&text);
         let mut kept: Vec<&String> = Vec::new();

@@ -372,6 +372,7 @@ mod in_process {
         let count = finished.iter().find(|s| s.name == "demo.Greeter/Count").expect("a served method");
         assert_eq!(attribute(count, "error.type").as_deref(), Some("UNIMPLEMENTED"));
 
+        tower_observability::metrics::flush();
         let text = handle.render();
         let metrics = Exposition::parse(&text);
         let http_count = "http_server_request_duration_seconds_count";

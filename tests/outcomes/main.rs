@@ -68,6 +68,7 @@ fn harness() -> &'static Harness {
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn scrape() -> Exposition {
+    tower_observability::metrics::flush();
     Exposition::parse(&harness().prometheus.render())
 }
 

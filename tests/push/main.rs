@@ -122,6 +122,7 @@ async fn metrics_are_pushed_at_the_interval_and_at_shutdown() {
     }
     println!("first push visible after {:?}", started.elapsed());
     // /metrics of the application serves the same recorder.
+    tower_observability::metrics::flush();
     let rendered = obs.prometheus_handle().unwrap().render();
     assert!(rendered.contains("push_test_jobs_total 3"), "{rendered}");
     let pushed_at = pgw.value("push_time_seconds").await.unwrap();

@@ -1,0 +1,256 @@
+//! A route's series and windows, and the finished requests waiting to be
+//! written into them: gathered per thread, written in batches (see
+//! [`flush`](super::flush)), so that the workers serving one route do not
+//! each write its histograms and windows per request.
+
+use std::{
+    cell::Cell,
+    fmt,
+    sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak},
+    time::Instant,
+};
+
+use super::{
+    exemplar::SampledIds,
+    flush::{self, Flush},
+    series::{Measurement, RouteSeries, SeriesKey},
+    stats::{HttpStats, RouteWindows},
+};
+use crate::shard::{self, Padded};
+
+/// The most finished requests a thread's buffer holds: the request that
+/// fills it writes them out.
+pub(crate) const BUFFERED_REQUESTS: usize = 32;
+
+/// A finished request waiting in a buffer.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// The slot of its series in the route's [`RouteSeries`].
+    slot: u8,
+    error: bool,
+    m: Measurement,
+    /// When it ended.
+    at: Instant,
+    /// Its span's ids and end, when sampled and its series keeps
+    /// exemplars.
+    exemplar: Option<(SampledIds, Instant)>,
+}
+
+/// The series and windows of one route label, and the buffers of its
+/// finished requests, one per shard.
+pub(crate) struct RouteBuffer {
+    series: RouteSeries,
+    stats: HttpStats,
+    /// Found in the layer's [`HttpStats`] at the route's first request, so
+    /// that a label shows there only once requests were given it.
+    windows: OnceLock<Arc<RouteWindows>>,
+    shards: Box<[Padded<Mutex<Vec<Entry>>>]>,
+}
+
+thread_local! {
+    /// An empty buffer with room for [`BUFFERED_REQUESTS`], swapped with a
+    /// full one to write it out without holding its lock or allocating.
+    static SPARE: Cell<Vec<Entry>> = const { Cell::new(Vec::new()) };
+}
+
+impl RouteBuffer {
+    /// The buffered series and windows of a route, flushed by
+    /// [`flush`](super::flush) while they live.
+    pub(crate) fn new(series: RouteSeries, stats: HttpStats) -> Arc<Self> {
+        let buffer = Arc::new(Self {
+            series,
+            stats,
+            windows: OnceLock::new(),
+            shards: shard::shards(|| Mutex::new(Vec::new())),
+        });
+        let weak: Weak<dyn Flush> = Arc::downgrade(&buffer) as Weak<dyn Flush>;
+        flush::register(weak);
+        buffer
+    }
+
+    /// The route's series.
+    #[inline]
+    pub(crate) fn series(&self) -> &RouteSeries {
+        &self.series
+    }
+
+    /// The route's windows.
+    #[inline]
+    pub(crate) fn windows(&self) -> &RouteWindows {
+        self.windows.get_or_init(|| self.stats.windows_of(self.series.label()))
+    }
+
+    /// Records a finished request that took `m.seconds`, failed or not, and
+    /// ended `at`, into the thread's buffer, with its exemplar (`sampled`
+    /// gives its span's ids when sampled; asked only when the series keeps
+    /// exemplars). Its series is found, and registered with the recorder in
+    /// scope when new, here.
+    #[inline]
+    pub(crate) fn record(
+        &self,
+        key: SeriesKey,
+        m: Measurement,
+        error: bool,
+        at: Instant,
+        sampled: impl Fn() -> Option<(SampledIds, Instant)>,
+    ) {
+        let Some((slot, series)) = self.series.slot_of(&key) else {
+            // Beyond the slots (rare): at once.
+            self.series.record_beyond_slots(key, |series| {
+                series.exemplar(m.seconds, &sampled);
+                series.record(&m);
+            });
+            self.stats.record(&self.windows().stats, self.series.label(), m.seconds, error, at);
+            return;
+        };
+        let exemplar = if series.exemplars.is_some() { sampled() } else { None };
+        let windows = self.windows();
+        let mut entries = lock(shard::mine(&self.shards));
+        if entries.capacity() == 0 {
+            entries.reserve_exact(BUFFERED_REQUESTS);
+        }
+        entries.push(Entry { slot, error, m, at, exemplar });
+        if entries.len() >= BUFFERED_REQUESTS {
+            let full = swap_out(entries);
+            self.write(windows, full);
+        }
+    }
+
+    /// Writes `entries` into the series and windows, and keeps the emptied
+    /// vector as the thread's spare.
+    fn write(&self, windows: &RouteWindows, mut entries: Vec<Entry>) {
+        let label = self.series.label();
+        for entry in &entries {
+            if let Some(series) = self.series.in_slot(entry.slot) {
+                series.record(&entry.m);
+                if entry.exemplar.is_some() {
+                    series.exemplar(entry.m.seconds, || entry.exemplar);
+                }
+            }
+            self.stats.record(&windows.stats, label, entry.m.seconds, entry.error, entry.at);
+        }
+        entries.clear();
+        SPARE.set(entries);
+    }
+}
+
+/// Swaps the entries behind `guard` with the thread's spare buffer, and
+/// returns them once the lock is released.
+fn swap_out(mut guard: MutexGuard<'_, Vec<Entry>>) -> Vec<Entry> {
+    let mut spare = SPARE.take();
+    if spare.capacity() < BUFFERED_REQUESTS {
+        spare.reserve_exact(BUFFERED_REQUESTS);
+    }
+    std::mem::swap(&mut *guard, &mut spare);
+    drop(guard);
+    spare
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Flush for RouteBuffer {
+    fn flush(&self) {
+        for shard in self.shards.iter() {
+            let entries = lock(shard);
+            if entries.is_empty() {
+                continue;
+            }
+            let waiting = swap_out(entries);
+            self.write(self.windows(), waiting);
+        }
+    }
+}
+
+impl Drop for RouteBuffer {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+impl fmt::Debug for RouteBuffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RouteBuffer").field("route", &self.series.label()).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::thread;
+
+    use http::StatusCode;
+
+    use super::*;
+    use crate::{labeler::LabelValues, metrics::series::SeriesLabels, semconv::KnownMethod};
+
+    fn key() -> SeriesKey {
+        SeriesKey {
+            method: KnownMethod::of(&http::Method::GET),
+            https: false,
+            version: http::Version::HTTP_11,
+            server: None,
+            status: Some(StatusCode::OK),
+            error: None,
+            labels: LabelValues::default(),
+        }
+    }
+
+    fn m(seconds: f64) -> Measurement {
+        Measurement { seconds, request_bytes: 1, response_bytes: 2, first_byte_seconds: None }
+    }
+
+    fn counted(stats: &HttpStats) -> u64 {
+        stats.window(crate::window::Window::OneMinute).requests
+    }
+
+    /// A route's buffer and the figures it writes into.
+    fn route(label: &str) -> (HttpStats, Arc<RouteBuffer>) {
+        let stats = HttpStats::new();
+        let buffer =
+            RouteBuffer::new(RouteSeries::new(label, false, SeriesLabels::default(), None), stats.clone());
+        (stats, buffer)
+    }
+
+    #[test]
+    fn the_request_that_fills_a_buffer_writes_it_out_a_read_flushes_the_rest() {
+        let (stats, buffer) = route("/b");
+        let now = Instant::now();
+        for _ in 0..BUFFERED_REQUESTS {
+            buffer.record(key(), m(0.1), false, now, || None);
+        }
+        // Whether or not the flushing thread came by meanwhile, all are written.
+        let waiting: usize = buffer.shards.iter().map(|s| lock(s).len()).sum();
+        assert_eq!(waiting, 0);
+        let unflushed = buffer.windows().stats.requests_at(crate::window::Window::OneMinute, Instant::now());
+        assert_eq!(unflushed, BUFFERED_REQUESTS as u64);
+        buffer.record(key(), m(0.1), true, now, || None);
+        assert_eq!(counted(&stats), BUFFERED_REQUESTS as u64 + 1, "reading the figures flushes first");
+    }
+
+    #[test]
+    fn every_request_of_many_threads_is_written_once() {
+        let (stats, buffer) = route("/t");
+        let now = Instant::now();
+        thread::scope(|s| {
+            for _ in 0..4 {
+                let buffer = &buffer;
+                s.spawn(move || {
+                    for i in 0..1_001 {
+                        buffer.record(key(), m(0.001), i % 10 == 0, now, || None);
+                    }
+                });
+            }
+        });
+        let window = stats.window(crate::window::Window::OneMinute);
+        assert_eq!((window.requests, window.errors), (4 * 1_001, 4 * 101));
+    }
+
+    #[test]
+    fn a_dropped_route_writes_what_waits() {
+        let (stats, buffer) = route("/d");
+        buffer.record(key(), m(0.1), false, Instant::now(), || None);
+        drop(buffer);
+        assert_eq!(counted(&stats), 1);
+    }
+}

@@ -1,0 +1,173 @@
+//! Flushing what the metrics part buffers per thread: the finished requests
+//! of each route and the active-request counts, written into the `metrics`
+//! recorder and the in-process windows in batches (see [`flush`]).
+
+use std::{
+    sync::{Arc, Mutex, MutexGuard, PoisonError, Weak},
+    thread,
+    time::Duration,
+};
+
+/// How often the flushing thread writes what waits in the buffers.
+pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// State whose per-thread buffers are written out by [`flush`].
+pub(crate) trait Flush: Send + Sync {
+    /// Writes out what is buffered. Must not hold a lock of its own while
+    /// it writes into the recorder or the windows (an observer of the
+    /// windows may read them, which flushes).
+    fn flush(&self);
+}
+
+/// The buffered state alive in the process, and whether the flushing
+/// thread runs.
+struct Registry {
+    live: Vec<Weak<dyn Flush>>,
+    thread_running: bool,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry { live: Vec::new(), thread_running: false });
+
+fn registry() -> MutexGuard<'static, Registry> {
+    REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Makes `state` flushed by [`flush`] and, every [`FLUSH_INTERVAL`], by
+/// the flushing thread (started here when it does not run) while it lives.
+pub(crate) fn register(state: Weak<dyn Flush>) {
+    let mut registry = registry();
+    registry.live.push(state);
+    if !registry.thread_running {
+        let started = thread::Builder::new().name("metrics-flush".to_owned()).spawn(run);
+        match started {
+            Ok(_) => registry.thread_running = true,
+            Err(err) => {
+                // Without the thread, buffers are still written when 32
+                // requests gathered on a thread, on reads and on scrapes.
+                tracing::warn!(error = %err, "could not start the metrics-flush thread");
+            }
+        }
+    }
+}
+
+/// The flushing thread: flushes every [`FLUSH_INTERVAL`], and ends once
+/// no buffered state is left (it is started again by the next). Its list
+/// of live state is kept from one flush to the next: no allocation while
+/// it runs.
+fn run() {
+    let mut live = Vec::new();
+    loop {
+        thread::sleep(FLUSH_INTERVAL);
+        if !flush_live(&mut live) {
+            let mut registry = registry();
+            registry.live.retain(|state| state.strong_count() > 0);
+            if registry.live.is_empty() {
+                registry.thread_running = false;
+                return;
+            }
+        }
+    }
+}
+
+/// Flushes the live state, listed in `live` (left empty); `false` when
+/// there was none.
+fn flush_live(live: &mut Vec<Arc<dyn Flush>>) -> bool {
+    {
+        let mut registry = registry();
+        registry.live.retain(|state| state.strong_count() > 0);
+        live.extend(registry.live.iter().filter_map(Weak::upgrade));
+    }
+    let any = !live.is_empty();
+    for state in live.iter() {
+        state.flush();
+    }
+    live.clear();
+    any
+}
+
+/// Writes what the crate's metrics layers buffered into the `metrics`
+/// recorder and the in-process windows, now.
+///
+/// Under load, a layer does not write each finished request into the
+/// shared histograms, gauges and windows at once: each worker thread
+/// gathers up to 32 requests in a buffer of its own, written out in one
+/// batch, so that two workers never write the same cache line per request
+/// (the recorder's histograms are the hot spot: a value pushed by two cores
+/// in turn costs ten times one pushed by one). What waits in a buffer is
+/// written out:
+///
+/// - when 32 requests have gathered on a thread;
+/// - every 100 ms, by a thread named `metrics-flush` (it runs while a layer
+///   lives);
+/// - before the crate renders or reads the figures: `/metrics` and every
+///   other route of the [`MonitoringRouter`](crate::monitoring::MonitoringRouter),
+///   the Pushgateway push, the readers of [`HttpStats`](super::HttpStats),
+///   the [`TestKit`](crate::testing::TestKit), and
+///   [`Observability`](crate::Observability)'s shutdown;
+/// - when a layer is dropped;
+/// - when this is called.
+///
+/// So a Prometheus scrape of the crate's `/metrics` sees every request that
+/// ended before it. Call this before rendering a
+/// `metrics_exporter_prometheus::PrometheusHandle` yourself (a test that
+/// asserts on it right after a request); a scrape of your own endpoint
+/// lags at most 100 ms. Values keep their order and their end times (the
+/// windows count a request in the second it ended). Cheap when nothing
+/// waits: a lock of the registry and of each shard.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use axum::{Router, body::Body, routing::get};
+/// use tower::ServiceExt;
+/// use tower_observability::{ObservabilityLayer, recorder::MetricsRecorder};
+///
+/// let recorder = tower_observability::prometheus_builder().build_recorder();
+/// let handle = recorder.handle();
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "hi" }))
+///     .layer(ObservabilityLayer::new().recorder(MetricsRecorder::new(recorder)));
+/// app.oneshot(http::Request::new(Body::empty())).await.unwrap();
+///
+/// tower_observability::metrics::flush();
+/// assert!(handle.render().contains("http_server_request_duration_seconds_count"));
+/// # });
+/// ```
+pub fn flush() {
+    flush_live(&mut Vec::new());
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    struct Counted(AtomicUsize);
+
+    impl Flush for Counted {
+        fn flush(&self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn live_state_is_flushed_by_the_call_and_by_the_thread_dead_state_is_forgotten() {
+        let state = Arc::new(Counted(AtomicUsize::new(0)));
+        let weak: Weak<dyn Flush> = Arc::downgrade(&(state.clone() as Arc<dyn Flush>));
+        register(weak);
+        flush();
+        assert!(state.0.load(Ordering::Relaxed) >= 1, "flushed by the call");
+        let before = state.0.load(Ordering::Relaxed);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while state.0.load(Ordering::Relaxed) == before {
+            assert!(std::time::Instant::now() < deadline, "the thread never flushed");
+            thread::sleep(Duration::from_millis(10));
+        }
+        drop(state);
+        flush();
+        assert!(
+            registry().live.iter().all(|state| state.strong_count() > 0),
+            "dropped state is pruned at the next flush"
+        );
+    }
+}
