@@ -34,11 +34,13 @@ pub(crate) fn of_thread() -> usize {
     })
 }
 
-/// How many shards a sharded value of the crate has: twice the cores, from
-/// 2 to 16, read once.
+/// How many shards a sharded value of the crate has: twice the cores
+/// rounded up to a power of two, from 2 to 16, read once.
 pub(crate) fn count() -> usize {
     static COUNT: OnceLock<usize> = OnceLock::new();
-    *COUNT.get_or_init(|| thread::available_parallelism().map_or(4, |n| n.get() * 2).clamp(2, MAX_SHARDS))
+    *COUNT.get_or_init(|| {
+        thread::available_parallelism().map_or(4, |n| n.get() * 2).next_power_of_two().clamp(2, MAX_SHARDS)
+    })
 }
 
 /// A value on cache lines of its own (128 bytes: two lines, as the
@@ -61,10 +63,12 @@ pub(crate) fn shards<T>(make: impl FnMut() -> T) -> Box<[Padded<T>]> {
     std::iter::repeat_with(make).take(count()).map(Padded).collect()
 }
 
-/// The shard of the calling thread among `shards`.
+/// The shard of the calling thread among `shards` (made by [`shards`]: a
+/// power of two of them, so a mask, not a division, picks it).
 #[inline]
 pub(crate) fn mine<T>(shards: &[Padded<T>]) -> &T {
-    &shards[of_thread() % shards.len()]
+    debug_assert!(shards.len().is_power_of_two());
+    &shards[of_thread() & (shards.len() - 1)]
 }
 
 /// A signed count that many threads change: each adds to its own shard,
@@ -121,7 +125,7 @@ mod tests {
         assert_eq!(of_thread(), here, "a thread keeps its index");
         let there = thread::spawn(of_thread).join().unwrap();
         assert_ne!(there, here);
-        assert!((2..=MAX_SHARDS).contains(&count()));
+        assert!((2..=MAX_SHARDS).contains(&count()) && count().is_power_of_two());
         assert_eq!(size_of::<Padded<AtomicI64>>(), 128);
     }
 }

@@ -4,7 +4,6 @@
 //! each write its histograms and windows per request.
 
 use std::{
-    cell::Cell,
     fmt,
     sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak},
     time::Instant,
@@ -31,9 +30,8 @@ struct Entry {
     m: Measurement,
     /// When it ended.
     at: Instant,
-    /// Its span's ids and end, when sampled and its series keeps
-    /// exemplars.
-    exemplar: Option<(SampledIds, Instant)>,
+    /// Its span's ids, when sampled and its series keeps exemplars.
+    exemplar: Option<SampledIds>,
 }
 
 /// The series and windows of one route label, and the buffers of its
@@ -47,25 +45,24 @@ pub(crate) struct RouteBuffer {
     shards: Box<[Padded<Mutex<Vec<Entry>>>]>,
 }
 
-thread_local! {
-    /// An empty buffer with room for [`BUFFERED_REQUESTS`], swapped with a
-    /// full one to write it out without holding its lock or allocating.
-    static SPARE: Cell<Vec<Entry>> = const { Cell::new(Vec::new()) };
-}
-
 impl RouteBuffer {
     /// The buffered series and windows of a route, flushed by
     /// [`flush`](super::flush) while they live.
     pub(crate) fn new(series: RouteSeries, stats: HttpStats) -> Arc<Self> {
-        let buffer = Arc::new(Self {
+        let buffer = Self::unregistered(series, stats);
+        let weak: Weak<dyn Flush> = Arc::downgrade(&buffer) as Weak<dyn Flush>;
+        flush::register(weak);
+        buffer
+    }
+
+    /// A buffer that only fills and drops write out (for the tests).
+    fn unregistered(series: RouteSeries, stats: HttpStats) -> Arc<Self> {
+        Arc::new(Self {
             series,
             stats,
             windows: OnceLock::new(),
             shards: shard::shards(|| Mutex::new(Vec::new())),
-        });
-        let weak: Weak<dyn Flush> = Arc::downgrade(&buffer) as Weak<dyn Flush>;
-        flush::register(weak);
-        buffer
+        })
     }
 
     /// The route's series.
@@ -97,13 +94,13 @@ impl RouteBuffer {
         let Some((slot, series)) = self.series.slot_of(&key) else {
             // Beyond the slots (rare): at once.
             self.series.record_beyond_slots(key, |series| {
-                series.exemplar(m.seconds, &sampled);
                 series.record(&m);
+                series.exemplar(m.seconds, &sampled);
             });
             self.stats.record(&self.windows().stats, self.series.label(), m.seconds, error, at);
             return;
         };
-        let exemplar = if series.exemplars.is_some() { sampled() } else { None };
+        let exemplar = if series.exemplars.is_some() { sampled().map(|(ids, _)| ids) } else { None };
         let windows = self.windows();
         let mut entries = lock(shard::mine(&self.shards));
         if entries.capacity() == 0 {
@@ -111,39 +108,26 @@ impl RouteBuffer {
         }
         entries.push(Entry { slot, error, m, at, exemplar });
         if entries.len() >= BUFFERED_REQUESTS {
-            let full = swap_out(entries);
-            self.write(windows, full);
+            self.write(windows, &mut entries);
         }
     }
 
-    /// Writes `entries` into the series and windows, and keeps the emptied
-    /// vector as the thread's spare.
-    fn write(&self, windows: &RouteWindows, mut entries: Vec<Entry>) {
+    /// Writes `entries` into the series and windows and empties it. Called
+    /// with the shard's lock held, so that a [`flush`](super::flush) that
+    /// finds a shard empty knows its requests are written.
+    fn write(&self, windows: &RouteWindows, entries: &mut Vec<Entry>) {
         let label = self.series.label();
-        for entry in &entries {
+        for entry in entries.iter() {
             if let Some(series) = self.series.in_slot(entry.slot) {
                 series.record(&entry.m);
                 if entry.exemplar.is_some() {
-                    series.exemplar(entry.m.seconds, || entry.exemplar);
+                    series.exemplar(entry.m.seconds, || entry.exemplar.map(|ids| (ids, entry.at)));
                 }
             }
             self.stats.record(&windows.stats, label, entry.m.seconds, entry.error, entry.at);
         }
         entries.clear();
-        SPARE.set(entries);
     }
-}
-
-/// Swaps the entries behind `guard` with the thread's spare buffer, and
-/// returns them once the lock is released.
-fn swap_out(mut guard: MutexGuard<'_, Vec<Entry>>) -> Vec<Entry> {
-    let mut spare = SPARE.take();
-    if spare.capacity() < BUFFERED_REQUESTS {
-        spare.reserve_exact(BUFFERED_REQUESTS);
-    }
-    std::mem::swap(&mut *guard, &mut spare);
-    drop(guard);
-    spare
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -153,12 +137,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Flush for RouteBuffer {
     fn flush(&self) {
         for shard in self.shards.iter() {
-            let entries = lock(shard);
-            if entries.is_empty() {
-                continue;
+            let mut entries = lock(shard);
+            if !entries.is_empty() {
+                self.write(self.windows(), &mut entries);
             }
-            let waiting = swap_out(entries);
-            self.write(self.windows(), waiting);
         }
     }
 }
@@ -213,19 +195,30 @@ mod tests {
     }
 
     #[test]
-    fn the_request_that_fills_a_buffer_writes_it_out_a_read_flushes_the_rest() {
-        let (stats, buffer) = route("/b");
+    fn requests_wait_until_the_request_that_fills_the_buffer_writes_it_out() {
+        let stats = HttpStats::new();
+        // Not flushed by the thread: only filling and flushing write.
+        let buffer =
+            RouteBuffer::unregistered(RouteSeries::new("/b", false, SeriesLabels::default(), None), stats);
+        let written = || buffer.windows().stats.requests_at(crate::window::Window::OneMinute, Instant::now());
+        let waiting = || buffer.shards.iter().map(|s| lock(s).len()).sum::<usize>();
         let now = Instant::now();
-        for _ in 0..BUFFERED_REQUESTS {
+        for _ in 0..BUFFERED_REQUESTS - 1 {
             buffer.record(key(), m(0.1), false, now, || None);
         }
-        // Whether or not the flushing thread came by meanwhile, all are written.
-        let waiting: usize = buffer.shards.iter().map(|s| lock(s).len()).sum();
-        assert_eq!(waiting, 0);
-        let unflushed = buffer.windows().stats.requests_at(crate::window::Window::OneMinute, Instant::now());
-        assert_eq!(unflushed, BUFFERED_REQUESTS as u64);
+        assert_eq!((waiting(), written()), (BUFFERED_REQUESTS - 1, 0));
+        buffer.record(key(), m(0.1), false, now, || None);
+        assert_eq!((waiting(), written()), (0, BUFFERED_REQUESTS as u64));
         buffer.record(key(), m(0.1), true, now, || None);
-        assert_eq!(counted(&stats), BUFFERED_REQUESTS as u64 + 1, "reading the figures flushes first");
+        buffer.flush();
+        assert_eq!((waiting(), written()), (0, BUFFERED_REQUESTS as u64 + 1));
+    }
+
+    #[test]
+    fn reading_the_figures_flushes_first() {
+        let (stats, buffer) = route("/r");
+        buffer.record(key(), m(0.1), true, Instant::now(), || None);
+        assert_eq!(counted(&stats), 1);
     }
 
     #[test]

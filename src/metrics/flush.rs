@@ -13,9 +13,11 @@ pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// State whose per-thread buffers are written out by [`flush`].
 pub(crate) trait Flush: Send + Sync {
-    /// Writes out what is buffered. Must not hold a lock of its own while
-    /// it writes into the recorder or the windows (an observer of the
-    /// windows may read them, which flushes).
+    /// Writes out what is buffered, holding the lock of each part while it
+    /// writes it, so that a concurrent flush waits until what it took is
+    /// written. So what it writes into (the recorder's handles, the
+    /// windows' observer) must never call [`flush`] (it would wait for
+    /// itself).
     fn flush(&self);
 }
 
@@ -55,6 +57,17 @@ pub(crate) fn register(state: Weak<dyn Flush>) {
 /// of live state is kept from one flush to the next: no allocation while
 /// it runs.
 fn run() {
+    /// Marks the thread as not running when a flush panics (a recorder's
+    /// handle may), so that the next registration starts another.
+    struct Running;
+    impl Drop for Running {
+        fn drop(&mut self) {
+            if thread::panicking() {
+                registry().thread_running = false;
+            }
+        }
+    }
+    let _running = Running;
     let mut live = Vec::new();
     loop {
         thread::sleep(FLUSH_INTERVAL);
@@ -99,21 +112,26 @@ fn flush_live(live: &mut Vec<Arc<dyn Flush>>) -> bool {
 /// - when 32 requests have gathered on a thread;
 /// - every 100 ms, by a thread named `metrics-flush` (it runs while a layer
 ///   lives);
-/// - before the crate renders or reads the figures: `/metrics` and every
-///   other route of the [`MonitoringRouter`](crate::monitoring::MonitoringRouter),
-///   the Pushgateway push, the readers of [`HttpStats`](super::HttpStats),
-///   the [`TestKit`](crate::testing::TestKit), and
-///   [`Observability`](crate::Observability)'s shutdown;
+/// - before the crate renders or reads the figures: `/metrics` and the
+///   other authorized routes of the
+///   [`MonitoringRouter`](crate::monitoring::MonitoringRouter),
+///   [`render_openmetrics`](crate::monitoring::render_openmetrics), the
+///   readers of [`HttpStats`](super::HttpStats), the
+///   [`TestKit`](crate::testing::TestKit), and
+///   [`Observability`](crate::Observability)'s shutdown (before the last
+///   OTLP export and the last Pushgateway push);
 /// - when a layer is dropped;
 /// - when this is called.
 ///
 /// So a Prometheus scrape of the crate's `/metrics` sees every request that
-/// ended before it. Call this before rendering a
-/// `metrics_exporter_prometheus::PrometheusHandle` yourself (a test that
-/// asserts on it right after a request); a scrape of your own endpoint
-/// lags at most 100 ms. Values keep their order and their end times (the
-/// windows count a request in the second it ended). Cheap when nothing
-/// waits: a lock of the registry and of each shard.
+/// ended before it. What renders without the crate lags at most 100 ms: a
+/// `metrics_exporter_prometheus::PrometheusHandle` you render yourself
+/// (call this first in a test that asserts right after a request), the
+/// periodic OTLP metrics export and the periodic Pushgateway push. Each
+/// request keeps its end time (the windows count it in the second it
+/// ended); the exemplar of a bucket is the request written last, which is
+/// not always the one that ended last. When nothing waits, a call locks
+/// the registry and each shard of each route once.
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -154,7 +172,7 @@ mod tests {
     fn live_state_is_flushed_by_the_call_and_by_the_thread_dead_state_is_forgotten() {
         let state = Arc::new(Counted(AtomicUsize::new(0)));
         let weak: Weak<dyn Flush> = Arc::downgrade(&(state.clone() as Arc<dyn Flush>));
-        register(weak);
+        register(weak.clone());
         flush();
         assert!(state.0.load(Ordering::Relaxed) >= 1, "flushed by the call");
         let before = state.0.load(Ordering::Relaxed);
@@ -165,9 +183,6 @@ mod tests {
         }
         drop(state);
         flush();
-        assert!(
-            registry().live.iter().all(|state| state.strong_count() > 0),
-            "dropped state is pruned at the next flush"
-        );
+        assert!(!registry().live.iter().any(|live| live.ptr_eq(&weak)), "pruned at the next flush");
     }
 }

@@ -45,10 +45,11 @@
 //! ratios and p50/p95/p99 latencies ([`HttpStats`]), per route and for the
 //! whole layer (the sum of its routes, added up when read). A finished
 //! request costs two compare-and-swaps more (three when it failed) on its
-//! route's windows when its buffer is written (below), and the request one
-//! atomic add and one subtract on its thread's shard of the active count:
-//! no allocation, no extra clock reading, no write to memory that requests
-//! on other routes share.
+//! route's windows when its buffer is written (below), and the request two
+//! atomic adds and two subtracts on its thread's shards of the active
+//! counts (the gauge's and the windows'): no allocation once a thread has
+//! served the route, no extra clock reading, no write to memory that
+//! requests on other routes share.
 //!
 //! # Per-thread buffers
 //!
@@ -56,7 +57,10 @@
 //! series, its route's windows) waits first in a buffer of the worker's
 //! thread and is written in batches, and the active-request counts are
 //! kept per thread and added up when read, so that workers serving one
-//! route do not write the same cache lines per request. What waits is
+//! route do not write the same cache lines per request (threads take
+//! shards in turn, twice as many shards as cores, at most 16: the workers
+//! of a pool get their own). gRPC calls (the RPC metrics) are still
+//! written at once. What waits is
 //! written when 32 requests have gathered on a thread, every 100 ms, and
 //! before the crate reads or renders the figures: see [`flush`] for when,
 //! and when to call it yourself.

@@ -95,8 +95,14 @@ impl Flush for ActiveGauges {
         for (method, gauges) in self.gauges.iter().enumerate() {
             for (scheme, gauge) in gauges.iter().enumerate() {
                 let Some(gauge) = gauge.get() else { continue };
-                let now: i64 =
-                    self.counts.iter().map(|shard| shard[method][scheme].load(Ordering::Relaxed)).sum();
+                // Clamped: read while requests move between shards, the sum
+                // can miss a start whose end it saw.
+                let now: i64 = self
+                    .counts
+                    .iter()
+                    .map(|shard| shard[method][scheme].load(Ordering::Relaxed))
+                    .sum::<i64>()
+                    .max(0);
                 let delta = now - published[method][scheme];
                 if delta != 0 {
                     gauge.increment(delta as f64);
@@ -104,6 +110,15 @@ impl Flush for ActiveGauges {
                 }
             }
         }
+    }
+}
+
+impl Drop for ActiveGauges {
+    /// Gives the gauges what moved since the last flush (the requests that
+    /// ended since), so that a dropped layer leaves a shared recorder's
+    /// gauges right.
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 

@@ -343,7 +343,10 @@ impl HttpStats {
     /// Off, finished requests are not counted in the windows (the overview,
     /// the alert rules and the dashboard see none), while the Prometheus
     /// metrics and the active-request count go on; on again, counting
-    /// resumes. A non-essential part an operator can shed under load.
+    /// resumes. A non-essential part an operator can shed under load. It
+    /// applies to requests as their thread's buffer is written (see
+    /// [`flush`](super::flush)): those that ended in the 100 ms before the
+    /// switch may be counted by the new setting.
     ///
     /// ```
     /// use tower_observability::ObservabilityLayer;
@@ -520,14 +523,20 @@ impl RouteStats {
     #[must_use]
     pub fn window_at(&self, window: Window, now: Instant) -> HttpWindowStats {
         super::flush();
-        let sum = Sum::of([&self.series.stats], window, now);
-        HttpWindowStats::new(window, &sum, age_at(self.stats.created(), now))
+        self.flushed_window_at(window, now)
     }
 
     /// The route's figures over every window of [`Window::ALL`], at `now`.
     #[must_use]
     pub fn windows_at(&self, now: Instant) -> [HttpWindowStats; 3] {
-        Window::ALL.map(|window| self.window_at(window, now))
+        super::flush();
+        Window::ALL.map(|window| self.flushed_window_at(window, now))
+    }
+
+    /// [`window_at`](Self::window_at) once the buffers are flushed.
+    fn flushed_window_at(&self, window: Window, now: Instant) -> HttpWindowStats {
+        let sum = Sum::of([&self.series.stats], window, now);
+        HttpWindowStats::new(window, &sum, age_at(self.stats.created(), now))
     }
 
     /// The route's latency distribution over the `window` that ends at `now`.

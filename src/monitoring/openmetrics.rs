@@ -78,6 +78,7 @@ pub fn render_openmetrics(handle: &PrometheusHandle) -> String {
 
 /// [`render_openmetrics`] with the exemplars of `exemplars`.
 pub(crate) fn render(handle: &PrometheusHandle, exemplars: &Exemplars) -> String {
+    crate::metrics::flush();
     // Exemplars first: each belongs to a sample recorded before it, which
     // the rendering below then counts.
     let index = ExemplarIndex::new(exemplars);

@@ -546,6 +546,7 @@ where
             .route(SETTINGS_ROUTE, get(status::settings))
             .with_state(router.state.clone())
             .merge(alerts)
+            .route_layer(axum::middleware::map_request(flushed))
             .route_layer(axum::middleware::from_fn_with_state(router.state.clone(), auth::guard));
         let writes = match router.state.write_token {
             Some(_) => admin::router(&router.state)
@@ -559,7 +560,6 @@ where
             .merge(guarded)
             .merge(writes)
             .route_layer(axum::middleware::map_response(unobserved))
-            .route_layer(axum::middleware::map_request(flushed))
             // axum's `merge` keeps the merged-in router's default fallback
             // (the right-hand one): a router whose only endpoint is its
             // default fallback, layered, gives the fragment an observed
@@ -568,8 +568,9 @@ where
     }
 }
 
-/// Writes what the layers buffered per thread before a route of the
-/// fragment reads the figures (see [`crate::metrics::flush`]).
+/// Writes what the layers buffered per thread before an authorized route of
+/// the fragment reads the figures (see [`crate::metrics::flush`]); after
+/// the guard, so that a refused request costs no flush.
 async fn flushed(req: axum::extract::Request) -> axum::extract::Request {
     crate::metrics::flush();
     req
