@@ -3,6 +3,7 @@
 //! recorder and the in-process windows in batches (see [`flush`]).
 
 use std::{
+    cell::Cell,
     sync::{Arc, Mutex, MutexGuard, PoisonError, Weak},
     thread,
     time::Duration,
@@ -151,7 +152,34 @@ fn flush_live(live: &mut Vec<Arc<dyn Flush>>) -> bool {
 /// # });
 /// ```
 pub fn flush() {
-    flush_live(&mut Vec::new());
+    if !SETTLED.get() {
+        flush_live(&mut Vec::new());
+    }
+}
+
+thread_local! {
+    /// Inside [`settled`]: the thread flushed already, reads skip theirs.
+    static SETTLED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `read` after one [`flush`], with the flushes of the reads inside
+/// it skipped: for a reader that reads many figures in one go (the
+/// overview reads each of its top routes). `read` must not wait for other
+/// threads' requests to end.
+pub(crate) fn settled<T>(read: impl FnOnce() -> T) -> T {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            SETTLED.set(false);
+        }
+    }
+    if SETTLED.get() {
+        return read();
+    }
+    flush();
+    SETTLED.set(true);
+    let _reset = Reset;
+    read()
 }
 
 #[cfg(test)]
@@ -184,5 +212,19 @@ mod tests {
         drop(state);
         flush();
         assert!(!registry().live.iter().any(|live| live.ptr_eq(&weak)), "pruned at the next flush");
+    }
+
+    #[test]
+    fn reads_inside_a_settled_read_skip_their_flush_and_the_mark_is_cleared() {
+        assert!(!SETTLED.get());
+        let nested = settled(|| {
+            let outer = SETTLED.get();
+            (outer, settled(|| SETTLED.get()))
+        });
+        assert_eq!(nested, (true, true));
+        assert!(!SETTLED.get(), "cleared after the outermost read");
+        let unwound = std::panic::catch_unwind(|| settled(|| panic!("a read panics")));
+        assert!(unwound.is_err());
+        assert!(!SETTLED.get(), "cleared when a read panics");
     }
 }

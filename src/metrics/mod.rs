@@ -103,6 +103,7 @@ mod stats;
 
 #[cfg(test)]
 pub(crate) use self::exemplar::SampledIds;
+pub(crate) use self::flush::settled;
 pub(crate) use self::layer::{MetricsPending, MetricsRoute};
 pub use self::{
     exemplar::{Exemplar, Exemplars, MAX_EXEMPLAR_SERIES},

@@ -363,8 +363,13 @@ impl ProcessOverview {
     }
 }
 
-/// The HTTP section: the overall windows and the busiest routes.
+/// The HTTP section: the overall windows and the busiest routes, read
+/// after one flush of the layers' buffers.
 fn http(stats: &HttpStats, now: Instant) -> HttpOverview {
+    crate::metrics::settled(|| http_settled(stats, now))
+}
+
+fn http_settled(stats: &HttpStats, now: Instant) -> HttpOverview {
     let windows = PerWindow::from_array(Window::ALL.map(|w| stats.window_at(w, now)));
     let mut ranked = stats.top_routes_at(Window::FifteenMinutes, usize::MAX, now);
     let routes_omitted = ranked.len().saturating_sub(OVERVIEW_TOP_ROUTES);
