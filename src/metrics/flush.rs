@@ -166,6 +166,7 @@ thread_local! {
 /// it skipped: for a reader that reads many figures in one go (the
 /// overview reads each of its top routes). `read` must not wait for other
 /// threads' requests to end.
+#[cfg(any(feature = "monitoring", test))]
 pub(crate) fn settled<T>(read: impl FnOnce() -> T) -> T {
     struct Reset;
     impl Drop for Reset {

@@ -103,6 +103,7 @@ mod stats;
 
 #[cfg(test)]
 pub(crate) use self::exemplar::SampledIds;
+#[cfg(feature = "monitoring")]
 pub(crate) use self::flush::settled;
 pub(crate) use self::layer::{MetricsPending, MetricsRoute};
 pub use self::{
