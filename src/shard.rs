@@ -8,7 +8,7 @@ use std::{
     cell::Cell,
     ops::Deref,
     sync::{
-        OnceLock,
+        Mutex, MutexGuard, OnceLock, PoisonError,
         atomic::{AtomicI64, AtomicUsize, Ordering},
     },
     thread,
@@ -34,13 +34,17 @@ pub(crate) fn of_thread() -> usize {
     })
 }
 
-/// How many shards a sharded value of the crate has: twice the cores
-/// rounded up to a power of two, from 2 to 16, read once.
+/// How many shards a sharded value of the crate has: [`count_up_to`] 16,
+/// read once.
 pub(crate) fn count() -> usize {
     static COUNT: OnceLock<usize> = OnceLock::new();
-    *COUNT.get_or_init(|| {
-        thread::available_parallelism().map_or(4, |n| n.get() * 2).next_power_of_two().clamp(2, MAX_SHARDS)
-    })
+    *COUNT.get_or_init(|| count_up_to(MAX_SHARDS))
+}
+
+/// Twice the cores rounded up to a power of two, from 2 to `max` (a power
+/// of two): one shard per thread of a pool of one or two per core.
+pub(crate) fn count_up_to(max: usize) -> usize {
+    thread::available_parallelism().map_or(4, |n| n.get() * 2).next_power_of_two().clamp(2, max)
 }
 
 /// A value on cache lines of its own (128 bytes: two lines, as the
@@ -69,6 +73,12 @@ pub(crate) fn shards<T>(make: impl FnMut() -> T) -> Box<[Padded<T>]> {
 pub(crate) fn mine<T>(shards: &[Padded<T>]) -> &T {
     debug_assert!(shards.len().is_power_of_two());
     &shards[of_thread() & (shards.len() - 1)]
+}
+
+/// Locks a shard, also after a thread panicked holding it (a shard's
+/// buffer is whole at every step).
+pub(crate) fn lock<T: ?Sized>(shard: &Mutex<T>) -> MutexGuard<'_, T> {
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A signed count that many threads change: each adds to its own shard,

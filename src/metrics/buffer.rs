@@ -5,7 +5,7 @@
 
 use std::{
     fmt,
-    sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak},
+    sync::{Arc, Mutex, OnceLock, Weak},
     time::Instant,
 };
 
@@ -15,7 +15,7 @@ use super::{
     series::{Measurement, RouteSeries, SeriesKey},
     stats::{HttpStats, RouteWindows},
 };
-use crate::shard::{self, Padded};
+use crate::shard::{self, Padded, lock};
 
 /// The most finished requests a thread's buffer holds: the request that
 /// fills it writes them out.
@@ -89,18 +89,18 @@ impl RouteBuffer {
         m: Measurement,
         error: bool,
         at: Instant,
-        sampled: impl Fn() -> Option<(SampledIds, Instant)>,
+        sampled: impl Fn() -> Option<SampledIds>,
     ) {
         let Some((slot, series)) = self.series.slot_of(&key) else {
             // Beyond the slots (rare): at once.
             self.series.record_beyond_slots(key, |series| {
                 series.record(&m);
-                series.exemplar(m.seconds, &sampled);
+                series.exemplar(m.seconds, at, &sampled);
             });
             self.stats.record(&self.windows().stats, self.series.label(), m.seconds, error, at);
             return;
         };
-        let exemplar = if series.exemplars.is_some() { sampled().map(|(ids, _)| ids) } else { None };
+        let exemplar = if series.exemplars.is_some() { sampled() } else { None };
         let windows = self.windows();
         let mut entries = lock(shard::mine(&self.shards));
         if entries.capacity() == 0 {
@@ -120,18 +120,12 @@ impl RouteBuffer {
         for entry in entries.iter() {
             if let Some(series) = self.series.in_slot(entry.slot) {
                 series.record(&entry.m);
-                if entry.exemplar.is_some() {
-                    series.exemplar(entry.m.seconds, || entry.exemplar.map(|ids| (ids, entry.at)));
-                }
+                series.exemplar(entry.m.seconds, entry.at, || entry.exemplar);
             }
             self.stats.record(&windows.stats, label, entry.m.seconds, entry.error, entry.at);
         }
         entries.clear();
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Flush for RouteBuffer {

@@ -319,7 +319,7 @@ impl HttpMetricsLayer {
             });
         }
         route.gauges.start(cx.known_method(), cx.is_https());
-        route.buffer.windows().stats.start_request();
+        route.stats.start_request();
         let server = route.buffer.series().known_hosts().map(|hosts| {
             let forwarded = route
                 .proxies
@@ -415,7 +415,7 @@ impl MetricsPending {
             return;
         }
         route.gauges.end(cx.known_method(), cx.is_https());
-        route.buffer.windows().stats.end_request();
+        route.stats.end_request();
         if !finished.observed {
             return;
         }
@@ -438,7 +438,7 @@ impl MetricsPending {
             labels: cx.labeler().map(Labeler::values).unwrap_or_default(),
         };
         let error = finished.error.is_some();
-        route.buffer.record(key, measurement, error, finished.at, || Some((sampled(cx)?, finished.at)));
+        route.buffer.record(key, measurement, error, finished.at, || sampled(cx));
     }
 }
 

@@ -132,14 +132,14 @@ impl RpcMethod {
     #[inline]
     pub(crate) fn start(&self) {
         self.active().increment(1.0);
-        self.windows().stats.start_request();
+        self.stats.start_request();
     }
 
     /// Counts a call as over; pairs with [`start`](Self::start).
     #[inline]
     pub(crate) fn end(&self) {
         self.active().decrement(1.0);
-        self.windows().stats.end_request();
+        self.stats.end_request();
     }
 
     /// Records a finished call of `seconds` that ended `at` with `code` and

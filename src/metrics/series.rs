@@ -171,12 +171,13 @@ impl Series {
         }
     }
 
-    /// Keeps a request that took `seconds` as the exemplar of its bucket,
-    /// when the series keeps exemplars and `sampled` gives its ids.
+    /// Keeps a request that took `seconds` and ended `at` as the exemplar of
+    /// its bucket, when the series keeps exemplars and `sampled` gives its
+    /// span's ids (asked only then).
     #[inline]
-    pub(crate) fn exemplar(&self, seconds: f64, sampled: impl Fn() -> Option<(SampledIds, Instant)>) {
+    pub(crate) fn exemplar(&self, seconds: f64, at: Instant, sampled: impl FnOnce() -> Option<SampledIds>) {
         if let Some(exemplars) = &self.exemplars
-            && let Some((ids, at)) = sampled()
+            && let Some(ids) = sampled()
         {
             exemplars.record(seconds, ids, at);
         }
@@ -262,21 +263,22 @@ impl RouteSeries {
         self.route.as_ref()
     }
 
-    /// Records one finished request into its Prometheus series at once,
-    /// and its exemplar: `sampled` gives the ids of its span and when it
-    /// ended, when the span is sampled; it is asked only when the series
-    /// keeps exemplars. (The layer records through a
+    /// Records one finished request that ended `at` into its Prometheus
+    /// series at once, and its exemplar: `sampled` gives the ids of its span
+    /// when it is sampled; it is asked only when the series keeps
+    /// exemplars. (The layer records through a
     /// [`RouteBuffer`](super::buffer::RouteBuffer).)
     #[cfg(test)]
     pub(crate) fn record(
         &self,
         key: SeriesKey,
         m: Measurement,
-        sampled: impl Fn() -> Option<(SampledIds, Instant)>,
+        at: Instant,
+        sampled: impl Fn() -> Option<SampledIds>,
     ) {
         let record = |series: &Series| {
-            series.exemplar(m.seconds, &sampled);
             series.record(&m);
+            series.exemplar(m.seconds, at, &sampled);
         };
         match self.slot_of(&key) {
             Some((_, series)) => record(series),
@@ -396,7 +398,7 @@ mod tests {
         let m = Measurement { seconds: 0.1, request_bytes: 1, response_bytes: 2, first_byte_seconds: None };
         for round in 0..2 {
             for code in 200..200 + 2 * SERIES_SLOTS as u16 {
-                route.record(key(code), m, || None);
+                route.record(key(code), m, Instant::now(), || None);
             }
             let slots = route.slots.iter().filter(|s| s.get().is_some()).count();
             assert_eq!(slots, SERIES_SLOTS, "round {round}");
@@ -420,12 +422,12 @@ mod tests {
             trace_id: TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
             span_id: SpanId::from_hex("00f067aa0ba902b7").unwrap(),
         };
-        route.record(key(200), m(0.2), || None);
-        route.record(key(500), m(0.2), || None);
+        route.record(key(200), m(0.2), at, || None);
+        route.record(key(500), m(0.2), at, || None);
         assert_eq!(registry.len(), 2, "each series has its slots");
         assert!(registry.latest(HTTP_SERVER_REQUEST_DURATION, &[]).is_empty(), "none sampled");
 
-        route.record(key(200), m(0.3), || Some((ids, at)));
+        route.record(key(200), m(0.3), at, || Some(ids));
         let ok = registry.latest(HTTP_SERVER_REQUEST_DURATION, &[("http_response_status_code", "200")]);
         assert_eq!(ok.len(), 1);
         assert_eq!((ok[0].trace_id, ok[0].span_id, ok[0].value), (ids.trace_id, ids.span_id, 0.3));

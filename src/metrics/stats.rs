@@ -28,8 +28,8 @@ pub(crate) struct RouteWindows {
     pub(crate) stats: WindowedStats,
 }
 
-/// Requests, errors, latencies and active requests of one route label,
-/// over the last 15 minutes: two [`WindowedCounter`]s of 1-second slots
+/// Requests, errors and latencies of one route label, over the last 15
+/// minutes: two [`WindowedCounter`]s of 1-second slots
 /// (14.4 KB) and one [`WindowedHistogram`] of 10-second slots (47.6 KB),
 /// 62 KB in all, allocated once.
 ///
@@ -40,8 +40,6 @@ pub(crate) struct WindowedStats {
     requests: WindowedCounter,
     errors: WindowedCounter,
     latency: WindowedHistogram,
-    /// Sharded: every request changes it twice.
-    active: ShardedCount,
 }
 
 impl WindowedStats {
@@ -50,7 +48,6 @@ impl WindowedStats {
             requests: WindowedCounter::new(),
             errors: WindowedCounter::new(),
             latency: WindowedHistogram::new(),
-            active: ShardedCount::new(),
         }
     }
 
@@ -68,18 +65,6 @@ impl WindowedStats {
     /// The heap bytes of the windows, from their slot counts.
     fn heap_bytes(&self) -> usize {
         (self.requests.slots() + self.errors.slots()) * size_of::<AtomicU64>() + self.latency.heap_bytes()
-    }
-
-    /// Counts a request as under way.
-    #[inline]
-    pub(crate) fn start_request(&self) {
-        self.active.add(1);
-    }
-
-    /// Counts a request as over; pairs with [`start_request`](Self::start_request).
-    #[inline]
-    pub(crate) fn end_request(&self) {
-        self.active.add(-1);
     }
 
     /// Requests in `window` ending at `now`.
@@ -292,6 +277,9 @@ struct Inner {
     recording: AtomicBool,
     /// Also told of each request the windows count (the SLOs), once set.
     observer: OnceLock<RequestObserver>,
+    /// Requests and calls under way, per thread: every one changes it
+    /// twice.
+    active: ShardedCount,
 }
 
 /// Told of each finished request the windows count: its route label, its
@@ -308,8 +296,21 @@ impl HttpStats {
                 created: Instant::now(),
                 recording: AtomicBool::new(true),
                 observer: OnceLock::new(),
+                active: ShardedCount::new(),
             }),
         }
+    }
+
+    /// Counts a request (or gRPC call) as under way.
+    #[inline]
+    pub(crate) fn start_request(&self) {
+        self.inner.active.add(1);
+    }
+
+    /// Counts a request as over; pairs with [`start_request`](Self::start_request).
+    #[inline]
+    pub(crate) fn end_request(&self) {
+        self.inner.active.add(-1);
     }
 
     /// Tells `observer` of every request the windows count from now on;
@@ -405,8 +406,7 @@ impl HttpStats {
     /// twin of `http_server_active_requests`.
     #[must_use]
     pub fn active_requests(&self) -> u64 {
-        let active: i64 = self.all_routes().iter().map(|route| route.stats.active.sum()).sum();
-        u64::try_from(active).unwrap_or(0)
+        u64::try_from(self.inner.active.sum()).unwrap_or(0)
     }
 
     /// The figures of all requests over `window`, now.
@@ -640,6 +640,7 @@ mod tests {
                 created: Instant::now(),
                 recording: AtomicBool::new(true),
                 observer: OnceLock::new(),
+                active: ShardedCount::new(),
             }),
         };
         assert!(stats.routes().is_empty());

@@ -21,7 +21,7 @@ use std::{
     fmt,
     io::{self, Write as _},
     sync::{
-        Arc, Mutex, MutexGuard, OnceLock, PoisonError,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicBool, Ordering},
         mpsc,
     },
@@ -30,6 +30,8 @@ use std::{
 };
 
 use tracing_subscriber::fmt::MakeWriter;
+
+use crate::shard::{self, Padded, lock};
 
 /// The name of the counter of log lines dropped because their buffer to
 /// standard output was full, or standard output failed.
@@ -77,7 +79,7 @@ impl fmt::Debug for Stdout {
 
 /// The shards, where they are written, and what the writer thread is told.
 pub(crate) struct Shared {
-    shards: Box<[Shard]>,
+    shards: Box<[Padded<Mutex<Vec<u8>>>]>,
     /// The most bytes one shard holds.
     shard_bytes: usize,
     /// Standard output (a test's writer in the tests).
@@ -92,10 +94,6 @@ pub(crate) struct Shared {
     stop: AtomicBool,
     writer: OnceLock<thread::Thread>,
 }
-
-/// One shard's buffer, on a cache line of its own.
-#[repr(align(128))]
-struct Shard(Mutex<Vec<u8>>);
 
 /// Writes what is buffered when dropped, waiting at most a second; lines
 /// logged afterwards are written directly.
@@ -133,12 +131,13 @@ impl Stdout {
         if bytes == 0 {
             return Ok((Self::Direct, None));
         }
-        let shards = thread::available_parallelism().map_or(4, |n| n.get() * 2).clamp(2, MAX_SHARDS);
+        let shards = shard::count_up_to(MAX_SHARDS);
         let (stdout, guard) = Self::to(Box::new(io::stdout()), shards, bytes, dropped)?;
         Ok((stdout, Some(guard)))
     }
 
-    /// `shards` buffers of `bytes` in all, written to `out`.
+    /// `shards` buffers (a power of two) of `bytes` in all, written to
+    /// `out`.
     fn to(
         out: Box<dyn io::Write + Send>,
         shards: usize,
@@ -146,7 +145,7 @@ impl Stdout {
         dropped: ::metrics::Counter,
     ) -> io::Result<(Self, StdoutGuard)> {
         let shared = Arc::new(Shared {
-            shards: (0..shards).map(|_| Shard(Mutex::new(Vec::new()))).collect(),
+            shards: (0..shards).map(|_| Padded(Mutex::new(Vec::new()))).collect(),
             shard_bytes: (bytes / shards).max(MIN_SHARD_BYTES),
             out: Mutex::new(out),
             dropped,
@@ -192,8 +191,8 @@ impl Shared {
         if line.len() > self.shard_bytes || self.stop.load(Ordering::SeqCst) {
             return self.write_directly(line);
         }
-        let shard = &self.shards[crate::shard::of_thread() % self.shards.len()];
-        let mut buffer = lock(&shard.0);
+        let shard = shard::mine(&self.shards);
+        let mut buffer = lock(shard);
         if buffer.len() + line.len() > self.shard_bytes {
             drop(buffer);
             self.dropped.increment(1);
@@ -223,7 +222,7 @@ impl Shared {
 
     /// Whether every shard is empty.
     fn is_empty(&self) -> bool {
-        self.shards.iter().all(|shard| lock(&shard.0).is_empty())
+        self.shards.iter().all(|shard| lock(shard).is_empty())
     }
 
     /// Writes every shard's lines; whether there were any.
@@ -238,9 +237,9 @@ impl Shared {
 
     /// Swaps `shard`'s buffer for `spare` and writes it; whether it held
     /// anything. `spare` gets the emptied buffer back.
-    fn write_shard(&self, shard: &Shard, spare: &mut Vec<u8>) -> bool {
+    fn write_shard(&self, shard: &Mutex<Vec<u8>>, spare: &mut Vec<u8>) -> bool {
         let mut taken = {
-            let mut buffer = lock(&shard.0);
+            let mut buffer = lock(shard);
             if buffer.is_empty() {
                 return false;
             }
@@ -262,10 +261,6 @@ impl Shared {
             self.dropped.increment(1);
         }
     }
-}
-
-fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The writer of one line.
