@@ -33,21 +33,14 @@
 //! criterion median of each case, read from
 //! `target/criterion/<group>/<case>/new/estimates.json`, is printed beside it.
 
-#[cfg(not(all(feature = "axum", feature = "telemetry")))]
-fn main() {
-    eprintln!("the overhead bench needs the `axum` and `telemetry` features (on by default)");
-}
-
-#[cfg(all(feature = "axum", feature = "telemetry"))]
+// Needs the `axum` and `telemetry` features (on by default; `required-features`).
 fn main() {
     imp::main();
 }
 
-#[cfg(all(feature = "axum", feature = "telemetry"))]
 #[path = "support/counting_exporter.rs"]
 mod counting_exporter;
 
-#[cfg(all(feature = "axum", feature = "telemetry"))]
 mod imp {
     use super::counting_exporter::CountingExporter;
     use std::{

@@ -35,21 +35,14 @@
 //! SCALING_ONLY=metrics:2:10 cargo bench --bench scaling   # one case, 2 workers, 10 s, for perf
 //! ```
 
-#[cfg(not(all(feature = "axum", feature = "telemetry")))]
-fn main() {
-    eprintln!("the scaling bench needs the `axum` and `telemetry` features (on by default)");
-}
-
-#[cfg(all(feature = "axum", feature = "telemetry"))]
+// Needs the `axum` and `telemetry` features (on by default; `required-features`).
 fn main() {
     imp::main();
 }
 
-#[cfg(all(feature = "axum", feature = "telemetry"))]
 #[path = "support/counting_exporter.rs"]
 mod counting_exporter;
 
-#[cfg(all(feature = "axum", feature = "telemetry"))]
 mod imp {
     use super::counting_exporter::CountingExporter;
     use std::{
