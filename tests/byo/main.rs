@@ -37,8 +37,15 @@ impl<S: tracing::Subscriber> Layer<S> for Targets {
     }
 }
 
+/// The two tests one after the other: the second's requests register the
+/// access log's callsite while the first installs the global subscriber,
+/// and `tracing` can then keep the callsite's interest from before (seen
+/// once in CI: the extra layer saw no access-log line).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_applications_exporter_layer_and_recorder_are_used() {
+    let _serial = SERIAL.lock().await;
     let spans = InMemorySpanExporter::default();
     let targets = Targets::default();
     let recorder = tower_observability::prometheus_builder().build_recorder();
@@ -84,6 +91,7 @@ async fn the_applications_exporter_layer_and_recorder_are_used() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_applications_tracer_provider_is_used_with_the_crates_accounting() {
+    let _serial = SERIAL.lock().await;
     let spans = InMemorySpanExporter::default();
     let provider =
         SdkTracerProvider::builder().with_span_processor(counted_span_processor(spans.clone(), 16)).build();
