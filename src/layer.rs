@@ -429,6 +429,7 @@ where
     M: MakeRequestId + Clone + Send + Sync + 'static,
 {
     type Route = RouteParts;
+    type Held<T: Send + 'static> = Box<T>;
     type Pending = (
         <SetRequestIdLayer<M> as Stage>::Pending,
         Option<TracePending>,

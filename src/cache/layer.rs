@@ -175,6 +175,7 @@ impl<S> Layer<S> for RecordCacheStatusLayer {
 
 impl Stage for RecordCacheStatusLayer {
     type Route = CacheRoute;
+    type Held<T: Send + 'static> = crate::observe::Inline<T>;
     type Pending = CachePending;
 
     const PASSES_CONTEXT: bool = false;

@@ -453,6 +453,7 @@ fn sampled(cx: &RequestContext) -> Option<SampledIds> {
 
 impl Stage for HttpMetricsLayer {
     type Route = MetricsRoute;
+    type Held<T: Send + 'static> = crate::observe::Inline<T>;
     type Pending = Option<MetricsPending>;
 
     const PASSES_CONTEXT: bool = false;

@@ -14,7 +14,7 @@ use std::{
 use http::{HeaderValue, Response, StatusCode};
 use pin_project_lite::pin_project;
 
-use super::{Finished, ResponseBody, Routed, RpcEnd, Stage, Unobserved};
+use super::{Finished, Held, ResponseBody, Routed, RpcEnd, Stage, Unobserved};
 use crate::{
     body::{self, BodyEnd, BodyObserver},
     classify::{End, ErrorType, StatusClassifier},
@@ -48,7 +48,7 @@ pin_project! {
     {
         #[pin]
         inner: F,
-        state: Option<State<St>>,
+        state: Option<St::Held<State<St>>>,
     }
 
     impl<F, St> PinnedDrop for ResponseFuture<F, St>
@@ -56,7 +56,8 @@ pin_project! {
         St: Stage,
     {
         fn drop(this: Pin<&mut Self>) {
-            if let Some(State { cx, route, pending, observed, recorder, .. }) = this.project().state.take() {
+            if let Some(state) = this.project().state.take() {
+                let State { cx, route, pending, observed, recorder, .. } = state.into_inner();
                 let finished = Finished::without_response(End::Cancelled, &cx, observed);
                 MetricsRecorder::scope(recorder.as_ref(), || St::on_end(pending, &route.state, &cx, &finished));
             }
@@ -65,7 +66,7 @@ pin_project! {
 }
 
 impl<F, St: Stage> ResponseFuture<F, St> {
-    pub(super) fn new(inner: F, state: State<St>) -> Self {
+    pub(super) fn new(inner: F, state: St::Held<State<St>>) -> Self {
         Self { inner, state: Some(state) }
     }
 }
@@ -83,46 +84,42 @@ where
         let mut this = self.project();
         let state = this.state.as_ref().expect("ResponseFuture polled after completion");
         let result = ready!(St::in_scope(&state.pending, || this.inner.as_mut().poll(cx)));
-        let State { cx: mut rcx, route, mut pending, classifier, first_byte, mut observed, recorder } =
-            this.state.take().expect("checked above");
+        let mut state = this.state.take().expect("checked above");
         Poll::Ready(match result {
             Ok(mut res) => {
                 if res.extensions().get::<Unobserved>().is_some() {
-                    route.unobserved.store(true, std::sync::atomic::Ordering::Relaxed);
-                    observed = false;
+                    state.route.unobserved.store(true, std::sync::atomic::Ordering::Relaxed);
+                    state.observed = false;
                 }
                 // A gRPC call: the status of a trailers-only response, and
                 // the method, recognized from the answer.
-                let grpc = rcx.rpc_mut().and_then(|call| {
+                let grpc = state.cx.rpc_mut().and_then(|call| {
                     let status = grpc::status_of(res.headers());
                     call.learn(res.status(), status.as_ref());
                     status
                 });
+                let State { recorder, pending, route, cx: rcx, .. } = &mut *state;
                 MetricsRecorder::scope(recorder.as_ref(), || {
-                    St::on_response(&mut pending, &route.state, &rcx, &mut res);
+                    St::on_response(pending, &route.state, rcx, &mut res);
                 });
                 let status = res.status();
+                let is_head = rcx.is_head();
                 let finish = Finish {
-                    pending,
-                    route,
-                    cx: rcx,
-                    recorder,
                     status,
                     marked: res.extensions().get::<ErrorType>().copied(),
-                    classifier,
                     response_bytes: 0,
-                    first_byte: if first_byte { FirstByte::Waiting } else { FirstByte::NotAsked },
-                    observed,
+                    first_byte: if state.first_byte { FirstByte::Waiting } else { FirstByte::NotAsked },
                     grpc,
+                    state,
                 };
-                let is_head = finish.cx.is_head();
                 Ok(res.map(|body| body::observe(body, finish, is_head, status)))
             }
             Err(err) => {
                 let end = End::ServiceError(ErrorType::of_service_error(&err));
-                let finished = Finished::without_response(end, &rcx, observed);
+                let State { cx, route, pending, observed, recorder, .. } = state.into_inner();
+                let finished = Finished::without_response(end, &cx, observed);
                 MetricsRecorder::scope(recorder.as_ref(), || {
-                    St::on_end(pending, &route.state, &rcx, &finished)
+                    St::on_end(pending, &route.state, &cx, &finished)
                 });
                 Err(err)
             }
@@ -143,16 +140,13 @@ pub struct Finish<St>
 where
     St: Stage,
 {
-    pending: St::Pending,
-    route: Arc<Routed<St::Route>>,
-    cx: RequestContext,
-    recorder: Option<MetricsRecorder>,
+    /// Held as the stage says ([`Stage::Held`]): boxed, the future and the
+    /// body move a pointer, not the parts' state.
+    state: St::Held<State<St>>,
     status: StatusCode,
     marked: Option<ErrorType>,
-    classifier: StatusClassifier,
     response_bytes: u64,
     first_byte: FirstByte,
-    observed: bool,
     /// For a gRPC call, its status so far: from the response headers
     /// (trailers-only), then from the trailers.
     grpc: Option<(Code, Option<HeaderValue>)>,
@@ -177,7 +171,7 @@ impl<St: Stage> BodyObserver for Finish<St> {
 
     #[inline]
     fn on_trailers(&mut self, trailers: &http::HeaderMap) {
-        if self.cx.rpc().is_some()
+        if self.state.cx.rpc().is_some()
             && let Some(found) = grpc::status_of(trailers)
         {
             self.grpc = Some(found);
@@ -195,15 +189,16 @@ impl<St: Stage> BodyObserver for Finish<St> {
         // `at` needs anyway.
         let sampled = super::overhead::sample(super::overhead::Side::End);
         let at = sampled.unwrap_or_else(Instant::now);
-        let marked = self.marked.or_else(|| self.cx.labeler()?.marked_error().map(ErrorType::Application));
-        let (error, rpc) = match self.cx.rpc() {
+        let marked =
+            self.marked.or_else(|| self.state.cx.labeler()?.marked_error().map(ErrorType::Application));
+        let (error, rpc) = match self.state.cx.rpc() {
             Some(call) => {
                 let (code, message) = self.grpc.map_or((None, None), |(code, message)| (Some(code), message));
-                let deadline = call.deadline_passed(at.saturating_duration_since(self.cx.start()));
+                let deadline = call.deadline_passed(at.saturating_duration_since(self.state.cx.start()));
                 let (code, error) = end.rpc(code, Some(self.status), marked, deadline);
                 (error, Some(RpcEnd { code, message }))
             }
-            None => (end.error(self.classifier, Some(self.status), marked), None),
+            None => (end.error(self.state.classifier, Some(self.status), marked), None),
         };
         let finished = Finished {
             at,
@@ -215,9 +210,9 @@ impl<St: Stage> BodyObserver for Finish<St> {
                 FirstByte::At(at) => Some(at),
                 FirstByte::NotAsked | FirstByte::Waiting => None,
             },
-            observed: self.observed,
+            observed: self.state.observed,
         };
-        let Self { pending, route, cx, recorder, .. } = self;
+        let State { pending, route, cx, recorder, .. } = self.state.into_inner();
         MetricsRecorder::scope(recorder.as_ref(), || St::on_end(pending, &route.state, &cx, &finished));
         if let Some(started) = sampled {
             super::overhead::record_end(started);

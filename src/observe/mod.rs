@@ -32,6 +32,7 @@ mod overhead;
 mod service;
 
 use std::{
+    ops::{Deref, DerefMut},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -87,6 +88,11 @@ pub(crate) trait Stage: Clone + Send + Sync + 'static {
     type Route: Send + Sync + 'static;
     /// What the part keeps from the request to the end of its response.
     type Pending: Send + 'static;
+    /// How the request's state (its context, route entry and `Pending`) is
+    /// held by the response future and body: [`Inline`] for a small state
+    /// (no allocation), `Box` for a large one, so that the future and the
+    /// body move a pointer instead of copying the state at every move.
+    type Held<T: Send + 'static>: Held<T>;
 
     /// Whether the layer passes the request's context on in its extensions,
     /// for the crate's layers inside it and for the handler. The metrics
@@ -157,6 +163,56 @@ pub(crate) trait Stage: Clone + Send + Sync + 'static {
 
     /// The request is over: called exactly once per request.
     fn on_end(pending: Self::Pending, route: &Self::Route, cx: &RequestContext, finished: &Finished);
+}
+
+/// How a [`Stage`] holds its request state: [`Inline`] or `Box`.
+pub(crate) trait Held<T>: Send + DerefMut<Target = T> {
+    fn new(value: T) -> Self;
+    fn into_inner(self) -> T;
+}
+
+impl<T: Send> Held<T> for Box<T> {
+    #[inline]
+    fn new(value: T) -> Self {
+        Box::new(value)
+    }
+
+    #[inline]
+    fn into_inner(self) -> T {
+        *self
+    }
+}
+
+/// A request state held in the future and the body themselves.
+#[derive(Debug)]
+pub(crate) struct Inline<T>(T);
+
+impl<T> Deref for Inline<T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> DerefMut for Inline<T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+}
+
+impl<T: Send> Held<T> for Inline<T> {
+    #[inline]
+    fn new(value: T) -> Self {
+        Self(value)
+    }
+
+    #[inline]
+    fn into_inner(self) -> T {
+        self.0
+    }
 }
 
 /// How a request ended, classified once, as every part reads it.

@@ -3,7 +3,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::{ResponseBody, ResponseFuture, Stage, future::State};
+use super::{Held, ResponseBody, ResponseFuture, Stage, future::State};
 use crate::{context::RequestContext, recorder::MetricsRecorder, route::Untemplated};
 
 /// The service of every layer of the crate: runs the layer's part (or, for
@@ -73,6 +73,6 @@ where
         if let Some(started) = sampled {
             super::overhead::record_request(started);
         }
-        ResponseFuture::new(self.inner.call(req), state)
+        ResponseFuture::new(self.inner.call(req), St::Held::new(state))
     }
 }

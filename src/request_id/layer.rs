@@ -138,6 +138,7 @@ where
 {
     type Route = ();
     /// The header to write on the response, and the id.
+    type Held<T: Send + 'static> = crate::observe::Inline<T>;
     type Pending = Option<(HeaderName, RequestId)>;
 
     #[inline]

@@ -502,6 +502,7 @@ impl<S> Layer<S> for HttpTraceLayer {
 
 impl Stage for HttpTraceLayer {
     type Route = TraceRoute;
+    type Held<T: Send + 'static> = Box<T>;
     type Pending = Option<TracePending>;
 
     #[inline]

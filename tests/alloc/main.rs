@@ -76,9 +76,11 @@ const METRICS_OWN_BOUND: f64 = 0.0;
 /// Upper bound of the full stack's extra allocations per request over bare
 /// axum (sampled root span), from today's measurement (15.05 since the
 /// server span is made through the OTel API; 28.05 through
-/// tracing-opentelemetry, 39.05 before the metrics layer stopped allocating);
-/// the issue sets no target. A regression guard.
-const FULL_EXTRA_BOUND: f64 = 17.0;
+/// tracing-opentelemetry, 39.05 before the metrics layer stopped allocating;
+/// 17.05 since the composite boxes its request state, one allocation that
+/// saves ~540 instructions of copies per request); the issue sets no
+/// target. A regression guard.
+const FULL_EXTRA_BOUND: f64 = 18.0;
 
 /// Every case: name, what it is.
 const CASES: &[(&str, &str)] = &[
