@@ -74,8 +74,10 @@ impl RequestId {
 
     /// The id as text.
     pub fn as_str(&self) -> &str {
-        // Validated at construction: visible ASCII only.
-        self.value.to_str().unwrap_or_default()
+        // Validated at construction: ASCII only, so UTF-8; `from_utf8`
+        // checks a word at a time where `HeaderValue::to_str` checks each
+        // byte (about 100 instructions for a UUID).
+        std::str::from_utf8(self.value.as_bytes()).unwrap_or_default()
     }
 
     /// The id as a header value.
