@@ -8,6 +8,7 @@
 //! | `full` | `Observability::layer` | `Observability::init`, log filter `warn` |
 //! | `full_log` | the same | `Observability::init`, log filter `info`: the JSON access log |
 //! | `anchor` | axum-prometheus + tower-http request id + `TraceLayer` at INFO | recorder, tracer provider, subscriber |
+//! | `floor_body` | `Router::layer` of a layer that only wraps the response body (`MapErr`) | as `bare` |
 //!
 //! `full` and `full_log` are what `Observability::init` installs (the
 //! Prometheus recorder with the crate's buckets and its upkeep, the tracer
@@ -20,6 +21,9 @@
 //! whose parent is not sampled. `anchor` installs the same recorder and a
 //! tracer provider of its own with a batch processor to the counting
 //! exporter; its logs go to stderr at `RUST_LOG` (default `warn`).
+//! `floor_body` is the floor of any layer that sees the end of the
+//! response body behind `Router::layer`: axum clones and boxes the route's
+//! service, boxes its future and boxes the wrapped body, per request.
 //! `WORKERS` sets tokio's worker threads (default: one per core). On
 //! SIGINT/SIGTERM the server flushes spans and prints how many the exporter
 //! received.
@@ -40,8 +44,16 @@ use std::{
     time::Duration,
 };
 
-use axum::{Router, extract::Path, http::header::CONTENT_TYPE, response::IntoResponse, routing::get};
+use axum::{
+    Router,
+    body::Body,
+    extract::Path,
+    http::header::CONTENT_TYPE,
+    response::{IntoResponse, Response},
+    routing::get,
+};
 use counting_exporter::CountingExporter;
+use http_body_util::{BodyExt, combinators::MapErr};
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tower::ServiceBuilder;
 use tower_http::{
@@ -58,6 +70,7 @@ enum Mode {
     Full,
     FullLog,
     Anchor,
+    FloorBody,
 }
 
 impl Mode {
@@ -68,9 +81,10 @@ impl Mode {
             "full" | "unsampled" => Ok(Self::Full),
             "full_log" => Ok(Self::FullLog),
             "anchor" => Ok(Self::Anchor),
-            other => {
-                Err(format!("MODE={other:?}: expected bare, metrics, full, unsampled, full_log or anchor"))
-            }
+            "floor_body" => Ok(Self::FloorBody),
+            other => Err(format!(
+                "MODE={other:?}: expected bare, metrics, full, unsampled, full_log, anchor or floor_body"
+            )),
         }
     }
 }
@@ -110,10 +124,16 @@ fn tracer_provider(exported: Arc<AtomicU64>) -> SdkTracerProvider {
         .build()
 }
 
+/// The response body of `floor_body`: wrapped, nothing else.
+fn wrapped(body: Body) -> MapErr<Body, fn(axum::Error) -> axum::Error> {
+    body.map_err(std::convert::identity as fn(axum::Error) -> axum::Error)
+}
+
 fn app(mode: Mode, obs: Option<&Observability>) -> Router {
     let router = Router::new().route("/users/{id}", get(get_user));
     match mode {
         Mode::Bare => router,
+        Mode::FloorBody => router.layer(ServiceBuilder::new().map_response(|res: Response| res.map(wrapped))),
         Mode::Metrics => router.layer(HttpMetricsLayer::new()),
         Mode::Full | Mode::FullLog => router.layer(obs.expect("`Observability` for the full stack").layer()),
         Mode::Anchor => router.layer(axum_prometheus::PrometheusMetricLayer::new()).layer(
@@ -162,7 +182,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             install_recorder();
             (None, None)
         }
-        Mode::Bare => {
+        Mode::Bare | Mode::FloorBody => {
             install_subscriber(None);
             (None, None)
         }

@@ -10,7 +10,9 @@
 # a counting exporter), unsampled (the full server; this pair's bare run and
 # its own send a traceparent whose parent is not sampled), full_log (full
 # with the default JSON access log, written to a file), anchor (the crates
-# users stack today).
+# users stack today), floor_body (not in the default list: a layer that only
+# wraps the response body, the floor of any layer that sees the body end
+# behind axum's Router::layer).
 #
 # Environment (defaults in brackets):
 #   REPEATS [5]          rounds of the whole alternation
