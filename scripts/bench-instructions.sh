@@ -10,7 +10,8 @@
 # Each case runs `OVERHEAD_LOOP=<case>:<N>` (2 000 warm-up requests, then N
 # measured ones) under callgrind, collecting only the measured loop, and
 # prints Ir/request and the extra over the case's baseline (bare, or
-# bare_parent for the cases that send a traceparent).
+# bare_parent for the cases that send a traceparent, or the bare router of
+# the same size for the routes cases).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +38,9 @@ baseline_of() {
     bare_browser|full_browser) echo bare_browser ;;
     bare_browser_parent|full_browser_unsampled) echo bare_browser_parent ;;
     bare_parent|full_sampled_parent|full_unsampled|*_parent) echo bare_parent ;;
+    bare_10|full_10) echo bare_10 ;;
+    bare_10k|full_10k) echo bare_10k ;;
+    bare_10k_spread|full_10k_spread) echo bare_10k_spread ;;
     *) echo bare ;;
   esac
 }
