@@ -304,6 +304,17 @@ mod imp {
                     (users(1).layer(layer), Workload::fixed(None))
                 },
             ),
+            (
+                "overhead",
+                "bare_response_wrapped",
+                "bare",
+                "bare + a layer wrapping the response body only: the floor of a body-observing layer",
+                || {
+                    let layer = ServiceBuilder::new()
+                        .map_response(|res: axum::response::Response| res.map(body_wrapper));
+                    (users(1).layer(layer), Workload::fixed(None))
+                },
+            ),
             ("overhead", "bare_parent", "bare_parent", "bare, request with a traceparent (flag 00)", || {
                 (users(1), Workload::fixed(Some(PARENT_UNSAMPLED)))
             }),
