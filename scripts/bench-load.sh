@@ -24,7 +24,12 @@
 #   WORKERS              tokio worker threads of the server [one per core]
 #   MAX_SECONDS [570]    refuse a configuration whose estimate exceeds this
 #   SERVER               a bench_server binary to run instead of building one
+#   BASE                 a second bench_server binary (another commit's): each
+#                        mode then runs bare, the mode with BASE ("mode@base"),
+#                        bare, the mode with the server, so that two commits
+#                        are compared within one run, each to its own bare run
 # Example: REPEATS=3 DURATION=5 scripts/bench-load.sh
+#          BASE=/tmp/bench_server-old MODES="metrics full" scripts/bench-load.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,7 +45,14 @@ MAX_SECONDS=${MAX_SECONDS:-570}
 URL="http://127.0.0.1:${PORT}/users/42"
 
 read -r -a modes <<<"$MODES"
-runs=$((REPEATS * ${#modes[@]} * 2))
+BASE=${BASE:-}
+if [ -n "$BASE" ] && [ ! -x "$BASE" ]; then
+  echo "BASE=$BASE is not an executable bench_server" >&2
+  exit 2
+fi
+per_mode=2
+if [ -n "$BASE" ]; then per_mode=4; fi
+runs=$((REPEATS * ${#modes[@]} * per_mode))
 estimate=$((runs * (DURATION + WARMUP + 1)))
 if [ "$estimate" -gt "$MAX_SECONDS" ]; then
   echo "estimated ${estimate}s of load exceeds MAX_SECONDS=${MAX_SECONDS}: lower REPEATS or DURATION" >&2
@@ -56,6 +68,7 @@ fi
 
 # shellcheck source=scripts/bench-server.sh
 . scripts/bench-server.sh
+own_server=$server
 
 # Prints "rps p99_ms" of one measured run; the arguments go to wrk (headers).
 measure() {
@@ -86,12 +99,20 @@ for r in $(seq "$REPEATS"); do
   for mode in "${modes[@]}"; do
     headers=()
     if [ "$mode" = unsampled ]; then headers=(-H "$UNSAMPLED_PARENT"); fi
-    for m in bare "$mode"; do
-      start_server "$m"
+    runs_of_mode=(bare "$mode")
+    if [ -n "$BASE" ]; then runs_of_mode=(bare "$mode@base" bare "$mode"); fi
+    for m in "${runs_of_mode[@]}"; do
+      if [ "$m" = "$mode@base" ]; then
+        server=$BASE
+        start_server "$mode"
+        server=$own_server
+      else
+        start_server "$m"
+      fi
       out=$(measure ${headers[@]+"${headers[@]}"})
       read -r rps p99 <<<"$out"
       stop_server
-      if [ "$m" = full_log ]; then
+      if [ "${m%@base}" = full_log ]; then
         lines=$(grep -c '"target":"tower_observability::access"' "$work/server.out" || true)
         if [ "$lines" -lt 1000 ]; then
           echo "full_log wrote ${lines} access-log lines: the log is not on" >&2
@@ -102,15 +123,20 @@ for r in $(seq "$REPEATS"); do
       # mode repeat rps p99 ratio-to-the-bare-run-just-before
       ratio=$(awk -v a="$rps" -v b="$bare_rps" 'BEGIN { printf "%.4f", a / b }')
       echo "$m $r $rps $p99 $ratio" >>"$results"
-      printf '  repeat %d %-8s %10.0f req/s  p99 %7.2f ms  ratio %s\n' "$r" "$m" "$rps" "$p99" "$ratio"
+      printf '  repeat %d %-16s %10.0f req/s  p99 %7.2f ms  ratio %s\n' "$r" "$m" "$rps" "$p99" "$ratio"
     done
   done
 done
 
 echo
 echo "== summary: medians across ${REPEATS} repeats (min..max)"
-printf '%-8s %28s %26s %24s\n' mode "req/s" "p99 ms" "req/s ratio to bare"
-for mode in bare "${modes[@]}"; do
+printf '%-16s %28s %26s %24s\n' mode "req/s" "p99 ms" "req/s ratio to bare"
+summary_modes=(bare)
+for mode in "${modes[@]}"; do
+  if [ -n "$BASE" ]; then summary_modes+=("$mode@base"); fi
+  summary_modes+=("$mode")
+done
+for mode in "${summary_modes[@]}"; do
   # column: 3 rps, 4 p99, 5 ratio
   stats() {
     awk -v m="$mode" -v c="$1" '$1 == m { print $c }' "$results" | sort -g | awk -v fmt="$2" '
@@ -121,5 +147,5 @@ for mode in bare "${modes[@]}"; do
       }'
   }
   if [ "$mode" = bare ]; then ratio="1.00"; else ratio=$(stats 5 "%.3f"); fi
-  printf '%-8s %28s %26s %24s\n' "$mode" "$(stats 3 "%.0f")" "$(stats 4 "%.2f")" "$ratio"
+  printf '%-16s %28s %26s %24s\n' "$mode" "$(stats 3 "%.0f")" "$(stats 4 "%.2f")" "$ratio"
 done
