@@ -27,10 +27,16 @@
 #   BASE                 a second bench_server binary (another commit's): each
 #                        mode then runs bare, the mode with BASE ("mode@base"),
 #                        bare, the mode with the server, so that two commits
-#                        are compared within one run, each to its own bare run
+#                        are compared within one run, each against the bare
+#                        run just before it (always the current binary's, so
+#                        both ratios share one baseline); BASE must know
+#                        every mode of MODES (floor_body is newer than most)
 # Example: REPEATS=3 DURATION=5 scripts/bench-load.sh
 #          BASE=/tmp/bench_server-old MODES="metrics full" scripts/bench-load.sh
 set -euo pipefail
+# Paths given relative to the caller's directory, before moving to the repo.
+if [ -n "${BASE:-}" ]; then BASE=$(realpath -- "$BASE"); fi
+if [ -n "${SERVER:-}" ]; then SERVER=$(realpath -- "$SERVER"); fi
 cd "$(dirname "$0")/.."
 
 REPEATS=${REPEATS:-5}
