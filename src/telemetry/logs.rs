@@ -24,6 +24,8 @@ use tracing_subscriber::{
 };
 
 use super::{InitError, config, stdout::Stdout};
+use opentelemetry::trace::{SpanId, TraceId};
+
 use crate::trace::Correlation;
 
 /// Format of log lines written to standard output.
@@ -108,36 +110,62 @@ struct JsonEscaped<'a, W: fmt::Write + ?Sized>(&'a mut W);
 
 impl<W: fmt::Write + ?Sized> fmt::Write for JsonEscaped<'_, W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        let bytes = s.as_bytes();
         let mut start = 0;
         // Only ASCII bytes are escaped: they never occur inside a multi-byte
         // UTF-8 sequence, so every slice below is on a char boundary.
-        for (i, byte) in s.bytes().enumerate() {
-            let escaped = match byte {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0..=0x1f | 0x7f => "",
-                _ => continue,
-            };
-            self.0.write_str(&s[start..i])?;
-            if escaped.is_empty() {
-                write!(self.0, "\\u{byte:04x}")?;
-            } else {
-                self.0.write_str(escaped)?;
+        while let Some(i) = next_escaped(bytes, start) {
+            if i > start {
+                self.0.write_str(&s[start..i])?;
+            }
+            let byte = bytes[i];
+            match byte {
+                b'"' => self.0.write_str("\\\"")?,
+                b'\\' => self.0.write_str("\\\\")?,
+                b'\n' => self.0.write_str("\\n")?,
+                b'\r' => self.0.write_str("\\r")?,
+                b'\t' => self.0.write_str("\\t")?,
+                _ => write!(self.0, "\\u{byte:04x}")?,
             }
             start = i + 1;
         }
-        self.0.write_str(&s[start..])
+        if start < s.len() { self.0.write_str(&s[start..]) } else { Ok(()) }
     }
+}
+
+/// The index of the first byte at or after `from` that a JSON string must
+/// escape (RFC 8259 section 7: `"`, `\`, the control characters; and DEL).
+/// Eight bytes at a time: a value is written once per line, and most need
+/// nothing.
+#[inline]
+fn next_escaped(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Whether a byte of `w` is zero, or below `n` (n <= 128): exact as a
+    // yes/no for the whole word ("Bit Twiddling Hacks", haszero/hasless).
+    let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w & HIGHS != 0;
+    let has = |w: u64, byte: u8| below(w ^ (ONES * u64::from(byte)), 1);
+    let rest = &bytes[from..];
+    let mut chunks = rest.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in chunks.by_ref() {
+        let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        if below(w, 0x20) || has(w, b'"') || has(w, b'\\') || has(w, 0x7f) {
+            break;
+        }
+        offset += 8;
+    }
+    rest[offset..]
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f)
+        .map(|i| from + offset + i)
 }
 
 /// Writes `s` as a JSON string, quotes included.
 fn write_json_str(out: &mut (impl fmt::Write + ?Sized), s: &str) -> fmt::Result {
-    out.write_char('"')?;
+    out.write_str("\"")?;
     JsonEscaped(out).write_str(s)?;
-    out.write_char('"')
+    out.write_str("\"")
 }
 
 /// Writes an event's fields as the members of a JSON object.
@@ -153,10 +181,14 @@ impl JsonVisitor<'_, '_> {
         if self.result.is_err() {
             return;
         }
-        let comma = if std::mem::take(&mut self.first) { Ok(()) } else { self.out.write_char(',') };
-        self.result = comma
-            .and_then(|()| write_json_str(self.out, field.name()))
-            .and_then(|()| self.out.write_char(':'))
+        // Literal pieces as `str`s: a `write_char` through the writer costs
+        // as much as a `write_str`.
+        let open = if std::mem::take(&mut self.first) { "\"" } else { ",\"" };
+        self.result = self
+            .out
+            .write_str(open)
+            .and_then(|()| JsonEscaped(&mut *self.out).write_str(field.name()))
+            .and_then(|()| self.out.write_str("\":"))
             .and_then(|()| value(self.out));
     }
 }
@@ -184,9 +216,9 @@ impl Visit for JsonVisitor<'_, '_> {
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.member(field, |out| {
-            out.write_char('"')?;
+            out.write_str("\"")?;
             write!(JsonEscaped(out), "{value:?}")?;
-            out.write_char('"')
+            out.write_str("\"")
         });
     }
 }
@@ -200,11 +232,22 @@ pub(crate) struct JsonSpanFields;
 
 impl<'writer> FormatFields<'writer> for JsonSpanFields {
     fn format_fields<R: RecordFields>(&self, mut writer: Writer<'writer>, fields: R) -> fmt::Result {
-        writer.write_char('{')?;
-        let mut visitor = JsonVisitor { out: &mut writer, first: true, result: Ok(()) };
-        fields.record(&mut visitor);
-        visitor.result?;
-        writer.write_char('}')
+        // Formatted in a buffer of the thread's, then written at once: the
+        // span's own string (new per span) is allocated once, at its size,
+        // instead of growing member by member. Directly when the buffer is
+        // in use (a field's `Debug` that makes a span).
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut scratch) => {
+                scratch.clear();
+                json_object(&mut Writer::new(&mut *scratch), fields)?;
+                let result = writer.write_str(&scratch);
+                if scratch.capacity() > MAX_SCRATCH {
+                    *scratch = String::new();
+                }
+                result
+            }
+            Err(_) => json_object(&mut writer, fields),
+        })
     }
 
     /// Adds the fields recorded later; a field recorded again replaces its
@@ -256,6 +299,23 @@ impl<'writer> FormatFields<'writer> for JsonSpanFields {
     }
 }
 
+thread_local! {
+    /// Where [`JsonSpanFields`] formats a span's fields before copying them.
+    static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// The largest scratch buffer a thread keeps between spans (bytes).
+const MAX_SCRATCH: usize = 16 * 1024;
+
+/// Writes `fields` as one JSON object.
+fn json_object<R: RecordFields>(writer: &mut Writer<'_>, fields: R) -> fmt::Result {
+    writer.write_char('{')?;
+    let mut visitor = JsonVisitor { out: writer, first: true, result: Ok(()) };
+    fields.record(&mut visitor);
+    visitor.result?;
+    writer.write_char('}')
+}
+
 /// The names of the fields a record carries.
 struct FieldNames(Vec<&'static str>);
 
@@ -277,9 +337,9 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
-        // SystemTime writes RFC 3339 with microseconds, in UTC: nothing to escape.
+        // RFC 3339 with microseconds, in UTC: nothing to escape.
         writer.write_str("{\"timestamp\":\"")?;
-        SystemTime.format_time(&mut writer)?;
+        write_timestamp(&mut writer, std::time::SystemTime::now())?;
         write!(writer, "\",\"level\":\"{}\",\"target\":", meta.level().as_str())?;
         write_json_str(&mut writer, meta.target())?;
         writer.write_str(",\"fields\":{")?;
@@ -309,11 +369,75 @@ where
                 write_json_str(&mut writer, id.as_str())?;
             }
             if c.has_trace() {
-                write!(writer, ",\"trace_id\":\"{}\",\"span_id\":\"{}\"", c.trace_id, c.span_id)?;
+                write_ids(&mut writer, c.trace_id, c.span_id)?;
             }
         }
         writer.write_str("}\n")
     }
+}
+
+thread_local! {
+    /// The second the thread last wrote a line in, and its RFC 3339 text up
+    /// to the second (`2026-12-08T02:35:12`).
+    static SECOND: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+}
+
+/// Writes `at` as RFC 3339 in UTC with microseconds
+/// (`2026-12-08T02:35:12.123456Z`, as `tracing-subscriber`'s `SystemTime`
+/// writes it): the date and time are formatted once a second per thread,
+/// the microseconds per line. On a clock before 1970 or past the year
+/// 9999, `tracing-subscriber` writes the time (it reads the clock itself).
+fn write_timestamp(out: &mut Writer<'_>, at: std::time::SystemTime) -> fmt::Result {
+    let Ok(since) = at.duration_since(std::time::UNIX_EPOCH) else {
+        return SystemTime.format_time(out);
+    };
+    let secs = since.as_secs();
+    let (cached, mut prefix) = SECOND.get();
+    if cached != secs {
+        let whole = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        let mut text = String::with_capacity(20);
+        // `YYYY-MM-DDTHH:MM:SSZ`; humantime refuses a year past 9999.
+        let written = write!(text, "{}", humantime::format_rfc3339_seconds(whole));
+        let Some(date_time) = text.strip_suffix('Z').filter(|t| written.is_ok() && t.len() == 19) else {
+            return SystemTime.format_time(out);
+        };
+        prefix.copy_from_slice(date_time.as_bytes());
+        SECOND.set((secs, prefix));
+    }
+    let mut line = [b'0'; 27];
+    line[..19].copy_from_slice(&prefix);
+    line[19] = b'.';
+    let mut micros = since.subsec_micros();
+    for digit in line[20..26].iter_mut().rev() {
+        *digit = b'0' + (micros % 10) as u8;
+        micros /= 10;
+    }
+    line[26] = b'Z';
+    out.write_str(std::str::from_utf8(&line).map_err(|_| fmt::Error)?)
+}
+
+/// Writes `,"trace_id":"..","span_id":".."` (lowercase hex, W3C Trace
+/// Context) in one piece, without going through `fmt` per digit.
+fn write_ids(out: &mut Writer<'_>, trace_id: TraceId, span_id: SpanId) -> fmt::Result {
+    const TRACE: &[u8] = b",\"trace_id\":\"";
+    const SPAN: &[u8] = b"\",\"span_id\":\"";
+    const LEN: usize = TRACE.len() + 32 + SPAN.len() + 16 + 1;
+    fn hex(bytes: &[u8], out: &mut [u8]) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0xf)];
+        }
+    }
+    let mut line = [b'"'; LEN];
+    let (trace, rest) = line.split_at_mut(TRACE.len());
+    trace.copy_from_slice(TRACE);
+    let (trace_hex, rest) = rest.split_at_mut(32);
+    hex(&trace_id.to_bytes(), trace_hex);
+    let (span, rest) = rest.split_at_mut(SPAN.len());
+    span.copy_from_slice(SPAN);
+    hex(&span_id.to_bytes(), &mut rest[..16]);
+    out.write_str(std::str::from_utf8(&line).map_err(|_| fmt::Error)?)
 }
 
 /// Human-readable lines:
@@ -402,6 +526,84 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn the_word_scan_finds_what_a_byte_scan_finds(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            from in 0usize..40,
+        ) {
+            let from = from.min(bytes.len());
+            let naive = bytes[from..]
+                .iter()
+                .position(|&b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f)
+                .map(|i| from + i);
+            proptest::prop_assert_eq!(next_escaped(&bytes, from), naive);
+        }
+    }
+
+    #[test]
+    fn every_byte_to_escape_is_found_at_every_position_of_a_word() {
+        for special in (0u8..0x20).chain([b'"', b'\\', 0x7f]) {
+            for len in 1..=24 {
+                for at in 0..len {
+                    // Neighbours just above the thresholds: 0x20, 0x21, 0x7e, 0x80.
+                    let mut bytes: Vec<u8> = (0..len).map(|i| [0x20, 0x21, 0x7e, 0x80][i % 4]).collect();
+                    bytes[at] = special;
+                    assert_eq!(next_escaped(&bytes, 0), Some(at), "{special:#x} at {at} of {len}");
+                }
+            }
+        }
+        assert_eq!(next_escaped("é 漢 🦀 plain ascii text".as_bytes(), 0), None);
+    }
+
+    #[test]
+    fn timestamps_are_rfc_3339_with_microseconds_in_utc() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let at = |secs: u64, micros: u32| UNIX_EPOCH + Duration::new(secs, micros * 1_000 + 999);
+        let written = |t| {
+            let mut out = String::new();
+            write_timestamp(&mut Writer::new(&mut out), t).unwrap();
+            out
+        };
+        for t in [
+            at(0, 0),
+            at(1_765_000_000, 5),
+            at(1_765_000_000, 999_999),
+            at(1_765_000_001, 0),
+            at(1_765_000_000, 123_456),
+            at(253_402_300_799, 1),
+        ] {
+            // The same second again (cached) and another one write alike.
+            let expected = humantime::format_rfc3339_micros(t).to_string();
+            assert_eq!(written(t), expected);
+            assert_eq!(written(t), expected, "from the thread's cache");
+        }
+        // Checked against Python: datetime.fromtimestamp(1765195312, timezone.utc).
+        assert_eq!(written(at(1_765_195_312, 42)), "2025-12-08T12:01:52.000042Z");
+        // Before 1970 and past 9999: tracing-subscriber's text (of its own
+        // clock reading), whole, never a panic or a cut one.
+        for odd in [UNIX_EPOCH - Duration::from_secs(1), at(253_402_300_800, 0)] {
+            let text = written(odd);
+            assert!(text.ends_with('Z') && text.len() >= 27, "{text}");
+        }
+    }
+
+    #[test]
+    fn ids_are_written_as_their_w3c_hex() {
+        for (trace, span) in [
+            (TraceId::from_bytes([0xab; 16]), SpanId::from_bytes([0x01; 8])),
+            (
+                TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap(),
+                SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            ),
+            (TraceId::from_bytes([0xff; 16]), SpanId::from_bytes([0; 8])),
+        ] {
+            let mut out = String::new();
+            write_ids(&mut Writer::new(&mut out), trace, span).unwrap();
+            assert_eq!(out, format!(",\"trace_id\":\"{trace}\",\"span_id\":\"{span}\""));
+        }
+    }
 
     #[test]
     fn control_characters_are_escaped() {
