@@ -23,6 +23,8 @@
 //! OVERHEAD_ROUNDS=31 OVERHEAD_BATCH=4000 cargo bench --bench overhead
 //! OVERHEAD_LOOP=full_sampled:200000 cargo bench --bench overhead   # profiling loop only
 //! OVERHEAD_EXEMPLARS=off cargo bench --bench overhead  # the metrics part without exemplars
+//! OVERHEAD_LOG=1 OVERHEAD_LOOP=full_sampled:5000 cargo bench --bench overhead >/dev/null
+//!     # under Observability::init, the JSON access log on: the line's cost
 //! ```
 //!
 //! After criterion, a summary pass times every case again in interleaved
@@ -119,7 +121,33 @@ mod imp {
         (handle, None)
     }
 
+    /// With `OVERHEAD_LOG=1`: the pipeline is `Observability::init` itself
+    /// (its recorder, tracer provider with the counting exporter, and
+    /// subscriber with the JSON lines at `info` on standard output), so
+    /// that the access log's line is counted; run it with stdout to
+    /// `/dev/null`.
+    fn install_observability() -> Option<Pipeline> {
+        if !std::env::var("OVERHEAD_LOG").is_ok_and(|v| v == "1") {
+            return None;
+        }
+        let exporter = CountingExporter::default();
+        let exported = exporter.0.clone();
+        let obs = tower_observability::Observability::builder()
+            .span_exporter(exporter)
+            .log_filter("info")
+            .init()
+            .expect("the only pipeline");
+        let provider = obs.tracer_provider().expect("a tracer provider").clone();
+        let prometheus = obs.prometheus_handle().expect("the Prometheus recorder").clone();
+        TRACER.set(provider.tracer("tower-observability")).expect("one pipeline");
+        eprintln!("pipeline: Observability::init, JSON lines at info on stdout");
+        Some(Pipeline { provider, exported, _prometheus: prometheus, _observability: Some(obs) })
+    }
+
     fn install_pipeline() -> Pipeline {
+        if let Some(pipeline) = install_observability() {
+            return pipeline;
+        }
         // As `Observability` installs it.
         let (prometheus, observability) = install_recorder();
         let upkeep = prometheus.clone();
