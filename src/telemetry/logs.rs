@@ -181,15 +181,8 @@ impl JsonVisitor<'_, '_> {
         if self.result.is_err() {
             return;
         }
-        // Literal pieces as `str`s: a `write_char` through the writer costs
-        // as much as a `write_str`.
-        let open = if std::mem::take(&mut self.first) { "\"" } else { ",\"" };
-        self.result = self
-            .out
-            .write_str(open)
-            .and_then(|()| JsonEscaped(&mut *self.out).write_str(field.name()))
-            .and_then(|()| self.out.write_str("\":"))
-            .and_then(|()| value(self.out));
+        let first = std::mem::take(&mut self.first);
+        self.result = write_key(self.out, field.name(), first).and_then(|()| value(self.out));
     }
 }
 
@@ -220,6 +213,52 @@ impl Visit for JsonVisitor<'_, '_> {
             write!(JsonEscaped(out), "{value:?}")?;
             out.write_str("\"")
         });
+    }
+}
+
+thread_local! {
+    /// The escaped member keys (`,"name":`) of the field names a thread
+    /// wrote last, by the name's address: direct-mapped, [`KEY_SLOTS`]
+    /// entries, so bounded whatever the fields.
+    static KEYS: std::cell::RefCell<Vec<Option<CachedKey>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A field name and its escaped member key.
+type CachedKey = (&'static str, Box<str>);
+
+/// How many member keys a thread keeps.
+const KEY_SLOTS: usize = 64;
+
+/// Writes the key of a member named `name` (`"name":`, after a comma
+/// unless `first`), from the thread's cache of escaped keys when it holds
+/// it: a field name is `'static`, the same few are written on every line.
+fn write_key(out: &mut Writer<'_>, name: &'static str, first: bool) -> fmt::Result {
+    let skip = usize::from(first);
+    let slot = (name.as_ptr() as usize >> 3) % KEY_SLOTS;
+    let hit = KEYS.with(|keys| {
+        let Ok(mut keys) = keys.try_borrow_mut() else { return None };
+        if keys.is_empty() {
+            keys.resize(KEY_SLOTS, None);
+        }
+        let entry = &mut keys[slot];
+        if !matches!(entry, Some((cached, _)) if std::ptr::eq(*cached, name)) {
+            let mut key = String::with_capacity(name.len() + 4);
+            key.push_str(",\"");
+            JsonEscaped(&mut key).write_str(name).ok()?;
+            key.push_str("\":");
+            *entry = Some((name, key.into_boxed_str()));
+        }
+        let (_, key) = entry.as_ref()?;
+        Some(out.write_str(&key[skip..]))
+    });
+    match hit {
+        Some(written) => written,
+        // The cache in use (a field's `Debug` that logs): written directly.
+        None => {
+            out.write_str(&",\""[skip..])?;
+            JsonEscaped(&mut *out).write_str(name)?;
+            out.write_str("\":")
+        }
     }
 }
 
@@ -587,6 +626,49 @@ mod tests {
             let text = written(odd);
             assert!(text.ends_with('Z') && text.len() >= 27, "{text}");
         }
+    }
+
+    #[test]
+    fn member_keys_are_escaped_and_cached_per_name() {
+        // The same names over many lines (from the thread's cache), a name
+        // that needs escaping, and more names than the cache has slots.
+        let line = json_lines(|| {
+            for _ in 0..3 {
+                tracing::info!(plain = 1u64, "q\"uote" = 2u64, "back\\slash" = "v", "first");
+            }
+        });
+        for line in line.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["fields"]["plain"], 1);
+            assert_eq!(v["fields"]["q\"uote"], 2);
+            assert_eq!(v["fields"]["back\\slash"], "v");
+            assert_eq!(v["fields"]["message"], "first");
+        }
+        assert_eq!(line.lines().count(), 3);
+        let many = json_lines(|| {
+            // One callsite per name: 26 * 4 names, more than KEY_SLOTS.
+            macro_rules! names {
+                ($($n:ident)*) => { $( tracing::info!($n = 1u64, "x"); )* };
+            }
+            names!(a0 b0 c0 d0 e0 f0 g0 h0 i0 j0 k0 l0 m0 n0 o0 p0 q0 r0 s0 t0 u0 v0 w0 x0 y0 z0);
+            names!(a1 b1 c1 d1 e1 f1 g1 h1 i1 j1 k1 l1 m1 n1 o1 p1 q1 r1 s1 t1 u1 v1 w1 x1 y1 z1);
+            names!(a2 b2 c2 d2 e2 f2 g2 h2 i2 j2 k2 l2 m2 n2 o2 p2 q2 r2 s2 t2 u2 v2 w2 x2 y2 z2);
+            names!(a3 b3 c3 d3 e3 f3 g3 h3 i3 j3 k3 l3 m3 n3 o3 p3 q3 r3 s3 t3 u3 v3 w3 x3 y3 z3);
+            names!(a0 z3);
+        });
+        let names: Vec<String> = many
+            .lines()
+            .map(|line| {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                let fields = v["fields"].as_object().unwrap();
+                assert_eq!(fields.len(), 2, "{line}");
+                fields.keys().find(|k| *k != "message").unwrap().clone()
+            })
+            .collect();
+        let mut expected: Vec<String> =
+            (0..4).flat_map(|i| ('a'..='z').map(move |c| format!("{c}{i}"))).collect();
+        expected.extend(["a0".to_owned(), "z3".to_owned()]);
+        assert_eq!(names, expected);
     }
 
     #[test]
