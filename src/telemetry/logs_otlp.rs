@@ -201,10 +201,34 @@ mod tests {
         assert!(record.attributes_iter().any(|(k, v)| k.as_str() == "user.id" && *v == AnyValue::Int(7)));
     }
 
+    /// An exporter that holds every export until the gate opens.
+    #[derive(Debug, Clone, Default)]
+    struct Gated(Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+    impl Gated {
+        fn open(&self) {
+            *self.0.0.lock().unwrap() = true;
+            self.0.1.notify_all();
+        }
+    }
+
+    impl LogExporter for Gated {
+        async fn export(&self, _batch: opentelemetry_sdk::logs::LogBatch<'_>) -> OTelSdkResult {
+            let (open, opened) = &*self.0;
+            let _open = opened.wait_while(open.lock().unwrap(), |open| !*open).unwrap();
+            Ok(())
+        }
+    }
+
     #[test]
     fn a_full_queue_drops_and_counts() {
-        let exporter = InMemoryLogExporter::default();
-        let (provider, pipeline) = logger_provider(Resource::builder_empty().build(), exporter, settings(2));
+        // The batch is the queue's size (2): the SDK exports the first two
+        // at once. Held at the gate, they keep their slots, so the next
+        // three are dropped whatever the export thread's timing (it once
+        // ran first 1 time in 3 and freed the slots).
+        let gate = Gated::default();
+        let (provider, pipeline) =
+            logger_provider(Resource::builder_empty().build(), gate.clone(), settings(2));
         let subscriber = tracing_subscriber::registry().with(otlp_logs_layer(&provider));
         tracing::subscriber::with_default(subscriber, || {
             for i in 0..5 {
@@ -212,6 +236,8 @@ mod tests {
             }
         });
         assert_eq!(pipeline.pending(), 2, "two slots, three drops");
+        assert_eq!(pipeline.totals().dropped, 3);
+        gate.open();
         provider.force_flush().unwrap();
         assert_eq!(pipeline.pending(), 0);
     }
