@@ -220,7 +220,8 @@ thread_local! {
     /// The escaped member keys (`,"name":`) of the field names a thread
     /// wrote last, by the name's address: direct-mapped, [`KEY_SLOTS`]
     /// entries, so bounded whatever the fields.
-    static KEYS: std::cell::RefCell<Vec<Option<CachedKey>>> = const { std::cell::RefCell::new(Vec::new()) };
+    static KEYS: std::cell::RefCell<[Option<CachedKey>; KEY_SLOTS]> =
+        const { std::cell::RefCell::new([const { None }; KEY_SLOTS]) };
 }
 
 /// A field name and its escaped member key.
@@ -237,9 +238,6 @@ fn write_key(out: &mut Writer<'_>, name: &'static str, first: bool) -> fmt::Resu
     let slot = (name.as_ptr() as usize >> 3) % KEY_SLOTS;
     let hit = KEYS.with(|keys| {
         let Ok(mut keys) = keys.try_borrow_mut() else { return None };
-        if keys.is_empty() {
-            keys.resize(KEY_SLOTS, None);
-        }
         let entry = &mut keys[slot];
         if !matches!(entry, Some((cached, _)) if std::ptr::eq(*cached, name)) {
             let mut key = String::with_capacity(name.len() + 4);
@@ -423,9 +421,10 @@ thread_local! {
 
 /// Writes `at` as RFC 3339 in UTC with microseconds
 /// (`2026-12-08T02:35:12.123456Z`, as `tracing-subscriber`'s `SystemTime`
-/// writes it): the date and time are formatted once a second per thread,
-/// the microseconds per line. On a clock before 1970 or past the year
-/// 9999, `tracing-subscriber` writes the time (it reads the clock itself).
+/// writes it), for both line formats: the date and time are formatted once
+/// a second per thread, the microseconds per line. On a clock before 1970
+/// or past the year 9999, `tracing-subscriber` writes the time (it reads
+/// the clock itself).
 fn write_timestamp(out: &mut Writer<'_>, at: std::time::SystemTime) -> fmt::Result {
     let Ok(since) = at.duration_since(std::time::UNIX_EPOCH) else {
         return SystemTime.format_time(out);
@@ -548,7 +547,7 @@ where
         let mut visitor = TextVisitor { message: String::new(), fields: &mut fields };
         event.record(&mut visitor);
         let message = visitor.message;
-        SystemTime.format_time(&mut writer)?;
+        write_timestamp(&mut writer, std::time::SystemTime::now())?;
         write!(writer, " {:>5} {}: {message}{fields}", meta.level(), meta.target())?;
         if let Some(c) = correlation(ctx) {
             if let Some(id) = &c.request_id {
