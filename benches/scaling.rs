@@ -148,8 +148,17 @@ mod imp {
                 None if case == "bare" => (&bare, false),
                 None => panic!("SCALING_ONLY={only}: the case is bare, metrics, full or unsampled"),
             };
-            let rps = throughput(router, workers, traceparent, Duration::from_secs(seconds));
-            println!("{case} with {workers} workers: {rps:.0} req/s");
+            let run = Duration::from_secs(seconds);
+            let rps = throughput(router, workers, traceparent, run);
+            if let Some(provider) = obs.tracer_provider() {
+                let _ = provider.force_flush();
+            }
+            let spans = exported.load(Ordering::Relaxed) as f64;
+            let requests = rps * run.as_secs_f64();
+            println!(
+                "{case} with {workers} workers: {rps:.0} req/s; spans exported: {spans:.0} ({:.1} % of requests)",
+                100.0 * spans / requests.max(1.0)
+            );
             return;
         }
         println!("scaling: {rounds} rounds of {} ms per figure, {cores} cores; medians", run.as_millis());
