@@ -36,6 +36,7 @@ mod recorder;
 mod sampler;
 mod sdk_events;
 mod setup;
+mod span_batch;
 mod stdout;
 mod traces;
 

@@ -4,11 +4,11 @@
 //! line.
 //!
 //! The SDK's batch processors drop spans and log records when their queue
-//! is full and keep the count to themselves. [`GuardedProcessor`] (spans)
-//! and [`logs_otlp`](super::logs_otlp)'s processor reserve a queue slot for
-//! each item before handing it over and refuse (and count) it when none is
-//! left, so the batch processor's own queue never overflows and every drop
-//! is counted here. The counting exporters free the slots when a batch has
+//! is full and keep the count to themselves. The crate's span processor
+//! ([`span_batch`](super::span_batch)) and [`logs_otlp`](super::logs_otlp)'s
+//! processor reserve a queue slot for each item before queueing it and
+//! refuse (and count) it when none is left, so no queue overflows and every
+//! drop is counted here. The counting exporters free the slots when a batch has
 //! been sent, or has failed. One [`Pipeline`] per signal; the metrics
 //! pipeline has no queue (the periodic reader collects), only exports.
 
@@ -21,11 +21,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use opentelemetry::Context;
 use opentelemetry_sdk::{
     Resource,
     error::OTelSdkResult,
-    trace::{Span, SpanData, SpanExporter, SpanProcessor},
+    trace::{SpanData, SpanExporter},
 };
 
 /// Spans sent to the collector (counter).
@@ -266,14 +265,23 @@ impl Pipeline {
 
     /// Takes a queue slot; `false` when the queue is full.
     pub(crate) fn reserve(&self) -> bool {
-        let reserved = self
+        self.reserve_counted().is_some()
+    }
+
+    /// Takes a queue slot; how many are taken with it, `None` when the
+    /// queue is full.
+    pub(crate) fn reserve_counted(&self) -> Option<usize> {
+        let previous = self
             .pending
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.capacity).then_some(n + 1))
-            .is_ok();
-        if reserved {
-            self.queue.increment(1.0);
-        }
-        reserved
+            .ok()?;
+        self.queue.increment(1.0);
+        Some(previous + 1)
+    }
+
+    /// How many items the queue holds at most.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
     }
 
     pub(crate) fn release(&self, items: usize) {
@@ -372,46 +380,6 @@ impl Pipeline {
                 tracing::warn!(target: TARGET, %error, batches, items, "{noun} exports failed in the last 60 s");
             }
         }
-    }
-}
-
-/// Refuses spans beyond the export queue's capacity, counting them, and
-/// hands the rest to the batch processor.
-#[derive(Debug)]
-pub(crate) struct GuardedProcessor<P> {
-    inner: P,
-    pipeline: Arc<Pipeline>,
-}
-
-impl<P> GuardedProcessor<P> {
-    pub(crate) fn new(inner: P, pipeline: Arc<Pipeline>) -> Self {
-        Self { inner, pipeline }
-    }
-}
-
-impl<P: SpanProcessor> SpanProcessor for GuardedProcessor<P> {
-    fn on_start(&self, span: &mut Span, cx: &Context) {
-        self.inner.on_start(span, cx);
-    }
-
-    fn on_end(&self, span: SpanData) {
-        if self.pipeline.reserve() {
-            self.inner.on_end(span);
-        } else {
-            self.pipeline.on_dropped();
-        }
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
     }
 }
 

@@ -7,7 +7,7 @@ use tracing_subscriber::{Layer as _, filter::Targets};
 
 use std::sync::Arc;
 
-use super::{config, pipeline, sampler};
+use super::{config, pipeline, sampler, span_batch};
 use crate::trace::RouteSampler;
 use crate::trace::{ServerSpanLayer, instrumentation_scope};
 
@@ -88,7 +88,13 @@ where
     otel.and_then(ServerSpanLayer::new().with_filter(bridged))
 }
 
-/// A batch span processor exporting through `exporter`, counted as
+/// A batch span processor exporting through `exporter`, the one
+/// [`Observability`](crate::Observability) installs: each worker thread
+/// queues finished spans in a shard of its own, and a thread named
+/// `span-export` exports them in batches of `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`
+/// (512) every `OTEL_BSP_SCHEDULE_DELAY` (5000 ms), as soon as a batch is
+/// queued, on a flush and at shutdown, as the SDK's `BatchSpanProcessor`
+/// does, without a channel every worker writes. Counted as
 /// [`Observability`](crate::Observability) counts its own: the
 /// `otlp_exporter_spans_{exported,failed,dropped,rejected}_total` counters
 /// and the `otlp_exporter_queue_spans` gauge (registered with the `metrics`
@@ -121,15 +127,10 @@ where
 fn counted_batch<E: opentelemetry_sdk::trace::SpanExporter + 'static>(
     exporter: E,
     queue: usize,
-) -> (pipeline::GuardedProcessor<opentelemetry_sdk::trace::BatchSpanProcessor>, Arc<pipeline::Pipeline>) {
+) -> (span_batch::ShardedBatchProcessor, Arc<pipeline::Pipeline>) {
     let pipeline = pipeline::Pipeline::new(&pipeline::SPANS, queue);
     let counting = pipeline::CountingExporter::new(exporter, pipeline.clone());
-    // The SDK reads the other OTEL_BSP_* itself (checked by `env`); the
-    // queue size is given so that it and the guard agree.
-    let config = opentelemetry_sdk::trace::BatchConfigBuilder::default().with_max_queue_size(queue).build();
-    let batch =
-        opentelemetry_sdk::trace::BatchSpanProcessor::builder(counting).with_batch_config(config).build();
-    (pipeline::GuardedProcessor::new(batch, pipeline.clone()), pipeline)
+    (span_batch::ShardedBatchProcessor::new(counting, pipeline.clone()), pipeline)
 }
 
 /// The tracer provider exporting through `exporter` and the counted span
