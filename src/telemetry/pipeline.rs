@@ -167,7 +167,8 @@ impl Episode {
     }
 }
 
-/// State shared by a signal's processor guard and exporter wrapper.
+/// State shared by a signal's processor (which reserves queue slots) and
+/// its counting exporter (which frees them).
 pub(crate) struct Pipeline {
     signal: &'static Signal,
     pending: AtomicUsize,
@@ -213,10 +214,10 @@ impl fmt::Debug for Pipeline {
 const TARGET: &str = "tower_observability::telemetry";
 
 impl Pipeline {
-    /// A pipeline for `signal` whose queue holds `capacity` items (the
-    /// batch processor's `max_queue_size`, at least 1: a size of 0 is
-    /// refused when the settings are read). Call after the metrics
-    /// recorder is installed.
+    /// A pipeline for `signal` whose queue holds `capacity` items
+    /// (`OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BLRP_MAX_QUEUE_SIZE`; at least 1: a
+    /// size of 0 is refused when the settings are read). Call after the
+    /// metrics recorder is installed.
     pub(crate) fn new(signal: &'static Signal, capacity: usize) -> Arc<Self> {
         describe(signal);
         let counter = |name: Option<&'static str>| {

@@ -19,10 +19,15 @@
 //!
 //! How many spans wait is bounded by the pipeline's queue
 //! ([`Pipeline::reserve`]): past it spans are dropped and counted, never
-//! waited for.
+//! waited for. An exporter that panics fails its batch (counted as
+//! failed, its slots freed) and the thread goes on; after a slow export
+//! the thread still waits a whole delay before the next pass, so a failing
+//! collector is not retried back to back. A span that ends after shutdown
+//! is not exported (as with the SDK's processor) and holds no slot.
 
 use std::{
     fmt,
+    panic::{self, AssertUnwindSafe},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -57,7 +62,8 @@ const FORCE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 enum Control {
     /// A batch is queued: export now.
     Export,
-    /// Export what is queued and reply with the last export's result.
+    /// Export what is queued and reply with the last failed export's
+    /// error, or `Ok`.
     Flush(mpsc::SyncSender<OTelSdkResult>),
     /// Export what is queued, shut the exporter down, reply, and end.
     Shutdown(mpsc::SyncSender<OTelSdkResult>),
@@ -92,10 +98,20 @@ impl fmt::Debug for ShardedBatchProcessor {
     }
 }
 
-/// A positive integer from the environment variable `name`, or `default`
-/// (values that do not parse are refused at init, see `env`).
-fn env_or(name: &str, default: usize) -> usize {
-    super::env(name).and_then(|v| v.trim().parse().ok()).filter(|n| *n > 0).unwrap_or(default)
+/// The schedule delay and the batch size, from `OTEL_BSP_SCHEDULE_DELAY`
+/// (milliseconds, at least [`MIN_SCHEDULE_DELAY`]) and
+/// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` (at least 1, at most `queue`) as `var`
+/// reads them. A value that does not parse gives the default, as in the
+/// SDK (`Observability::init` refuses it first, see `env`).
+fn settings(queue: usize, var: impl Fn(&str) -> Option<String>) -> (Duration, usize) {
+    let delay = var("OTEL_BSP_SCHEDULE_DELAY")
+        .and_then(|v| v.trim().parse().ok())
+        .map_or(DEFAULT_SCHEDULE_DELAY, Duration::from_millis);
+    let batch = var("OTEL_BSP_MAX_EXPORT_BATCH_SIZE")
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_BATCH);
+    (delay.max(MIN_SCHEDULE_DELAY), batch.min(queue.max(1)))
 }
 
 impl ShardedBatchProcessor {
@@ -109,11 +125,8 @@ impl ShardedBatchProcessor {
     ///
     /// When the export thread cannot be spawned (as the SDK's processor).
     pub(crate) fn new<E: SpanExporter + 'static>(exporter: E, pipeline: Arc<Pipeline>) -> Self {
-        let delay = super::env("OTEL_BSP_SCHEDULE_DELAY")
-            .and_then(|v| v.trim().parse().ok())
-            .map_or(DEFAULT_SCHEDULE_DELAY, Duration::from_millis);
-        let batch = env_or("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", DEFAULT_BATCH).min(pipeline.capacity());
-        Self::with(exporter, pipeline, delay.max(MIN_SCHEDULE_DELAY), batch)
+        let (delay, batch) = settings(pipeline.capacity(), super::env);
+        Self::with(exporter, pipeline, delay, batch)
     }
 
     fn with<E: SpanExporter + 'static>(
@@ -138,7 +151,10 @@ impl ShardedBatchProcessor {
                 let mut export = Exporting { shared: exporting, spans: Vec::new(), spare: Vec::new() };
                 let mut last = Instant::now();
                 loop {
-                    let wait = delay.checked_sub(last.elapsed()).unwrap_or(Duration::ZERO);
+                    // After an export longer than the delay, a whole delay
+                    // (as the SDK's thread): a failing collector is not
+                    // retried back to back.
+                    let wait = delay.checked_sub(last.elapsed()).unwrap_or(delay);
                     let message = match received.recv_timeout(wait) {
                         Ok(message) => Some(message),
                         Err(mpsc::RecvTimeoutError::Timeout) => None,
@@ -158,9 +174,11 @@ impl ShardedBatchProcessor {
                             let _ = reply.send(export.all(&exporter));
                         }
                         Some(Control::Shutdown(reply)) => {
-                            let result = export.all(&exporter);
-                            let shutdown = exporter.shutdown();
-                            let _ = reply.send(result.and(shutdown));
+                            // A failed last export is counted and logged by
+                            // the pipeline; the shutdown's result is the
+                            // exporter's (as the SDK's processor).
+                            let _ = export.all(&exporter);
+                            let _ = reply.send(exporter.shutdown());
                             return;
                         }
                         Some(Control::SetResource(resource)) => exporter.set_resource(&resource),
@@ -199,7 +217,9 @@ struct Exporting {
 
 impl Exporting {
     /// Exports every queued span, `batch` at a time; the last failed
-    /// export's error, if any.
+    /// export's error, if any. An exporter that panics fails its batch,
+    /// which is counted and its queue slots freed here (the counting
+    /// exporter around it could not), and the thread goes on.
     fn all<E: SpanExporter>(&mut self, exporter: &E) -> OTelSdkResult {
         for shard in &self.shared.shards {
             {
@@ -215,8 +235,19 @@ impl Exporting {
         while !self.spans.is_empty() {
             let n = self.spans.len().min(self.shared.batch);
             let batch: Vec<SpanData> = self.spans.drain(..n).collect();
-            if let Err(err) = futures_executor::block_on(exporter.export(batch)) {
-                result = Err(err);
+            let exported =
+                panic::catch_unwind(AssertUnwindSafe(|| futures_executor::block_on(exporter.export(batch))));
+            match exported {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => result = Err(err),
+                Err(_) => {
+                    let panicked =
+                        || Err(OTelSdkError::InternalFailure("the span exporter panicked".to_owned()));
+                    let pipeline = &self.shared.pipeline;
+                    pipeline.release(n);
+                    pipeline.on_export(n, &panicked(), None);
+                    result = panicked();
+                }
             }
         }
         result
@@ -236,7 +267,18 @@ impl SpanProcessor for ShardedBatchProcessor {
             shared.pipeline.on_dropped();
             return;
         };
-        lock(shard::mine(&shared.shards)).push(span);
+        {
+            let mut shard = lock(shard::mine(&shared.shards));
+            // Read under the shard's lock: the thread's last pass locks
+            // every shard after `shut_down` is set, so a span pushed after
+            // that pass sees it, and is not left queued forever.
+            if shared.shut_down.load(Ordering::Relaxed) {
+                drop(shard);
+                shared.pipeline.release(1);
+                return;
+            }
+            shard.push(span);
+        }
         if queued >= shared.batch
             && !shared.export_sent.load(Ordering::Relaxed)
             && !shared.export_sent.swap(true, Ordering::Relaxed)
@@ -255,7 +297,8 @@ impl SpanProcessor for ShardedBatchProcessor {
             return Err(OTelSdkError::AlreadyShutdown);
         }
         let result = self.ask(Control::Shutdown, timeout);
-        if result.is_ok()
+        // The thread has replied (and returns) unless the wait timed out.
+        if !matches!(result, Err(OTelSdkError::Timeout(_)))
             && let Some(thread) = lock(&self.thread).take()
         {
             let _ = thread.join();
@@ -270,21 +313,43 @@ impl SpanProcessor for ShardedBatchProcessor {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Condvar;
+    use std::{borrow::Cow, sync::Condvar, time::SystemTime};
 
-    use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
-    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use opentelemetry::{
+        InstrumentationScope,
+        trace::{SpanContext, SpanId, SpanKind, Status},
+    };
+    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
 
     use super::*;
     use crate::telemetry::pipeline::{CountingExporter, SPANS};
 
+    fn span(name: String) -> SpanData {
+        SpanData {
+            span_context: SpanContext::empty_context(),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Server,
+            name: Cow::Owned(name),
+            start_time: SystemTime::now(),
+            end_time: SystemTime::now(),
+            attributes: Vec::new(),
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: Status::Unset,
+            instrumentation_scope: InstrumentationScope::builder("test").build(),
+        }
+    }
+
     /// What the exporter was given, batch by batch; exports wait while the
-    /// gate is closed.
+    /// gate is closed, and panic while `panics` is set.
     #[derive(Debug, Default)]
     struct Seen {
         batches: Mutex<Vec<Vec<String>>>,
         resource: Mutex<Option<Resource>>,
         shut_down: AtomicBool,
+        panics: AtomicBool,
         closed: Mutex<bool>,
         opened: Condvar,
     }
@@ -314,9 +379,9 @@ mod tests {
             names
         }
 
-        /// Waits up to 10 s for `spans` exported spans; whether they came.
-        fn wait_for(&self, spans: usize) -> bool {
-            let deadline = Instant::now() + Duration::from_secs(10);
+        /// Waits up to `limit` for `spans` exported spans; whether they came.
+        fn wait_for(&self, spans: usize, limit: Duration) -> bool {
+            let deadline = Instant::now() + limit;
             while self.batch_sizes().iter().sum::<usize>() < spans {
                 if Instant::now() > deadline {
                     return false;
@@ -331,6 +396,7 @@ mod tests {
         async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
             let seen = &*self.0;
             drop(seen.opened.wait_while(seen.closed.lock().unwrap(), |closed| *closed).unwrap());
+            assert!(!seen.panics.load(Ordering::SeqCst), "the exporter panics");
             seen.batches.lock().unwrap().push(batch.iter().map(|s| s.name.to_string()).collect());
             Ok(())
         }
@@ -345,40 +411,44 @@ mod tests {
         }
     }
 
-    /// A provider whose processor exports to `exporter` every `delay`, or
-    /// at `batch` queued spans, holding `queue` at most.
-    fn provider(
+    /// A processor exporting to `exporter` (counted) every `delay`, or at
+    /// `batch` queued spans, holding `queue` at most.
+    fn processor(
         exporter: Recording,
         queue: usize,
         batch: usize,
         delay: Duration,
-    ) -> (SdkTracerProvider, Arc<Pipeline>) {
+    ) -> (ShardedBatchProcessor, Arc<Pipeline>) {
         let pipeline = Pipeline::new(&SPANS, queue);
         let counting = CountingExporter::new(exporter, pipeline.clone());
-        let processor = ShardedBatchProcessor::with(counting, pipeline.clone(), delay, batch);
-        (SdkTracerProvider::builder().with_span_processor(processor).build(), pipeline)
+        (ShardedBatchProcessor::with(counting, pipeline.clone(), delay, batch), pipeline)
     }
 
-    fn end_spans(provider: &SdkTracerProvider, names: impl IntoIterator<Item = String>) {
-        let tracer = provider.tracer("test");
+    fn end(processor: &ShardedBatchProcessor, names: impl IntoIterator<Item = String>) {
         for name in names {
-            tracer.start(name).end();
+            processor.on_end(span(name));
         }
     }
 
+    fn names(range: std::ops::Range<usize>) -> impl Iterator<Item = String> {
+        range.map(|i| i.to_string())
+    }
+
     const HOUR: Duration = Duration::from_secs(3600);
+    /// Generous: what a loaded machine may take to run the export thread.
+    const PATIENCE: Duration = Duration::from_secs(10);
 
     #[test]
     fn spans_of_many_threads_are_all_exported_in_batches_of_at_most_the_batch_size() {
         let exporter = Recording::default();
-        let (provider, pipeline) = provider(exporter.clone(), 10_000, 64, HOUR);
+        let (processor, pipeline) = processor(exporter.clone(), 10_000, 64, HOUR);
         thread::scope(|scope| {
             for t in 0..4 {
-                let provider = &provider;
-                scope.spawn(move || end_spans(provider, (0..500).map(|i| format!("{t}-{i:03}"))));
+                let processor = &processor;
+                scope.spawn(move || end(processor, (0..500).map(|i| format!("{t}-{i:03}"))));
             }
         });
-        provider.force_flush().unwrap();
+        processor.force_flush().unwrap();
         let mut expected: Vec<String> =
             (0..4).flat_map(|t| (0..500).map(move |i| format!("{t}-{i:03}"))).collect();
         expected.sort();
@@ -390,25 +460,28 @@ mod tests {
     }
 
     #[test]
-    fn a_queued_batch_is_exported_without_waiting_for_the_delay() {
+    fn each_queued_batch_is_exported_without_waiting_for_the_delay() {
         let exporter = Recording::default();
-        let (provider, _pipeline) = provider(exporter.clone(), 100, 4, HOUR);
-        end_spans(&provider, (0..3).map(|i| i.to_string()));
+        let (processor, _pipeline) = processor(exporter.clone(), 100, 4, HOUR);
+        end(&processor, names(0..3));
         thread::sleep(Duration::from_millis(50));
         assert!(exporter.batch_sizes().is_empty(), "3 spans of a batch of 4 wait for the delay");
-        end_spans(&provider, ["3".to_owned()]);
-        assert!(exporter.wait_for(4), "the fourth span completes a batch");
+        end(&processor, names(3..4));
+        assert!(exporter.wait_for(4, PATIENCE), "the fourth span completes a batch");
+        // And again: the thread took the first signal and waits for the next.
+        end(&processor, names(4..8));
+        assert!(exporter.wait_for(8, PATIENCE), "a second batch");
     }
 
     #[test]
     fn spans_are_exported_on_the_schedule_delay() {
         let exporter = Recording::default();
-        let (_provider, _pipeline) = {
-            let (provider, pipeline) = provider(exporter.clone(), 100, 512, Duration::from_millis(20));
-            end_spans(&provider, ["one".to_owned()]);
-            (provider, pipeline)
-        };
-        assert!(exporter.wait_for(1), "exported within the delay, unflushed");
+        let (processor, _pipeline) = processor(exporter.clone(), 100, 512, Duration::from_millis(20));
+        end(&processor, names(0..1));
+        // 100 times the delay, far less than the SDK's default of 5 s.
+        assert!(exporter.wait_for(1, Duration::from_secs(2)), "exported within the delay, unflushed");
+        end(&processor, names(1..2));
+        assert!(exporter.wait_for(2, Duration::from_secs(2)), "and on the next one");
     }
 
     #[test]
@@ -416,12 +489,12 @@ mod tests {
         // Queue 2, batch 2: the first two spans make a batch, held at the
         // gate with their slots, so the next three are dropped.
         let exporter = Recording::closed();
-        let (provider, pipeline) = provider(exporter.clone(), 2, 2, HOUR);
-        end_spans(&provider, (0..5).map(|i| i.to_string()));
+        let (processor, pipeline) = processor(exporter.clone(), 2, 2, HOUR);
+        end(&processor, names(0..5));
         assert_eq!(pipeline.pending(), 2, "two slots, three drops");
         assert_eq!(pipeline.totals().dropped, 3);
         exporter.open();
-        provider.force_flush().unwrap();
+        processor.force_flush().unwrap();
         assert_eq!(exporter.names(), ["0", "1"]);
         assert_eq!(pipeline.pending(), 0);
     }
@@ -429,44 +502,81 @@ mod tests {
     #[test]
     fn shutdown_exports_what_is_queued_shuts_the_exporter_down_and_ends() {
         let exporter = Recording::default();
-        let (provider, _pipeline) = provider(exporter.clone(), 100, 512, HOUR);
-        end_spans(&provider, ["queued".to_owned()]);
-        provider.shutdown().unwrap();
+        let (processor, pipeline) = processor(exporter.clone(), 100, 512, HOUR);
+        end(&processor, ["queued".to_owned()]);
+        processor.shutdown().unwrap();
         assert_eq!(exporter.names(), ["queued"]);
         assert!(exporter.0.shut_down.load(Ordering::SeqCst));
-        end_spans(&provider, ["late".to_owned()]);
-        assert!(provider.shutdown().is_err(), "twice");
+        end(&processor, ["late".to_owned()]);
+        assert!(matches!(processor.shutdown(), Err(OTelSdkError::AlreadyShutdown)), "twice");
+        assert!(processor.force_flush().is_err(), "the thread has ended");
         assert_eq!(exporter.names(), ["queued"], "nothing exported after shutdown");
+        assert_eq!(pipeline.pending(), 0, "the late span holds no slot");
     }
 
     #[test]
     fn a_hung_exporter_makes_shutdown_time_out_not_hang() {
         let exporter = Recording::closed();
-        let (provider, _pipeline) = provider(exporter.clone(), 100, 512, HOUR);
-        end_spans(&provider, ["held".to_owned()]);
+        let (processor, _pipeline) = processor(exporter.clone(), 100, 512, HOUR);
+        end(&processor, ["held".to_owned()]);
         let started = Instant::now();
-        let result = provider.shutdown_with_timeout(Duration::from_millis(100));
-        // The provider wraps the processor's `Timeout` in its own error.
-        assert!(result.as_ref().is_err_and(|e| format!("{e:?}").contains("Timeout(")), "{result:?}");
-        assert!(started.elapsed() < Duration::from_secs(5));
+        let result = processor.shutdown_with_timeout(Duration::from_millis(100));
+        assert!(matches!(result, Err(OTelSdkError::Timeout(_))), "{result:?}");
+        assert!(started.elapsed() < PATIENCE);
         exporter.open();
+    }
+
+    #[test]
+    fn a_panicking_exporter_fails_its_batch_frees_its_slots_and_the_thread_goes_on() {
+        let exporter = Recording::default();
+        // No batch fills (512): the flush exports, and reports.
+        let (processor, pipeline) = processor(exporter.clone(), 2, 512, HOUR);
+        exporter.0.panics.store(true, Ordering::SeqCst);
+        end(&processor, names(0..2));
+        assert!(processor.force_flush().is_err(), "the panic is the flush's error");
+        assert_eq!((pipeline.pending(), pipeline.totals().failed), (0, 2));
+        exporter.0.panics.store(false, Ordering::SeqCst);
+        end(&processor, names(2..4));
+        processor.force_flush().unwrap();
+        assert_eq!(exporter.names(), ["2", "3"], "the queue has room again");
+        assert_eq!(pipeline.totals().dropped, 0);
     }
 
     #[test]
     fn the_resource_reaches_the_exporter() {
         let exporter = Recording::default();
-        let pipeline = Pipeline::new(&SPANS, 100);
-        let counting = CountingExporter::new(exporter.clone(), pipeline.clone());
-        let processor = ShardedBatchProcessor::with(counting, pipeline, HOUR, 512);
-        let provider = SdkTracerProvider::builder()
-            .with_span_processor(processor)
-            .with_resource(Resource::builder_empty().with_service_name("checkout").build())
-            .build();
-        provider.force_flush().unwrap();
-        let resource = exporter.0.resource.lock().unwrap().clone().expect("set");
+        let (mut processor, _pipeline) = processor(exporter.clone(), 100, 512, HOUR);
+        processor.set_resource(&Resource::builder_empty().with_service_name("checkout").build());
+        processor.force_flush().unwrap();
+        let resource = exporter.0.resource.lock().unwrap().clone().expect("set before the flush replies");
         assert_eq!(
             resource.get(&opentelemetry::Key::new("service.name")),
             Some(opentelemetry::Value::from("checkout"))
+        );
+    }
+
+    #[test]
+    fn settings_come_from_the_environment_within_bounds() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned())
+        };
+        assert_eq!(settings(2048, vars(&[])), (DEFAULT_SCHEDULE_DELAY, DEFAULT_BATCH));
+        assert_eq!(
+            settings(
+                2048,
+                vars(&[("OTEL_BSP_SCHEDULE_DELAY", "250"), ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "100")])
+            ),
+            (Duration::from_millis(250), 100)
+        );
+        // The batch is at most the queue; a delay of 0 would spin.
+        assert_eq!(settings(64, vars(&[])).1, 64);
+        assert_eq!(settings(2048, vars(&[("OTEL_BSP_SCHEDULE_DELAY", "0")])).0, MIN_SCHEDULE_DELAY);
+        assert_eq!(
+            settings(
+                2048,
+                vars(&[("OTEL_BSP_SCHEDULE_DELAY", "soon"), ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "0")])
+            ),
+            (DEFAULT_SCHEDULE_DELAY, DEFAULT_BATCH)
         );
     }
 }
