@@ -16,8 +16,11 @@
 #   TOP [25]          symbols listed per mode
 #   PORT [38081]      loopback port of the server
 #   OUT               keep perf.data files here (default: a temporary dir)
+#   SERVER            a bench_server binary to profile instead of building one
 # Example: MODES="full full_log" DURATION=5 scripts/profile-load.sh
 set -euo pipefail
+# A path given relative to the caller's directory, before moving to the repo.
+if [ -n "${SERVER:-}" ]; then SERVER=$(realpath -- "$SERVER"); fi
 cd "$(dirname "$0")/.."
 
 MODES=${MODES:-"bare metrics full full_log"}
