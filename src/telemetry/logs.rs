@@ -168,16 +168,18 @@ fn write_json_str(out: &mut (impl fmt::Write + ?Sized), s: &str) -> fmt::Result 
     out.write_str("\"")
 }
 
-/// Writes an event's fields as the members of a JSON object.
-struct JsonVisitor<'a, 'w> {
-    out: &'a mut Writer<'w>,
+/// Writes an event's fields as the members of a JSON object, into a
+/// `String` of the thread's (calls the compiler sees through) or, when that
+/// is in use, the layer's `Writer`.
+struct JsonVisitor<'a, W: fmt::Write> {
+    out: &'a mut W,
     first: bool,
     result: fmt::Result,
 }
 
-impl JsonVisitor<'_, '_> {
+impl<W: fmt::Write> JsonVisitor<'_, W> {
     /// Writes `"name":value`, after a comma unless it is the first member.
-    fn member(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+    fn member(&mut self, field: &Field, value: impl FnOnce(&mut W) -> fmt::Result) {
         if self.result.is_err() {
             return;
         }
@@ -186,7 +188,7 @@ impl JsonVisitor<'_, '_> {
     }
 }
 
-impl Visit for JsonVisitor<'_, '_> {
+impl<W: fmt::Write> Visit for JsonVisitor<'_, W> {
     fn record_f64(&mut self, field: &Field, value: f64) {
         // `Debug` switches to an exponent for very large and small values:
         // a short, exact JSON number either way.
@@ -233,7 +235,7 @@ const KEY_SLOTS: usize = 64;
 /// Writes the key of a member named `name` (`"name":`, after a comma
 /// unless `first`), from the thread's cache of escaped keys when it holds
 /// it: a field name is `'static`, the same few are written on every line.
-fn write_key(out: &mut Writer<'_>, name: &'static str, first: bool) -> fmt::Result {
+fn write_key(out: &mut impl fmt::Write, name: &'static str, first: bool) -> fmt::Result {
     let skip = usize::from(first);
     let slot = (name.as_ptr() as usize >> 3) % KEY_SLOTS;
     let hit = KEYS.with(|keys| {
@@ -276,7 +278,7 @@ impl<'writer> FormatFields<'writer> for JsonSpanFields {
         SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
             Ok(mut scratch) => {
                 scratch.clear();
-                json_object(&mut Writer::new(&mut *scratch), fields)?;
+                json_object(&mut *scratch, fields)?;
                 let result = writer.write_str(&scratch);
                 if scratch.capacity() > MAX_SCRATCH {
                     *scratch = String::new();
@@ -341,11 +343,12 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
-/// The largest scratch buffer a thread keeps between spans (bytes).
+/// The largest buffer a thread keeps between spans, and between lines
+/// (bytes).
 const MAX_SCRATCH: usize = 16 * 1024;
 
 /// Writes `fields` as one JSON object.
-fn json_object<R: RecordFields>(writer: &mut Writer<'_>, fields: R) -> fmt::Result {
+fn json_object<R: RecordFields>(writer: &mut impl fmt::Write, fields: R) -> fmt::Result {
     writer.write_char('{')?;
     let mut visitor = JsonVisitor { out: writer, first: true, result: Ok(()) };
     fields.record(&mut visitor);
@@ -373,44 +376,75 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let meta = event.metadata();
-        // RFC 3339 with microseconds, in UTC: nothing to escape.
-        writer.write_str("{\"timestamp\":\"")?;
-        write_timestamp(&mut writer, std::time::SystemTime::now())?;
-        write!(writer, "\",\"level\":\"{}\",\"target\":", meta.level().as_str())?;
-        write_json_str(&mut writer, meta.target())?;
-        writer.write_str(",\"fields\":{")?;
-        let mut visitor = JsonVisitor { out: &mut writer, first: true, result: Ok(()) };
-        event.record(&mut visitor);
-        visitor.result?;
-        writer.write_char('}')?;
-        // The event's parent: an explicit one (the access log's) or the current span.
-        if let Some(span) = ctx.parent_span() {
-            writer.write_str(",\"span\":{\"name\":")?;
-            write_json_str(&mut writer, span.name())?;
-            // With `JsonSpanFields`, a span's formatted fields are a JSON
-            // object, escaped when the span was made: its members are copied
-            // as they are.
-            if let Some(formatted) = span.extensions().get::<FormattedFields<N>>()
-                && let Some(members) = formatted.strip_prefix('{').and_then(|f| f.strip_suffix('}'))
-                && !members.is_empty()
-            {
-                writer.write_char(',')?;
-                writer.write_str(members)?;
+        // The line is made in a buffer of the thread's, where each piece is
+        // a `String` push, then handed to the layer in one write (its
+        // `Writer` is a `dyn fmt::Write`: a call per piece). Directly when
+        // the buffer is in use (a field's `Debug` that logs).
+        LINE.with(|line| match line.try_borrow_mut() {
+            Ok(mut line) => {
+                line.clear();
+                json_line(&mut *line, ctx, event)?;
+                let result = writer.write_str(&line);
+                if line.capacity() > MAX_SCRATCH {
+                    *line = String::new();
+                }
+                result
             }
-            writer.write_char('}')?;
-        }
-        if let Some(c) = correlation(ctx) {
-            if let Some(id) = &c.request_id {
-                writer.write_str(",\"request_id\":")?;
-                write_json_str(&mut writer, id.as_str())?;
-            }
-            if c.has_trace() {
-                write_ids(&mut writer, c.trace_id, c.span_id)?;
-            }
-        }
-        writer.write_str("}\n")
+            Err(_) => json_line(&mut writer, ctx, event),
+        })
     }
+}
+
+thread_local! {
+    /// Where [`JsonFormat`] makes a line before handing it to the layer.
+    static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Writes `event` as one JSON line (see [`JsonFormat`]).
+fn json_line<S, N>(out: &mut impl fmt::Write, ctx: &FmtContext<'_, S, N>, event: &Event<'_>) -> fmt::Result
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    let meta = event.metadata();
+    // RFC 3339 with microseconds, in UTC: nothing to escape.
+    out.write_str("{\"timestamp\":\"")?;
+    write_timestamp(out, std::time::SystemTime::now())?;
+    out.write_str("\",\"level\":\"")?;
+    out.write_str(meta.level().as_str())?;
+    out.write_str("\",\"target\":")?;
+    write_json_str(out, meta.target())?;
+    out.write_str(",\"fields\":{")?;
+    let mut visitor = JsonVisitor { out: &mut *out, first: true, result: Ok(()) };
+    event.record(&mut visitor);
+    visitor.result?;
+    out.write_char('}')?;
+    // The event's parent: an explicit one (the access log's) or the current span.
+    if let Some(span) = ctx.parent_span() {
+        out.write_str(",\"span\":{\"name\":")?;
+        write_json_str(out, span.name())?;
+        // With `JsonSpanFields`, a span's formatted fields are a JSON
+        // object, escaped when the span was made: its members are copied
+        // as they are.
+        if let Some(formatted) = span.extensions().get::<FormattedFields<N>>()
+            && let Some(members) = formatted.strip_prefix('{').and_then(|f| f.strip_suffix('}'))
+            && !members.is_empty()
+        {
+            out.write_char(',')?;
+            out.write_str(members)?;
+        }
+        out.write_char('}')?;
+    }
+    if let Some(c) = correlation(ctx) {
+        if let Some(id) = &c.request_id {
+            out.write_str(",\"request_id\":")?;
+            write_json_str(out, id.as_str())?;
+        }
+        if c.has_trace() {
+            write_ids(out, c.trace_id, c.span_id)?;
+        }
+    }
+    out.write_str("}\n")
 }
 
 thread_local! {
@@ -425,9 +459,9 @@ thread_local! {
 /// a second per thread, the microseconds per line. On a clock before 1970
 /// or past the year 9999, `tracing-subscriber` writes the time (it reads
 /// the clock itself).
-fn write_timestamp(out: &mut Writer<'_>, at: std::time::SystemTime) -> fmt::Result {
+fn write_timestamp(out: &mut impl fmt::Write, at: std::time::SystemTime) -> fmt::Result {
     let Ok(since) = at.duration_since(std::time::UNIX_EPOCH) else {
-        return SystemTime.format_time(out);
+        return SystemTime.format_time(&mut Writer::new(out));
     };
     let secs = since.as_secs();
     let (cached, mut prefix) = SECOND.get();
@@ -437,7 +471,7 @@ fn write_timestamp(out: &mut Writer<'_>, at: std::time::SystemTime) -> fmt::Resu
         // `YYYY-MM-DDTHH:MM:SSZ`; humantime refuses a year past 9999.
         let written = write!(text, "{}", humantime::format_rfc3339_seconds(whole));
         let Some(date_time) = text.strip_suffix('Z').filter(|t| written.is_ok() && t.len() == 19) else {
-            return SystemTime.format_time(out);
+            return SystemTime.format_time(&mut Writer::new(out));
         };
         prefix.copy_from_slice(date_time.as_bytes());
         SECOND.set((secs, prefix));
@@ -456,7 +490,7 @@ fn write_timestamp(out: &mut Writer<'_>, at: std::time::SystemTime) -> fmt::Resu
 
 /// Writes `,"trace_id":"..","span_id":".."` (lowercase hex, W3C Trace
 /// Context) in one piece, without going through `fmt` per digit.
-fn write_ids(out: &mut Writer<'_>, trace_id: TraceId, span_id: SpanId) -> fmt::Result {
+fn write_ids(out: &mut impl fmt::Write, trace_id: TraceId, span_id: SpanId) -> fmt::Result {
     const TRACE: &[u8] = b",\"trace_id\":\"";
     const SPAN: &[u8] = b"\",\"span_id\":\"";
     const LEN: usize = TRACE.len() + 32 + SPAN.len() + 16 + 1;
@@ -736,6 +770,39 @@ mod tests {
         assert_eq!(v["span"]["http.route"], hostile);
         assert_eq!(v["span"]["late"], hostile, "a field recorded later joins the span's object");
         assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    /// A value whose `Debug` logs, and makes a span, while a line or a
+    /// span's fields are formatted.
+    struct Chatty;
+
+    impl fmt::Debug for Chatty {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            let span = tracing::info_span!("inner", depth = 2);
+            let _entered = span.enter();
+            tracing::info!(note = "from inside", "nested");
+            f.write_str("chatty \"value\"")
+        }
+    }
+
+    #[test]
+    fn a_field_whose_debug_logs_leaves_the_line_whole() {
+        let text = json_lines(|| {
+            let span = tracing::info_span!("outer", value = ?Chatty);
+            let _entered = span.enter();
+            tracing::info!(value = ?Chatty, "outer line");
+            tracing::info!("after");
+        });
+        let lines: Vec<serde_json::Value> =
+            text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+        // `tracing` does not dispatch what is logged inside a subscriber's
+        // call: the nested event is not written (the line and scratch
+        // buffers' fallbacks are for a subscriber that does).
+        let messages: Vec<&str> = lines.iter().map(|l| l["fields"]["message"].as_str().unwrap()).collect();
+        assert_eq!(messages, ["outer line", "after"], "{text}");
+        assert_eq!(lines[0]["fields"]["value"], "chatty \"value\"");
+        assert_eq!(lines[0]["span"]["value"], "chatty \"value\"");
+        assert_eq!(lines[1]["span"]["name"], "outer");
     }
 
     #[test]
