@@ -97,10 +97,11 @@ where
 /// "request_id","trace_id","span_id"}` (the last four inside a request only;
 /// `span_id` is the request's server span).
 ///
-/// Written straight into the layer's line buffer: no map, no intermediate
-/// string, the span's fields (already JSON, formatted once when the span was
-/// made) copied as they are. Strings are escaped per RFC 8259, so a value a
-/// client sent cannot forge a second line; non-finite floats are `null`.
+/// Made in a `String` of the thread's and handed to the layer in one write:
+/// no map, no intermediate value, the span's fields (already JSON,
+/// formatted once when the span was made) copied as they are. Strings are
+/// escaped per RFC 8259, so a value a client sent cannot forge a second
+/// line; non-finite floats are `null`.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct JsonFormat;
 
@@ -168,9 +169,9 @@ fn write_json_str(out: &mut (impl fmt::Write + ?Sized), s: &str) -> fmt::Result 
     out.write_str("\"")
 }
 
-/// Writes an event's fields as the members of a JSON object, into a
-/// `String` of the thread's (calls the compiler sees through) or, when that
-/// is in use, the layer's `Writer`.
+/// Writes an event's or a span's fields as the members of a JSON object,
+/// into a `String` of the thread's (calls the compiler sees through) or,
+/// when that is in use, the layer's `Writer`.
 struct JsonVisitor<'a, W: fmt::Write> {
     out: &'a mut W,
     first: bool,
@@ -383,8 +384,7 @@ where
         LINE.with(|line| match line.try_borrow_mut() {
             Ok(mut line) => {
                 line.clear();
-                json_line(&mut *line, ctx, event)?;
-                let result = writer.write_str(&line);
+                let result = json_line(&mut *line, ctx, event).and_then(|()| writer.write_str(&line));
                 if line.capacity() > MAX_SCRATCH {
                     *line = String::new();
                 }
@@ -743,7 +743,7 @@ mod tests {
 
     /// The JSON line of one event with `value` in the message, a field and
     /// the span's field.
-    fn json_line(value: &str, number: f64) -> String {
+    fn line_of(value: &str, number: f64) -> String {
         json_lines(|| {
             let span = tracing::info_span!("HTTP request", http.route = value, late = tracing::field::Empty);
             span.record("late", value);
@@ -756,7 +756,7 @@ mod tests {
     #[test]
     fn json_lines_parse_and_keep_hostile_values() {
         let hostile = "a\"b\\c\n{\"forged\":1}\r\t\u{0}\u{1b}\u{7f} é 漢 🦀";
-        let line = json_line(hostile, f64::NAN);
+        let line = line_of(hostile, f64::NAN);
         assert_eq!(line.matches('\n').count(), 1, "one line: {line:?}");
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["target"], "t\"arget");
@@ -772,37 +772,49 @@ mod tests {
         assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
     }
 
-    /// A value whose `Debug` logs, and makes a span, while a line or a
-    /// span's fields are formatted.
-    struct Chatty;
+    /// Drops each line's timestamp (it differs from one run to the next).
+    fn without_timestamps(text: &str) -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|l| {
+                let mut line: serde_json::Value =
+                    serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+                line.as_object_mut().unwrap().remove("timestamp").expect("a timestamp");
+                line
+            })
+            .collect()
+    }
 
-    impl fmt::Debug for Chatty {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            let span = tracing::info_span!("inner", depth = 2);
-            let _entered = span.enter();
-            tracing::info!(note = "from inside", "nested");
-            f.write_str("chatty \"value\"")
-        }
+    fn some_lines() {
+        let span = tracing::info_span!("request", user = "a \"b\"", n = 3);
+        let _entered = span.enter();
+        tracing::info!(value = ?"x\ny", number = 1.5, "line one");
+        tracing::warn!("line two");
     }
 
     #[test]
-    fn a_field_whose_debug_logs_leaves_the_line_whole() {
-        let text = json_lines(|| {
-            let span = tracing::info_span!("outer", value = ?Chatty);
-            let _entered = span.enter();
-            tracing::info!(value = ?Chatty, "outer line");
-            tracing::info!("after");
+    fn lines_written_while_the_thread_buffers_are_in_use_are_the_same() {
+        // As when a field's `Debug` logs under a global dispatcher (a
+        // scoped one, as here, does not dispatch what is logged inside a
+        // subscriber's call): the line and the span's fields are written
+        // through the layer's `Writer`.
+        let buffered = json_lines(some_lines);
+        let direct = LINE.with(|line| {
+            let _line = line.borrow_mut();
+            SCRATCH.with(|scratch| {
+                let _scratch = scratch.borrow_mut();
+                json_lines(some_lines)
+            })
         });
-        let lines: Vec<serde_json::Value> =
-            text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
-        // `tracing` does not dispatch what is logged inside a subscriber's
-        // call: the nested event is not written (the line and scratch
-        // buffers' fallbacks are for a subscriber that does).
-        let messages: Vec<&str> = lines.iter().map(|l| l["fields"]["message"].as_str().unwrap()).collect();
-        assert_eq!(messages, ["outer line", "after"], "{text}");
-        assert_eq!(lines[0]["fields"]["value"], "chatty \"value\"");
-        assert_eq!(lines[0]["span"]["value"], "chatty \"value\"");
-        assert_eq!(lines[1]["span"]["name"], "outer");
+        assert_eq!(without_timestamps(&buffered).len(), 2);
+        assert_eq!(without_timestamps(&direct), without_timestamps(&buffered));
+        let after_timestamps = |text: &str| -> Vec<String> {
+            text.lines().map(|l| l[l.find("\"level\"").unwrap()..].to_owned()).collect()
+        };
+        assert_eq!(
+            after_timestamps(&direct),
+            after_timestamps(&buffered),
+            "the same bytes but the timestamps"
+        );
     }
 
     #[test]
@@ -837,7 +849,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn any_value_round_trips_through_a_json_line(value in "\\PC*|[\\x00-\\x7f]*", number in proptest::num::f64::NORMAL) {
-            let line = json_line(&value, number);
+            let line = line_of(&value, number);
             let v: serde_json::Value = serde_json::from_str(&line).unwrap();
             proptest::prop_assert_eq!(v["fields"]["user_agent"].as_str(), Some(value.as_str()));
             proptest::prop_assert_eq!(v["span"]["late"].as_str(), Some(value.as_str()));
