@@ -13,14 +13,28 @@
 //! ```text
 //! cargo bench --bench grpc
 //! GRPC_LOOP=full:200000 cargo bench --bench grpc   # one case in a loop, for callgrind
+//! GRPC_SCALING=metrics:2:3 cargo bench --bench grpc # calls/s of 2 threads for 3 s
 //! ```
+//!
+//! `GRPC_SCALING=case:workers:seconds` drives one service from `workers`
+//! threads at once (each a current-thread runtime calling in a loop, as the
+//! `scaling` bench does for HTTP), so that what the workers of a server
+//! write in common shows; it prints the calls per second of all of them.
 
 #![allow(missing_docs)]
 
 #[path = "../tests/support/greeter.rs"]
 mod greeter;
 
-use std::{convert::Infallible, hint::black_box, time::Duration};
+use std::{
+    convert::Infallible,
+    hint::black_box,
+    sync::{
+        Arc, Barrier,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use criterion::Criterion;
@@ -80,6 +94,43 @@ where
     collected.to_bytes().len()
 }
 
+/// Calls per second of `workers` threads calling `svc` for `run`.
+fn calls_per_second<S, B>(svc: &S, body: &Bytes, workers: usize, run: Duration) -> f64
+where
+    S: Service<Request<tonic::body::Body>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Debug,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Arc::new(Barrier::new(workers + 1));
+    let threads: Vec<_> = (0..workers)
+        .map(|_| {
+            let (svc, body, stop, start) = (svc.clone(), body.clone(), stop.clone(), start.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async move {
+                    start.wait();
+                    let mut done = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        black_box(call(&svc, &body).await);
+                        done += 1;
+                    }
+                    done
+                })
+            })
+        })
+        .collect();
+    start.wait();
+    let began = Instant::now();
+    std::thread::sleep(run);
+    stop.store(true, Ordering::Relaxed);
+    let done: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    done as f64 / began.elapsed().as_secs_f64()
+}
+
 fn main() {
     let _prometheus =
         tower_observability::prometheus_builder().install_recorder().expect("the only recorder");
@@ -108,6 +159,22 @@ fn main() {
                 });
             }
         });
+        return;
+    }
+
+    if let Ok(spec) = std::env::var("GRPC_SCALING") {
+        let mut parts = spec.split(':');
+        let case = parts.next().unwrap_or("metrics").to_owned();
+        let workers: usize = parts.next().and_then(|w| w.parse().ok()).unwrap_or(2);
+        let run = Duration::from_secs(parts.next().and_then(|s| s.parse().ok()).unwrap_or(3));
+        let rate = match case.as_str() {
+            "bare" => calls_per_second(&bare, &body, workers, run),
+            "metrics" => calls_per_second(&metrics, &body, workers, run),
+            "full" => calls_per_second(&full, &body, workers, run),
+            other => panic!("GRPC_SCALING={spec}: the case is bare, metrics or full, not {other}"),
+        };
+        println!("{case} with {workers} workers: {rate:.0} calls/s");
+        let _ = provider.shutdown();
         return;
     }
 
