@@ -109,7 +109,7 @@ impl HttpMetricsLayer {
     }
 
     fn from_parts(config: Config, gauges: Arc<ActiveGauges>, stats: HttpStats) -> Self {
-        let rpc = Arc::new(rpc::methods(config.max_routes, &stats, config.exemplars.clone()));
+        let rpc = rpc::methods(config.max_routes, &stats, config.exemplars.clone());
         let routes = Routes::new(config.max_routes, |label| {
             Routed::new(make_route(&config, &gauges, &stats, &rpc, label, &RouteMatcher::default()))
         });

@@ -1,17 +1,28 @@
 //! RPC server metrics for gRPC calls, in the OpenTelemetry RPC semantic
 //! conventions v1.44.0 ("Semantic conventions for RPC metrics"): handles
 //! built once per method and status, and the per-method active count.
+//!
+//! As the HTTP routes' (see [`buffer`](super::buffer)), a method's finished
+//! calls wait in a buffer of the worker's thread and are written into the
+//! histograms and windows in batches (by the call that fills the buffer,
+//! by the flushing thread every 100 ms, before every read), and its active
+//! count is a per-thread count given to the gauge on each flush: the
+//! workers serving one method do not write the same cache lines per call.
+//! The handles are still made (registered with the recorder in scope) by
+//! the call that needs them first.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, OnceLock, PoisonError, RwLock},
+    sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak},
     time::Instant,
 };
 
 use ::metrics::{Gauge, Histogram, Label, SharedString};
 
 use super::{
+    buffer::BUFFERED_REQUESTS,
     exemplar::{Exemplars, SampledIds, SeriesExemplars},
+    flush::{self, Flush},
     stats::{HttpStats, RouteWindows},
 };
 use crate::{
@@ -19,6 +30,7 @@ use crate::{
     grpc::Code,
     route::{OVERFLOW_ROUTE, RouteTable, UNMATCHED_ROUTE},
     semconv::{RPC_METHOD_OTHER, RPC_SYSTEM_GRPC},
+    shard::{self, Padded, ShardedCount, lock},
 };
 
 /// `rpc.server.call.duration`: seconds from the call to the end of its
@@ -50,9 +62,35 @@ pub(super) fn describe() {
 /// of methods, and `_OTHER`.
 pub(crate) type RpcMethods = RouteTable<RpcMethod>;
 
-/// A new table of at most `max` methods.
-pub(crate) fn methods(max: usize, stats: &HttpStats, exemplars: Option<Exemplars>) -> RpcMethods {
-    RouteTable::new(max, |label| RpcMethod::new(label, stats.clone(), exemplars.clone()))
+/// A new table of at most `max` methods, flushed by [`flush`](super::flush)
+/// while it lives.
+pub(crate) fn methods(max: usize, stats: &HttpStats, exemplars: Option<Exemplars>) -> Arc<RpcMethods> {
+    let table =
+        Arc::new(RouteTable::new(max, |label| RpcMethod::new(label, stats.clone(), exemplars.clone())));
+    let weak: Weak<dyn Flush> = Arc::downgrade(&table) as Weak<dyn Flush>;
+    flush::register(weak);
+    table
+}
+
+impl Flush for RpcMethods {
+    fn flush(&self) {
+        for method in self.all() {
+            method.flush();
+        }
+    }
+}
+
+/// A finished call waiting in a buffer: what its series and windows get.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    seconds: f64,
+    /// Its status code (the index of its histogram in `by_code`).
+    code: Code,
+    error: bool,
+    /// When it ended.
+    at: Instant,
+    /// Its span's ids, when sampled and its series keeps exemplars.
+    exemplar: Option<SampledIds>,
 }
 
 /// The duration histogram of one label set, and its exemplar slots.
@@ -81,6 +119,12 @@ impl CallDuration {
 pub(crate) struct RpcMethod {
     method: SharedString,
     active: OnceLock<Gauge>,
+    /// Calls under way, per thread; given to `active` on each flush.
+    under_way: ShardedCount,
+    /// What `active` was given so far.
+    published: Mutex<i64>,
+    /// The finished calls waiting to be written, one buffer per shard.
+    shards: Box<[Padded<Mutex<Vec<Entry>>>]>,
     /// The duration of calls whose error is the one their code gives,
     /// one per code.
     by_code: [OnceLock<CallDuration>; 17],
@@ -98,6 +142,9 @@ impl RpcMethod {
         Self {
             method: SharedString::from(label.to_owned()),
             active: OnceLock::new(),
+            under_way: ShardedCount::new(),
+            published: Mutex::new(0),
+            shards: shard::shards(|| Mutex::new(Vec::new())),
             by_code: Default::default(),
             marked: RwLock::default(),
             windows: OnceLock::new(),
@@ -128,17 +175,19 @@ impl RpcMethod {
         })
     }
 
-    /// Counts a call of the method as under way.
+    /// Counts a call of the method as under way: registers its gauge
+    /// (with the recorder in scope) on first use.
     #[inline]
     pub(crate) fn start(&self) {
-        self.active().increment(1.0);
+        self.active();
+        self.under_way.add(1);
         self.stats.start_request();
     }
 
     /// Counts a call as over; pairs with [`start`](Self::start).
     #[inline]
     pub(crate) fn end(&self) {
-        self.active().decrement(1.0);
+        self.under_way.add(-1);
         self.stats.end_request();
     }
 
@@ -153,13 +202,60 @@ impl RpcMethod {
         at: Instant,
         sampled: impl Fn() -> Option<SampledIds>,
     ) {
-        self.windows().stats.record_at(seconds, error.is_some(), at);
         let by_code = code.is_server_error().then_some(ErrorType::Grpc(code));
         match error {
-            marked @ Some(mark) if marked != by_code => self.record_marked(seconds, code, mark, at, sampled),
-            _ => self.by_code[code as usize]
-                .get_or_init(|| self.histogram(code, by_code))
-                .record(seconds, at, sampled),
+            marked @ Some(mark) if marked != by_code => {
+                // Rare (a mark, a service error): at once.
+                self.windows().stats.record_at(seconds, true, at);
+                self.record_marked(seconds, code, mark, at, sampled);
+            }
+            _ => {
+                let duration = self.by_code[code as usize].get_or_init(|| self.histogram(code, by_code));
+                let exemplar = if duration.exemplars.is_some() { sampled() } else { None };
+                self.windows();
+                let mut entries = lock(shard::mine(&self.shards));
+                if entries.capacity() == 0 {
+                    entries.reserve_exact(BUFFERED_REQUESTS);
+                }
+                entries.push(Entry { seconds, code, error: error.is_some(), at, exemplar });
+                if entries.len() >= BUFFERED_REQUESTS {
+                    self.write(&mut entries);
+                }
+            }
+        }
+    }
+
+    /// Writes `entries` into the histograms and windows and empties it.
+    /// Called with the shard's lock held, so that a flush that finds a
+    /// shard empty knows its calls are written.
+    fn write(&self, entries: &mut Vec<Entry>) {
+        let windows = self.windows();
+        for entry in entries.iter() {
+            // Made by the call, before it was buffered.
+            if let Some(duration) = self.by_code[entry.code as usize].get() {
+                duration.record(entry.seconds, entry.at, || entry.exemplar);
+            }
+            windows.stats.record_at(entry.seconds, entry.error, entry.at);
+        }
+        entries.clear();
+    }
+
+    /// Writes the buffered calls, and gives the gauge the calls under way.
+    fn flush(&self) {
+        for shard in self.shards.iter() {
+            let mut entries = lock(shard);
+            if !entries.is_empty() {
+                self.write(&mut entries);
+            }
+        }
+        let Some(gauge) = self.active.get() else { return };
+        let mut published = lock(&self.published);
+        // Clamped: read while calls move between shards, the sum can miss
+        // a start whose end it saw.
+        let now = self.under_way.sum().max(0);
+        if now != *published {
+            gauge.increment((now - *published) as f64);
+            *published = now;
         }
     }
 
@@ -199,6 +295,14 @@ impl RpcMethod {
     }
 }
 
+impl Drop for RpcMethod {
+    /// Writes what waits, so that a dropped layer leaves a shared
+    /// recorder's series and gauges right.
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
@@ -232,6 +336,8 @@ mod tests {
             });
             say.record(0.5, Code::Internal, Some(ErrorType::Panic), now, || Some(ids(2)));
             other.record(0.1, Code::Unimplemented, Some(ErrorType::Grpc(Code::Unimplemented)), now, || None);
+            // What waits in the thread's buffers.
+            table.flush();
         });
         let exemplar_of = |status: &str| {
             let found = registry.latest(RPC_SERVER_CALL_DURATION, &[("rpc_response_status_code", status)]);
@@ -281,5 +387,104 @@ mod tests {
         let expected: Vec<(String, String)> =
             expected.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         assert_eq!(seen, expected);
+    }
+
+    /// The `rpc_server_call_duration_seconds` values recorded since the last
+    /// snapshot, and the active gauge, in a snapshot of the recorder.
+    fn counted(snapshotter: &metrics_util::debugging::Snapshotter) -> (usize, f64) {
+        let (mut calls, mut active) = (0, f64::NAN);
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            match value {
+                DebugValue::Histogram(v) if key.key().name() == RPC_SERVER_CALL_DURATION => calls += v.len(),
+                DebugValue::Gauge(v) if key.key().name() == RPC_SERVER_ACTIVE_CALLS => {
+                    active = v.into_inner()
+                }
+                _ => {}
+            }
+        }
+        (calls, active)
+    }
+
+    #[test]
+    fn calls_wait_in_the_thread_buffer_until_one_fills_it_or_a_flush() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        ::metrics::with_local_recorder(&recorder, || {
+            let table = methods(4, &HttpStats::new(), None);
+            let say = table.get(Some("demo.Greeter/SayHello"), |l| RpcMethod::new(l, HttpStats::new(), None));
+            let now = Instant::now();
+            for _ in 0..BUFFERED_REQUESTS - 1 {
+                say.start();
+                say.record(0.01, Code::Ok, None, now, || None);
+            }
+            // The calls' histogram and gauge are registered, at zero.
+            assert_eq!(counted(&snapshotter), (0, 0.0), "buffered, not written");
+            say.start();
+            say.record(0.01, Code::Ok, None, now, || None);
+            assert_eq!(
+                counted(&snapshotter).0,
+                BUFFERED_REQUESTS,
+                "the call that fills the buffer writes it"
+            );
+            say.record(0.01, Code::Ok, None, now, || None);
+            table.flush();
+            // (A snapshot of this recorder takes the histograms' values and
+            // the gauges': one call since the last, the gauge at 32.)
+            assert_eq!(counted(&snapshotter), (1, BUFFERED_REQUESTS as f64));
+            for _ in 0..BUFFERED_REQUESTS {
+                say.end();
+            }
+            table.flush();
+            // The snapshot took the gauge's value (32): the flush gives it
+            // the change since, all calls over.
+            assert_eq!(
+                counted(&snapshotter).1,
+                -(BUFFERED_REQUESTS as f64),
+                "the gauge follows the calls under way"
+            );
+        });
+    }
+
+    #[test]
+    fn every_call_of_many_threads_is_written_once() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let stats = HttpStats::new();
+        ::metrics::with_local_recorder(&recorder, || {
+            let table = methods(4, &stats, None);
+            let say = table.get(Some("demo.Greeter/SayHello"), |l| RpcMethod::new(l, stats.clone(), None));
+            // The handles, made with the recorder in scope.
+            say.start();
+            say.record(0.01, Code::Ok, None, Instant::now(), || None);
+            say.end();
+            std::thread::scope(|scope| {
+                for _ in 0..4 {
+                    let say = &say;
+                    scope.spawn(move || {
+                        for _ in 0..1000 {
+                            say.start();
+                            say.record(0.01, Code::Ok, None, Instant::now(), || None);
+                            say.end();
+                        }
+                    });
+                }
+            });
+            table.flush();
+        });
+        assert_eq!(counted(&snapshotter), (4001, 0.0));
+    }
+
+    #[test]
+    fn a_dropped_table_writes_what_waits() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        ::metrics::with_local_recorder(&recorder, || {
+            let table = methods(4, &HttpStats::new(), None);
+            let say = table.get(Some("demo.Greeter/SayHello"), |l| RpcMethod::new(l, HttpStats::new(), None));
+            say.start();
+            say.record(0.01, Code::Ok, None, Instant::now(), || None);
+            drop((say, table));
+        });
+        assert_eq!(counted(&snapshotter), (1, 1.0));
     }
 }
