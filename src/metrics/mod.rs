@@ -59,11 +59,12 @@
 //! kept per thread and added up when read, so that workers serving one
 //! route do not write the same cache lines per request (threads take
 //! shards in turn, twice as many shards as cores, at most 16: the workers
-//! of a pool get their own). gRPC calls (the RPC metrics) are still
-//! written at once. What waits is
-//! written when 32 requests have gathered on a thread, every 100 ms, and
-//! before the crate reads or renders the figures: see [`flush`] for when,
-//! and when to call it yourself.
+//! of a pool get their own). gRPC calls (the RPC metrics) are buffered
+//! the same way, per method, but a call whose error was marked (a service
+//! error, a handler's mark: rare) is written at once. What waits is
+//! written when 32 requests (or calls) have gathered on a thread, every
+//! 100 ms, and before the crate reads or renders the figures: see
+//! [`flush`] for when, and when to call it yourself.
 //!
 //! # Exemplars
 //!
