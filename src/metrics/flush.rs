@@ -55,8 +55,9 @@ pub(crate) fn register(state: Weak<dyn Flush>) {
 
 /// The flushing thread: flushes every [`FLUSH_INTERVAL`], and ends once
 /// no buffered state is left (it is started again by the next). Its list
-/// of live state is kept from one flush to the next: no allocation while
-/// it runs.
+/// of live state is kept from one flush to the next; what it allocates
+/// while it runs is the list of a gRPC method table's methods, once a
+/// flush per table.
 fn run() {
     /// Marks the thread as not running when a flush panics (a recorder's
     /// handle may), so that the next registration starts another.
@@ -132,7 +133,8 @@ fn flush_live(live: &mut Vec<Arc<dyn Flush>>) -> bool {
 /// request keeps its end time (the windows count it in the second it
 /// ended); the exemplar of a bucket is the request written last, which is
 /// not always the one that ended last. When nothing waits, a call locks
-/// the registry and each shard of each route once.
+/// the registry and each shard of each route once, and each gRPC method
+/// table and each shard of its methods.
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {

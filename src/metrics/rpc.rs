@@ -410,7 +410,9 @@ mod tests {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
         ::metrics::with_local_recorder(&recorder, || {
-            let table = methods(4, &HttpStats::new(), None);
+            // Not registered with the flushing thread, whose tick would
+            // write the buffers at any moment of the test.
+            let table: RpcMethods = RouteTable::new(4, |l| RpcMethod::new(l, HttpStats::new(), None));
             let say = table.get(Some("demo.Greeter/SayHello"), |l| RpcMethod::new(l, HttpStats::new(), None));
             let now = Instant::now();
             for _ in 0..BUFFERED_REQUESTS - 1 {
@@ -453,17 +455,31 @@ mod tests {
         ::metrics::with_local_recorder(&recorder, || {
             let table = methods(4, &stats, None);
             let say = table.get(Some("demo.Greeter/SayHello"), |l| RpcMethod::new(l, stats.clone(), None));
-            // The handles, made with the recorder in scope.
+            // The handles, made with the recorder in scope (the threads'
+            // calls would make theirs in no recorder).
             say.start();
             say.record(0.01, Code::Ok, None, Instant::now(), || None);
+            say.record(
+                0.01,
+                Code::Unavailable,
+                Some(ErrorType::Grpc(Code::Unavailable)),
+                Instant::now(),
+                || None,
+            );
             say.end();
             std::thread::scope(|scope| {
                 for _ in 0..4 {
                     let say = &say;
                     scope.spawn(move || {
-                        for _ in 0..1000 {
+                        for i in 0..1000 {
                             say.start();
-                            say.record(0.01, Code::Ok, None, Instant::now(), || None);
+                            // One call in ten fails (with its code's error: buffered too).
+                            let (code, error) = if i % 10 == 0 {
+                                (Code::Unavailable, Some(ErrorType::Grpc(Code::Unavailable)))
+                            } else {
+                                (Code::Ok, None)
+                            };
+                            say.record(0.01, code, error, Instant::now(), || None);
                             say.end();
                         }
                     });
@@ -471,7 +487,13 @@ mod tests {
             });
             table.flush();
         });
-        assert_eq!(counted(&snapshotter), (4001, 0.0));
+        assert_eq!(counted(&snapshotter), (4002, 0.0));
+        let window = stats.window(crate::window::Window::OneMinute);
+        assert_eq!(
+            (window.requests, window.errors),
+            (4002, 401),
+            "the windows count every call, and the failed"
+        );
     }
 
     #[test]
