@@ -198,14 +198,16 @@ impl<W: fmt::Write> Visit for JsonVisitor<'_, W> {
             |out| if value.is_finite() { write!(out, "{value:?}") } else { out.write_str("null") },
         );
     }
+    // Integers through `itoa` (the text `Display` gives, without the
+    // formatting machinery); booleans as their words.
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.member(field, |out| write!(out, "{value}"));
+        self.member(field, |out| out.write_str(itoa::Buffer::new().format(value)));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.member(field, |out| write!(out, "{value}"));
+        self.member(field, |out| out.write_str(itoa::Buffer::new().format(value)));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.member(field, |out| write!(out, "{value}"));
+        self.member(field, |out| out.write_str(if value { "true" } else { "false" }));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
         self.member(field, |out| write_json_str(out, value));
@@ -815,6 +817,33 @@ mod tests {
             after_timestamps(&buffered),
             "the same bytes but the timestamps"
         );
+    }
+
+    #[test]
+    fn integers_and_booleans_are_written_as_display_writes_them() {
+        let text = json_lines(|| {
+            tracing::info!(
+                min = i64::MIN,
+                max = u64::MAX,
+                zero = 0u64,
+                minus = -42i64,
+                yes = true,
+                no = false,
+                "numbers"
+            );
+        });
+        for expected in [
+            format!("\"min\":{}", i64::MIN),
+            format!("\"max\":{}", u64::MAX),
+            "\"zero\":0".to_owned(),
+            "\"minus\":-42".to_owned(),
+            "\"yes\":true".to_owned(),
+            "\"no\":false".to_owned(),
+        ] {
+            assert!(text.contains(&expected), "{expected} in {text}");
+        }
+        let line: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(line["fields"]["max"].as_u64(), Some(u64::MAX));
     }
 
     #[test]
