@@ -6,9 +6,10 @@
 //! (prepared, as a server does) and driven with `oneshot`: a prost-encoded
 //! request in one gRPC frame, the response body collected to its trailers,
 //! on a tokio current-thread runtime. The process holds a Prometheus
-//! recorder with the crate's buckets and an SDK tracer provider with a
-//! batch processor and a no-op exporter, `parentbased_always_on`: every
-//! call is a sampled root span.
+//! recorder with the crate's buckets and an SDK tracer provider with the
+//! crate's batch processor (`telemetry::counted_span_processor`) and a
+//! no-op exporter, `parentbased_always_on`: every call is a sampled root
+//! span.
 //!
 //! ```text
 //! cargo bench --bench grpc
@@ -134,8 +135,9 @@ where
 fn main() {
     let _prometheus =
         tower_observability::prometheus_builder().install_recorder().expect("the only recorder");
+    // The crate's counted batch pipeline, as `Observability` installs it.
     let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(NoopExporter)
+        .with_span_processor(tower_observability::telemetry::counted_span_processor(NoopExporter, 2048))
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
         .build();
     let tracer = provider.tracer("tower-observability");
