@@ -21,6 +21,52 @@ use crate::shard::{self, Padded, lock};
 /// fills it writes them out.
 pub(crate) const BUFFERED_REQUESTS: usize = 32;
 
+/// Entries gathered per thread, one `Vec` per shard, handed to a writer in
+/// batches: by the push that fills a shard's ([`BUFFERED_REQUESTS`]), and
+/// by [`drain`](Self::drain). The writer runs with the shard's lock held,
+/// so that a drain that finds a shard empty knows its entries are written.
+/// The HTTP routes' and the gRPC methods' buffers.
+#[derive(Debug)]
+pub(crate) struct Batches<E>(Box<[Padded<Mutex<Vec<E>>>]>);
+
+impl<E> Batches<E> {
+    pub(crate) fn new() -> Self {
+        Self(shard::shards(|| Mutex::new(Vec::new())))
+    }
+
+    /// Adds `entry` to the calling thread's shard; `write` gets the shard's
+    /// entries when it is full.
+    #[inline]
+    pub(crate) fn push(&self, entry: E, write: impl FnOnce(&[E])) {
+        let mut entries = lock(shard::mine(&self.0));
+        if entries.capacity() == 0 {
+            entries.reserve_exact(BUFFERED_REQUESTS);
+        }
+        entries.push(entry);
+        if entries.len() >= BUFFERED_REQUESTS {
+            write(&entries);
+            entries.clear();
+        }
+    }
+
+    /// Hands `write` the entries of each shard that holds any.
+    pub(crate) fn drain(&self, mut write: impl FnMut(&[E])) {
+        for shard in self.0.iter() {
+            let mut entries = lock(shard);
+            if !entries.is_empty() {
+                write(&entries);
+                entries.clear();
+            }
+        }
+    }
+
+    /// The entries waiting in all shards.
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> usize {
+        self.0.iter().map(|shard| lock(shard).len()).sum()
+    }
+}
+
 /// A finished request waiting in a buffer.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -42,7 +88,7 @@ pub(crate) struct RouteBuffer {
     /// Found in the layer's [`HttpStats`] at the route's first request, so
     /// that a label shows there only once requests were given it.
     windows: OnceLock<Arc<RouteWindows>>,
-    shards: Box<[Padded<Mutex<Vec<Entry>>>]>,
+    batches: Batches<Entry>,
 }
 
 impl RouteBuffer {
@@ -57,12 +103,7 @@ impl RouteBuffer {
 
     /// A buffer that only fills and drops write out (for the tests).
     fn unregistered(series: RouteSeries, stats: HttpStats) -> Arc<Self> {
-        Arc::new(Self {
-            series,
-            stats,
-            windows: OnceLock::new(),
-            shards: shard::shards(|| Mutex::new(Vec::new())),
-        })
+        Arc::new(Self { series, stats, windows: OnceLock::new(), batches: Batches::new() })
     }
 
     /// The route's series.
@@ -102,20 +143,12 @@ impl RouteBuffer {
         };
         let exemplar = if series.exemplars.is_some() { sampled() } else { None };
         let windows = self.windows();
-        let mut entries = lock(shard::mine(&self.shards));
-        if entries.capacity() == 0 {
-            entries.reserve_exact(BUFFERED_REQUESTS);
-        }
-        entries.push(Entry { slot, error, m, at, exemplar });
-        if entries.len() >= BUFFERED_REQUESTS {
-            self.write(windows, &mut entries);
-        }
+        self.batches.push(Entry { slot, error, m, at, exemplar }, |entries| self.write(windows, entries));
     }
 
-    /// Writes `entries` into the series and windows and empties it. Called
-    /// with the shard's lock held, so that a [`flush`](super::flush) that
-    /// finds a shard empty knows its requests are written.
-    fn write(&self, windows: &RouteWindows, entries: &mut Vec<Entry>) {
+    /// Writes `entries` into the series and windows (with the shard's lock
+    /// held, see [`Batches`]).
+    fn write(&self, windows: &RouteWindows, entries: &[Entry]) {
         let label = self.series.label();
         for entry in entries.iter() {
             if let Some(series) = self.series.in_slot(entry.slot) {
@@ -124,18 +157,12 @@ impl RouteBuffer {
             }
             self.stats.record(&windows.stats, label, entry.m.seconds, entry.error, entry.at);
         }
-        entries.clear();
     }
 }
 
 impl Flush for RouteBuffer {
     fn flush(&self) {
-        for shard in self.shards.iter() {
-            let mut entries = lock(shard);
-            if !entries.is_empty() {
-                self.write(self.windows(), &mut entries);
-            }
-        }
+        self.batches.drain(|entries| self.write(self.windows(), entries));
     }
 }
 
@@ -195,7 +222,7 @@ mod tests {
         let buffer =
             RouteBuffer::unregistered(RouteSeries::new("/b", false, SeriesLabels::default(), None), stats);
         let written = || buffer.windows().stats.requests_at(crate::window::Window::OneMinute, Instant::now());
-        let waiting = || buffer.shards.iter().map(|s| lock(s).len()).sum::<usize>();
+        let waiting = || buffer.batches.waiting();
         let now = Instant::now();
         for _ in 0..BUFFERED_REQUESTS - 1 {
             buffer.record(key(), m(0.1), false, now, || None);

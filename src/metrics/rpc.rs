@@ -20,9 +20,10 @@ use std::{
 use ::metrics::{Gauge, Histogram, Label, SharedString};
 
 use super::{
-    buffer::BUFFERED_REQUESTS,
+    buffer::Batches,
     exemplar::{Exemplars, SampledIds, SeriesExemplars},
     flush::{self, Flush},
+    series::publish,
     stats::{HttpStats, RouteWindows},
 };
 use crate::{
@@ -30,7 +31,7 @@ use crate::{
     grpc::Code,
     route::{OVERFLOW_ROUTE, RouteTable, UNMATCHED_ROUTE},
     semconv::{RPC_METHOD_OTHER, RPC_SYSTEM_GRPC},
-    shard::{self, Padded, ShardedCount, lock},
+    shard::{ShardedCount, lock},
 };
 
 /// `rpc.server.call.duration`: seconds from the call to the end of its
@@ -123,8 +124,8 @@ pub(crate) struct RpcMethod {
     under_way: ShardedCount,
     /// What `active` was given so far.
     published: Mutex<i64>,
-    /// The finished calls waiting to be written, one buffer per shard.
-    shards: Box<[Padded<Mutex<Vec<Entry>>>]>,
+    /// The finished calls waiting to be written.
+    batches: Batches<Entry>,
     /// The duration of calls whose error is the one their code gives,
     /// one per code.
     by_code: [OnceLock<CallDuration>; 17],
@@ -144,7 +145,7 @@ impl RpcMethod {
             active: OnceLock::new(),
             under_way: ShardedCount::new(),
             published: Mutex::new(0),
-            shards: shard::shards(|| Mutex::new(Vec::new())),
+            batches: Batches::new(),
             by_code: Default::default(),
             marked: RwLock::default(),
             windows: OnceLock::new(),
@@ -213,22 +214,15 @@ impl RpcMethod {
                 let duration = self.by_code[code as usize].get_or_init(|| self.histogram(code, by_code));
                 let exemplar = if duration.exemplars.is_some() { sampled() } else { None };
                 self.windows();
-                let mut entries = lock(shard::mine(&self.shards));
-                if entries.capacity() == 0 {
-                    entries.reserve_exact(BUFFERED_REQUESTS);
-                }
-                entries.push(Entry { seconds, code, error: error.is_some(), at, exemplar });
-                if entries.len() >= BUFFERED_REQUESTS {
-                    self.write(&mut entries);
-                }
+                let entry = Entry { seconds, code, error: error.is_some(), at, exemplar };
+                self.batches.push(entry, |entries| self.write(entries));
             }
         }
     }
 
-    /// Writes `entries` into the histograms and windows and empties it.
-    /// Called with the shard's lock held, so that a flush that finds a
-    /// shard empty knows its calls are written.
-    fn write(&self, entries: &mut Vec<Entry>) {
+    /// Writes `entries` into the histograms and windows (with the shard's
+    /// lock held, see [`Batches`]).
+    fn write(&self, entries: &[Entry]) {
         let windows = self.windows();
         for entry in entries.iter() {
             // Made by the call, before it was buffered.
@@ -237,25 +231,13 @@ impl RpcMethod {
             }
             windows.stats.record_at(entry.seconds, entry.error, entry.at);
         }
-        entries.clear();
     }
 
     /// Writes the buffered calls, and gives the gauge the calls under way.
     fn flush(&self) {
-        for shard in self.shards.iter() {
-            let mut entries = lock(shard);
-            if !entries.is_empty() {
-                self.write(&mut entries);
-            }
-        }
-        let Some(gauge) = self.active.get() else { return };
-        let mut published = lock(&self.published);
-        // Clamped: read while calls move between shards, the sum can miss
-        // a start whose end it saw.
-        let now = self.under_way.sum().max(0);
-        if now != *published {
-            gauge.increment((now - *published) as f64);
-            *published = now;
+        self.batches.drain(|entries| self.write(entries));
+        if let Some(gauge) = self.active.get() {
+            publish(gauge, self.under_way.sum(), &mut lock(&self.published));
         }
     }
 
@@ -308,6 +290,7 @@ mod tests {
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
     use super::*;
+    use crate::metrics::buffer::BUFFERED_REQUESTS;
 
     fn ids(n: u8) -> SampledIds {
         SampledIds {

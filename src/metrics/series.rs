@@ -95,21 +95,21 @@ impl Flush for ActiveGauges {
         for (method, gauges) in self.gauges.iter().enumerate() {
             for (scheme, gauge) in gauges.iter().enumerate() {
                 let Some(gauge) = gauge.get() else { continue };
-                // Clamped: read while requests move between shards, the sum
-                // can miss a start whose end it saw.
-                let now: i64 = self
-                    .counts
-                    .iter()
-                    .map(|shard| shard[method][scheme].load(Ordering::Relaxed))
-                    .sum::<i64>()
-                    .max(0);
-                let delta = now - published[method][scheme];
-                if delta != 0 {
-                    gauge.increment(delta as f64);
-                    published[method][scheme] = now;
-                }
+                let now = self.counts.iter().map(|shard| shard[method][scheme].load(Ordering::Relaxed)).sum();
+                publish(gauge, now, &mut published[method][scheme]);
             }
         }
+    }
+}
+
+/// Gives `gauge` the change of a per-thread count from what it was given
+/// (`published`) to `now`. Clamped at 0: read while requests move between
+/// shards, a sum can miss a start whose end it saw.
+pub(crate) fn publish(gauge: &Gauge, now: i64, published: &mut i64) {
+    let now = now.max(0);
+    if now != *published {
+        gauge.increment((now - *published) as f64);
+        *published = now;
     }
 }
 
