@@ -68,7 +68,7 @@ impl<P: LogProcessor> LogProcessor for GuardedLogProcessor<P> {
         if let Some(id) = id {
             record.add_attribute(REQUEST_ID, AnyValue::from(id.as_str().to_owned()));
         }
-        if self.pipeline.reserve() {
+        if self.pipeline.reserve().is_some() {
             self.inner.emit(record, scope);
         } else {
             self.pipeline.on_dropped();

@@ -264,14 +264,9 @@ impl Pipeline {
         self.pending.load(Ordering::Acquire)
     }
 
-    /// Takes a queue slot; `false` when the queue is full.
-    pub(crate) fn reserve(&self) -> bool {
-        self.reserve_counted().is_some()
-    }
-
     /// Takes a queue slot; how many are taken with it, `None` when the
     /// queue is full.
-    pub(crate) fn reserve_counted(&self) -> Option<usize> {
+    pub(crate) fn reserve(&self) -> Option<usize> {
         let previous = self
             .pending
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.capacity).then_some(n + 1))
@@ -439,10 +434,10 @@ mod tests {
     #[test]
     fn the_queue_is_bounded() {
         let pipeline = Pipeline::new(&SPANS, 3);
-        assert!((0..3).all(|_| pipeline.reserve()));
-        assert!(!pipeline.reserve(), "a fourth span has no slot");
+        assert!((0..3).all(|_| pipeline.reserve().is_some()));
+        assert!(pipeline.reserve().is_none(), "a fourth span has no slot");
         pipeline.release(2);
-        assert!(pipeline.reserve());
+        assert!(pipeline.reserve().is_some());
         pipeline.release(100);
         assert_eq!(pipeline.pending.load(Ordering::Relaxed), 0);
     }

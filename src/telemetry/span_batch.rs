@@ -263,7 +263,7 @@ impl SpanProcessor for ShardedBatchProcessor {
             // As the SDK's processor: what ends after shutdown is not exported.
             return;
         }
-        let Some(queued) = shared.pipeline.reserve_counted() else {
+        let Some(queued) = shared.pipeline.reserve() else {
             shared.pipeline.on_dropped();
             return;
         };
