@@ -26,16 +26,10 @@
 
 #[path = "../tests/support/greeter.rs"]
 mod greeter;
+#[path = "support/workers.rs"]
+mod workers;
 
-use std::{
-    convert::Infallible,
-    hint::black_box,
-    sync::{
-        Arc, Barrier,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::{convert::Infallible, hint::black_box, time::Duration};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use criterion::Criterion;
@@ -105,31 +99,13 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: std::fmt::Debug,
 {
-    let stop = Arc::new(AtomicBool::new(false));
-    let start = Arc::new(Barrier::new(workers + 1));
-    let threads: Vec<_> = (0..workers)
-        .map(|_| {
-            let (svc, body, stop, start) = (svc.clone(), body.clone(), stop.clone(), start.clone());
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                rt.block_on(async move {
-                    start.wait();
-                    let mut done = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        black_box(call(&svc, &body).await);
-                        done += 1;
-                    }
-                    done
-                })
-            })
-        })
-        .collect();
-    start.wait();
-    let began = Instant::now();
-    std::thread::sleep(run);
-    stop.store(true, Ordering::Relaxed);
-    let done: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
-    done as f64 / began.elapsed().as_secs_f64()
+    let (svc, body) = (svc.clone(), body.clone());
+    workers::per_second(workers, run, move || {
+        let (svc, body) = (svc.clone(), body.clone());
+        async move {
+            black_box(call(&svc, &body).await);
+        }
+    })
 }
 
 fn main() {

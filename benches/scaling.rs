@@ -42,16 +42,18 @@ fn main() {
 
 #[path = "support/counting_exporter.rs"]
 mod counting_exporter;
+#[path = "support/workers.rs"]
+mod workers;
 
 mod imp {
-    use super::counting_exporter::CountingExporter;
+    use super::{counting_exporter::CountingExporter, workers::per_second};
     use std::{
         hint::black_box,
         sync::{
-            Arc, Barrier,
-            atomic::{AtomicBool, AtomicU64, Ordering},
+            Arc,
+            atomic::{AtomicU64, Ordering},
         },
-        time::{Duration, Instant},
+        time::Duration,
     };
 
     use axum::{Router, body::Body, extract::Path, http::Request, response::IntoResponse, routing::get};
@@ -73,37 +75,19 @@ mod imp {
 
     /// Requests per second of `workers` threads driving `router` for `run`.
     fn throughput(router: &Router, workers: usize, traceparent: bool, run: Duration) -> f64 {
-        let stop = Arc::new(AtomicBool::new(false));
-        let start = Arc::new(Barrier::new(workers + 1));
-        let threads: Vec<_> = (0..workers)
-            .map(|_| {
-                let (router, stop, start) = (router.clone(), stop.clone(), start.clone());
-                std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-                    rt.block_on(async move {
-                        start.wait();
-                        let mut done = 0u64;
-                        while !stop.load(Ordering::Relaxed) {
-                            let mut req = Request::get("/users/42");
-                            if traceparent {
-                                req = req.header("traceparent", UNSAMPLED_PARENT);
-                            }
-                            let res = router.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
-                            assert!(res.status().is_success());
-                            black_box(res.into_body().collect().await.unwrap());
-                            done += 1;
-                        }
-                        done
-                    })
-                })
-            })
-            .collect();
-        start.wait();
-        let began = Instant::now();
-        std::thread::sleep(run);
-        stop.store(true, Ordering::Relaxed);
-        let done: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
-        done as f64 / began.elapsed().as_secs_f64()
+        let router = router.clone();
+        per_second(workers, run, move || {
+            let router = router.clone();
+            async move {
+                let mut req = Request::get("/users/42");
+                if traceparent {
+                    req = req.header("traceparent", UNSAMPLED_PARENT);
+                }
+                let res = router.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+                assert!(res.status().is_success());
+                black_box(res.into_body().collect().await.unwrap());
+            }
+        })
     }
 
     fn median(mut v: Vec<f64>) -> f64 {
